@@ -1,3 +1,4 @@
 pytest_plugins = [
     "tests.fixtures.models",
+    "tests.fixtures.docker_cli",
 ]

@@ -1,0 +1,3 @@
+from docker_model.cli.main import main
+
+main()

@@ -1,0 +1,23 @@
+"""`docker model version`: client version and platform, plus the runner's when it is running."""
+
+from __future__ import annotations
+
+import platform
+
+import click
+
+from docker_model import __version__
+
+
+def platform_name() -> str:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    return f"{platform.system().lower()}/{arch}"
+
+
+@click.command()
+def version() -> None:
+    """Show the Docker Model Runner version."""
+    click.echo("Client:")
+    click.echo(f" Version:    {__version__}")
+    click.echo(f" OS/Arch:    {platform_name()}")
