@@ -23,7 +23,7 @@ _MAX_NAME_LENGTH = 255
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _REGISTRY = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*(?::[0-9]{{1,5}})?")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MODEL_ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
 
@@ -93,7 +93,9 @@ def parse_reference(text: str) -> Reference:
     if "@" in text:
         name, digest = text.split("@", 1)
         if not _DIGEST.fullmatch(digest):
-            raise InvalidReferenceError(original, "a digest must be 'sha256:' followed by 64 lowercase hex digits")
+            raise InvalidReferenceError(
+                original, "a digest must be 'sha256:' followed by 64 lowercase hex digits"
+            )
 
     tag = None
     last_slash = name.rfind("/")
@@ -102,7 +104,8 @@ def parse_reference(text: str) -> Reference:
         name, tag = name[:colon], name[colon + 1 :]
         if not _TAG.fullmatch(tag):
             raise InvalidReferenceError(
-                original, f"tag {tag!r} must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+                original,
+                f"tag {tag!r} must be 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
             )
     if not name:
         raise InvalidReferenceError(original, "the repository name is missing")
@@ -126,7 +129,9 @@ def _split_registry(name: str, original: str) -> tuple[str, str]:
     components = path.split("/")
     for component in components:
         if not component:
-            raise InvalidReferenceError(original, "the repository path has an empty component ('//' or a trailing '/')")
+            raise InvalidReferenceError(
+                original, "the repository path has an empty component ('//' or a trailing '/')"
+            )
         if not _COMPONENT.fullmatch(component):
             raise InvalidReferenceError(
                 original,
@@ -139,7 +144,9 @@ def _split_registry(name: str, original: str) -> tuple[str, str]:
         elif components[0] == "library":
             components[0] = DEFAULT_NAMESPACE
     elif registry == HUGGINGFACE_REGISTRY and len(components) != 2:
-        raise InvalidReferenceError(original, "a Hugging Face reference must be hf.co/<organisation>/<repository>")
+        raise InvalidReferenceError(
+            original, "a Hugging Face reference must be hf.co/<organisation>/<repository>"
+        )
     return registry, "/".join(components)
 
 

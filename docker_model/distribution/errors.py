@@ -1,0 +1,87 @@
+"""Errors of the distribution library: each message names the problem and, where there is one, the fix."""
+
+from __future__ import annotations
+
+from docker_model.reference import InvalidReferenceError
+
+__all__ = [
+    "AuthenticationError",
+    "ConflictError",
+    "DigestMismatchError",
+    "DistributionError",
+    "InvalidReferenceError",
+    "ModelNotFoundError",
+    "PullCancelledError",
+    "RegistryError",
+    "RegistryUnreachableError",
+    "StoreCorruptError",
+    "UnsupportedFormatError",
+]
+
+
+class DistributionError(Exception):
+    """Base class; `str(error)` is a one-line message fit to show a user."""
+
+
+class ModelNotFoundError(DistributionError):
+    def __init__(self, name: str, where: str = "locally") -> None:
+        fix = "check the name with 'docker model list'" if where == "locally" else "check the name and tag"
+        super().__init__(f"model {name!r} not found {where}: {fix}")
+        self.name = name
+
+
+class UnsupportedFormatError(DistributionError):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"unsupported model format: {what}; only GGUF models packaged for Docker Model Runner work"
+        )
+
+
+class RegistryUnreachableError(DistributionError):
+    def __init__(self, registry: str, cause: object) -> None:
+        super().__init__(
+            f"cannot reach registry {registry} ({cause}): check the network and the registry address"
+        )
+        self.registry = registry
+
+
+class RegistryError(DistributionError):
+    """The registry answered with an error this library cannot recover from."""
+
+    def __init__(self, registry: str, status: int, detail: str) -> None:
+        super().__init__(f"registry {registry} answered {status}: {detail}")
+        self.status = status
+
+
+class AuthenticationError(DistributionError):
+    def __init__(self, registry: str, rejected: bool) -> None:
+        if rejected:
+            problem = "rejected the saved credentials (wrong username or password)"
+        else:
+            problem = "requires authentication"
+        super().__init__(f"registry {registry} {problem}: run 'docker login {registry}'")
+        self.registry = registry
+
+
+class DigestMismatchError(DistributionError):
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            f"downloaded content does not match its digest (expected {expected}, got {actual}): "
+            "the download was discarded; pull again, and report the registry if it keeps happening"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class ConflictError(DistributionError):
+    """E.g. deleting by ID a model that has several tags without `force`."""
+
+
+class PullCancelledError(DistributionError):
+    def __init__(self) -> None:
+        super().__init__("pull cancelled: run the pull again to resume where it stopped")
+
+
+class StoreCorruptError(DistributionError):
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"model store file {path} is damaged ({problem}): run the store check with repair")

@@ -1,0 +1,36 @@
+"""A model as the store holds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from docker_model.distribution.artifact import Layer, manifest_layers
+
+
+@dataclass
+class Model:
+    """A stored model; `id` is the sha256 of its raw manifest, `tags` are canonical, `created` unix time."""
+
+    id: str
+    tags: list[str]
+    created: int
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    size: int
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+    @property
+    def layers(self) -> list[Layer]:
+        return manifest_layers(self.manifest)
+
+    @property
+    def config_digest(self) -> str:
+        return self.manifest["config"]["digest"]
+
+    def files(self) -> list[str]:
+        """Every blob the model uses: its layers, then its config."""
+        return [layer.digest for layer in self.layers] + [self.config_digest]

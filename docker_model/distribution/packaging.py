@@ -1,0 +1,81 @@
+"""Turn local files (a GGUF or its shards, licenses, a chat template, a projector) into a model artifact."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from docker_model.distribution import artifact
+from docker_model.distribution.artifact import Artifact, Layer, file_digest
+from docker_model.distribution.errors import UnsupportedFormatError
+from docker_model.distribution.gguf_metadata import find_shards, read_gguf_info
+
+GGUF_MAGIC = b"GGUF"
+
+
+def layer_from_file(
+    path: Path, media_type: str, name: str | None = None, mtime: datetime | None = None
+) -> Layer:
+    """A layer for `path`, annotated as Docker does; `name`/`mtime` override the file's own (e.g. a blob)."""
+    digest, size = file_digest(path)
+    stat = os.stat(path)
+    moment = mtime or datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+    annotations = artifact.file_annotations(name or path.name, stat.st_mode & 0o777, size, moment)
+    return Layer(digest, size, media_type, annotations, source=path)
+
+
+def model_config(gguf_shards: Sequence[Path], context_size: int | None = None) -> dict[str, Any]:
+    """The `config` object for a GGUF model; an explicit `context_size` wins over the trained one."""
+    info = read_gguf_info(list(gguf_shards))
+    config: dict[str, Any] = {"format": "gguf"}
+    for key, value in (
+        ("quantization", info.quantization),
+        ("parameters", info.parameters),
+        ("architecture", info.architecture),
+        ("size", info.size),
+    ):
+        if value:
+            config[key] = value
+    if info.metadata:
+        config["gguf"] = dict(sorted(info.metadata.items()))
+    chosen = context_size if context_size is not None else info.context_length
+    if chosen is not None:
+        config["context_size"] = chosen
+    return config
+
+
+def _check_gguf(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != GGUF_MAGIC:
+            raise UnsupportedFormatError(f"{path} is not a GGUF file")
+
+
+def package(
+    gguf: Path,
+    licenses: Sequence[Path] = (),
+    chat_template: Path | None = None,
+    mmproj: Path | None = None,
+    context_size: int | None = None,
+    created: datetime | None = None,
+) -> Artifact:
+    """Build the artifact of a GGUF model; a sharded model is named by its first shard."""
+    gguf = Path(gguf)
+    _check_gguf(gguf)
+    shards = find_shards(gguf)
+    for shard in shards[1:]:
+        _check_gguf(shard)
+    if context_size is not None and context_size <= 0:
+        raise ValueError(f"context size must be a positive number of tokens, not {context_size}")
+    layers = [layer_from_file(shard, artifact.GGUF) for shard in shards]
+    layers += [layer_from_file(Path(p), artifact.LICENSE) for p in licenses]
+    if mmproj is not None:
+        layers.append(layer_from_file(Path(mmproj), artifact.MMPROJ))
+    if chat_template is not None:
+        layers.append(layer_from_file(Path(chat_template), artifact.CHAT_TEMPLATE))
+    config = model_config(shards, context_size)
+    return artifact.build_artifact(config, layers, created or datetime.now(timezone.utc))

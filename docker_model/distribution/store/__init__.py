@@ -1,0 +1,236 @@
+"""The local model store (SPEC §3): one Store over blobs, manifests, the index and runtime bundles.
+
+Reads need no lock (every file is replaced atomically); writes to the index, manifests and bundles hold
+an exclusive file lock on `<root>/.lock`, and blob downloads lock their own `.incomplete` file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from docker_model.distribution.artifact import Artifact, created_timestamp, parse_manifest
+from docker_model.distribution.errors import (
+    ConflictError,
+    DistributionError,
+    ModelNotFoundError,
+    StoreCorruptError,
+)
+from docker_model.distribution.model import Model
+from docker_model.distribution.store.blobs import BlobStore
+from docker_model.distribution.store.bundles import Bundle, make_bundle, remove_bundle
+from docker_model.distribution.store.index import Index, IndexEntry, read_index, write_index
+from docker_model.distribution.store.layout import Layout
+from docker_model.distribution.store.locks import exclusive
+from docker_model.distribution.store.manifests import ManifestStore
+from docker_model.reference import InvalidReferenceError, display_name, is_model_id, parse_reference
+
+__all__ = ["Bundle", "Store"]
+
+
+def canonical_tag(text: str) -> str:
+    """The stored form of a tag: `docker.io/ai/smollm2:latest`. Digests cannot be tags."""
+    ref = parse_reference(text)
+    if ref.digest is not None:
+        raise InvalidReferenceError(text, "a tag cannot contain a digest")
+    return str(ref)
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        if root is None:
+            from docker_model import settings
+
+            root = settings.models_path()
+        self.root = Path(root)
+        self.layout = Layout(self.root)
+        self.blobs = BlobStore(self.layout)
+        self.manifests = ManifestStore(self.layout)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive access to the index, manifests and bundles, across threads and processes."""
+        self.layout.ensure()
+        with exclusive(self.layout.lock_file):
+            yield
+
+    def read_index(self) -> Index:
+        return read_index(self.layout.index_file)
+
+    def write_index(self, index: Index) -> None:
+        write_index(self.layout.index_file, index)
+
+    def model_for(self, entry: IndexEntry) -> Model:
+        manifest = json.loads(self.manifests.read(entry.id))
+        config_path = self.blobs.path(manifest["config"]["digest"])
+        try:
+            document = json.loads(config_path.read_bytes())
+        except (FileNotFoundError, ValueError) as exc:
+            raise StoreCorruptError(config_path, f"config of model {entry.id} unreadable: {exc}") from None
+        size = sum(int(layer["size"]) for layer in manifest.get("layers", []))
+        return Model(
+            entry.id,
+            list(entry.tags),
+            created_timestamp(document),
+            document.get("config") or {},
+            manifest,
+            size,
+        )
+
+    def list(self) -> list[Model]:
+        """Every model whose manifest and config are readable (`check` reports the others)."""
+        models = []
+        for entry in self.read_index().models:
+            try:
+                models.append(self.model_for(entry))
+            except StoreCorruptError:
+                continue
+        return models
+
+    def get(self, name_or_id: str) -> Model:
+        """A model by any reference form, by ID, or by an ID prefix of 12+ hex digits."""
+        entry, _ = self._resolve(self.read_index(), name_or_id)
+        return self.model_for(entry)
+
+    def has_model(self, model_id: str) -> bool:
+        return self.read_index().find(model_id) is not None
+
+    def _resolve(self, index: Index, text: str) -> tuple[IndexEntry, str | None]:
+        """The model `text` names and, when named by tag, that tag (canonical)."""
+        if is_model_id(text):
+            prefix = text.removeprefix("sha256:")
+            matches = [m for m in index.models if m.id.removeprefix("sha256:").startswith(prefix)]
+            if len(matches) > 1:
+                raise ConflictError(
+                    f"model ID {text!r} is ambiguous ({len(matches)} models): give more digits"
+                )
+            if matches:
+                return matches[0], None
+        ref = parse_reference(text)
+        if ref.digest is not None:
+            entry = index.find(ref.digest)
+            if entry is not None:
+                return entry, None
+        else:
+            entry = index.with_tag(str(ref))
+            if entry is not None:
+                return entry, str(ref)
+        raise ModelNotFoundError(text)
+
+    def tag(self, source: str, target: str) -> None:
+        """Give `target` to the model `source` names; a tag belongs to one model, so it moves."""
+        tag = canonical_tag(target)
+        with self.locked():
+            index = self.read_index()
+            entry, _ = self._resolve(index, source)
+            index.tag(entry.id, tag)
+            self.write_index(index)
+
+    def add_tags(self, model_id: str, tags: Iterable[str]) -> None:
+        with self.locked():
+            index = self.read_index()
+            for tag in tags:
+                index.tag(model_id, canonical_tag(tag))
+            self.write_index(index)
+
+    def remove(self, name_or_id: str, force: bool = False) -> list[tuple[str, str]]:
+        """Untag, and delete the model once no tag is left: `[("Untagged", tag), ("Deleted", id)]`.
+
+        A model with several tags named by ID is only deleted with `force` (else ConflictError); blobs
+        another model uses stay.
+        """
+        with self.locked():
+            index = self.read_index()
+            entry, tag = self._resolve(index, name_or_id)
+            if tag is not None and len(entry.tags) > 1:
+                index.untag(tag)
+                self.write_index(index)
+                return [("Untagged", tag)]
+            if tag is None and len(entry.tags) > 1 and not force:
+                names = ", ".join(display_name(t) for t in entry.tags)
+                raise ConflictError(
+                    f"model {entry.id[7:19]} has several tags ({names}): remove it by name, or force it"
+                )
+            in_use = index.blobs_in_use(excluding=entry.id)
+            index.remove(entry.id)
+            self.write_index(index)  # the index never names a model whose files are going
+            self.manifests.remove(entry.id)
+            remove_bundle(self.layout, entry.id)
+            for digest in entry.files:
+                if digest not in in_use:
+                    self.blobs.remove(digest)
+        return [("Untagged", t) for t in entry.tags] + [("Deleted", entry.id)]
+
+    def record(self, manifest_bytes: bytes, tags: Iterable[str] = ()) -> Model:
+        """Record a model whose blobs are all present (and so verified); return it."""
+        manifest = parse_manifest(manifest_bytes)
+        files = [d["digest"] for d in manifest.get("layers", [])] + [manifest["config"]["digest"]]
+        canonical = [canonical_tag(t) for t in tags]
+        with self.locked():
+            missing = [d for d in files if not self.blobs.has(d)]
+            if missing:
+                raise DistributionError(
+                    f"cannot record the model: blobs missing from the store: {', '.join(missing)}"
+                )
+            model_id = self.manifests.write(manifest_bytes)
+            index = self.read_index()
+            entry = index.add(IndexEntry(model_id, [], files))
+            for tag in canonical:
+                index.tag(model_id, tag)
+            self.write_index(index)
+            return self.model_for(entry)
+
+    def write_artifact(self, artifact: Artifact, tags: Iterable[str] = ()) -> Model:
+        """Store a packaged artifact: config, layers (copied from their sources), then the manifest."""
+        self.layout.ensure()
+        self.blobs.write_bytes(artifact.config_digest, artifact.config_bytes)
+        for layer in artifact.layers:
+            if self.blobs.has(layer.digest):
+                continue
+            if layer.source is None:
+                raise DistributionError(f"layer {layer.digest} has no local file to store")
+            self.blobs.write_file(layer.digest, layer.source)
+        return self.record(artifact.manifest_bytes, tags)
+
+    def load(self, tar_stream: BinaryIO, tags: Iterable[str] = ()) -> Model:
+        """Store a model sent as a tar of `blobs/sha256/<hex>` files and `manifest.json` (DMR's load)."""
+        from docker_model.distribution.store.tarball import read_model_tar
+
+        manifest_bytes = read_model_tar(self.blobs, tar_stream)
+        return self.record(manifest_bytes, tags)
+
+    def bundle(self, model: Model) -> Bundle:
+        """Plain file paths for an engine, as hard links into the blobs (copies where links fail)."""
+        with self.locked():
+            return make_bundle(self.layout, self.blobs, model)
+
+    def disk_usage(self) -> int:
+        """Bytes used by complete blobs."""
+        return sum(self.blobs.size(d) for d in self.blobs.digests())
+
+    def check(self, repair: bool = False) -> list[str]:
+        """Problems found (an empty list when healthy); with `repair`, also fix them."""
+        from docker_model.distribution.store.check import check_store
+
+        with self.locked():
+            return check_store(self, repair)
+
+    def purge(self) -> None:
+        """Delete every model, blob and partial download."""
+        if not self.root.is_dir():
+            return
+        entries = [p for p in self.root.iterdir() if p.name != self.layout.lock_file.name]
+        if entries and not self.layout.layout_file.exists():
+            raise DistributionError(
+                f"refusing to purge {self.root}: it has no layout.json, so it is not a model store"
+            )
+        with self.locked():
+            for path in entries:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)

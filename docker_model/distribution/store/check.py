@@ -1,0 +1,103 @@
+"""The store's integrity check: every listed model whole and verified, nothing left dangling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from typing import TYPE_CHECKING
+
+from docker_model.distribution.artifact import file_digest, sha256_digest
+from docker_model.distribution.store.bundles import bundle_is_intact, remove_bundle
+from docker_model.distribution.store.index import Index
+
+if TYPE_CHECKING:
+    from docker_model.distribution.store import Store
+
+STALE_INCOMPLETE_SECONDS = 7 * 24 * 3600
+
+
+def check_store(store: Store, repair: bool) -> list[str]:
+    """Report (and with `repair`, fix) damage. Call under the store lock.
+
+    A model with a missing or corrupt file is dropped on repair (pull it again); unused blobs and
+    manifests, stale partial downloads and damaged bundles are deleted.
+    """
+    problems: list[str] = []
+    index = store.read_index()
+    verified: dict[str, bool] = {}
+
+    def blob_ok(digest: str) -> bool:
+        if digest not in verified:
+            path = store.blobs.path(digest)
+            verified[digest] = path.is_file() and file_digest(path)[0] == digest
+        return verified[digest]
+
+    for entry in list(index.models):
+        names = ", ".join(entry.tags) or entry.id
+        broken = [d for d in entry.files if not blob_ok(d)]
+        manifest_ok = (
+            store.manifests.exists(entry.id) and sha256_digest(store.manifests.read(entry.id)) == entry.id
+        )
+        if broken or not manifest_ok:
+            what = (
+                f"blobs missing or corrupt: {', '.join(broken)}" if broken else "manifest missing or corrupt"
+            )
+            problems.append(f"model {names}: {what}" + ("; removed it, pull it again" if repair else ""))
+            if repair:
+                index.remove(entry.id)
+                store.manifests.remove(entry.id)
+                remove_bundle(store.layout, entry.id)
+                for digest in broken:
+                    store.blobs.remove(digest)
+            continue
+        if store.layout.bundle(entry.id).exists() and not bundle_is_intact(
+            store.layout, store.model_for(entry)
+        ):
+            problems.append(f"model {names}: runtime bundle damaged" + ("; removed it" if repair else ""))
+            if repair:
+                remove_bundle(store.layout, entry.id)
+    if repair:
+        store.write_index(index)
+    problems += _leftovers(store, index, repair)
+    return problems
+
+
+def _leftovers(store: Store, index: Index, repair: bool) -> list[str]:
+    problems = []
+    used = index.blobs_in_use()
+    ids = {m.id for m in index.models}
+    for digest in sorted(set(store.blobs.digests()) - used):
+        problems.append(f"blob {digest} is used by no model" + ("; deleted it" if repair else ""))
+        if repair:
+            store.blobs.remove(digest)
+    for model_id in sorted(set(store.manifests.ids()) - ids):
+        problems.append(
+            f"manifest {model_id} belongs to no listed model" + ("; deleted it" if repair else "")
+        )
+        if repair:
+            store.manifests.remove(model_id)
+    now = time.time()
+    for path in store.blobs.incomplete_files():
+        if now - path.stat().st_mtime > STALE_INCOMPLETE_SECONDS:
+            problems.append(
+                f"partial download {path.name} is over a week old" + ("; deleted it" if repair else "")
+            )
+            if repair:
+                path.unlink(missing_ok=True)
+    if store.layout.bundles_dir.is_dir():
+        for bundle in sorted(store.layout.bundles_dir.iterdir()):
+            if f"sha256:{bundle.name}" not in ids:
+                problems.append(
+                    f"bundle {bundle.name} belongs to no listed model" + ("; deleted it" if repair else "")
+                )
+                if repair:
+                    shutil.rmtree(bundle, ignore_errors=True)
+    try:
+        json.loads(store.layout.layout_file.read_bytes())
+    except (FileNotFoundError, ValueError):
+        problems.append("layout.json missing or damaged" + ("; rewrote it" if repair else ""))
+        if repair:
+            store.layout.layout_file.unlink(missing_ok=True)
+            store.layout.ensure()
+    return problems

@@ -1,0 +1,82 @@
+"""`models.json`: which models the store holds, their tags and the blobs each one uses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker_model.distribution.errors import StoreCorruptError
+from docker_model.distribution.store.layout import write_json
+
+
+@dataclass
+class IndexEntry:
+    id: str
+    tags: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "tags": self.tags, "files": self.files}
+
+
+@dataclass
+class Index:
+    models: list[IndexEntry] = field(default_factory=list)
+
+    def find(self, model_id: str) -> IndexEntry | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+    def with_tag(self, tag: str) -> IndexEntry | None:
+        return next((m for m in self.models if tag in m.tags), None)
+
+    def add(self, entry: IndexEntry) -> IndexEntry:
+        """Record `entry` unless its ID is already there; return the recorded entry."""
+        existing = self.find(entry.id)
+        if existing is not None:
+            return existing
+        self.models.append(entry)
+        return entry
+
+    def tag(self, model_id: str, tag: str) -> None:
+        """Give `tag` to the model `model_id`, taking it from whichever model had it."""
+        self.untag(tag)
+        entry = self.find(model_id)
+        if entry is None:
+            raise KeyError(model_id)
+        entry.tags.append(tag)
+
+    def untag(self, tag: str) -> IndexEntry | None:
+        """Remove `tag`; return the model that had it."""
+        owner = self.with_tag(tag)
+        if owner is not None:
+            owner.tags.remove(tag)
+        return owner
+
+    def remove(self, model_id: str) -> None:
+        self.models = [m for m in self.models if m.id != model_id]
+
+    def blobs_in_use(self, excluding: str | None = None) -> set[str]:
+        return {f for m in self.models if m.id != excluding for f in m.files}
+
+
+def read_index(path: Path) -> Index:
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return Index()
+    except ValueError as exc:
+        raise StoreCorruptError(path, f"not JSON: {exc}") from None
+    try:
+        return Index(
+            [
+                IndexEntry(m["id"], list(m.get("tags") or []), list(m.get("files") or []))
+                for m in document["models"]
+            ]
+        )
+    except (KeyError, TypeError) as exc:
+        raise StoreCorruptError(path, f"unexpected structure: {exc!r}") from None
+
+
+def write_index(path: Path, index: Index) -> None:
+    write_json(path, {"models": [m.to_json() for m in index.models]})
