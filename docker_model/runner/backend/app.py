@@ -1,0 +1,224 @@
+"""The worker's HTTP API: OpenAI-compatible chat, text completions and embeddings over the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from array import array
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .asgi import ClientGone, EventStreamResponse, until_disconnect
+from .chat_template import ChatTemplate
+from .engine import Engine, EngineOverloaded
+from .errors import RequestError, error_response, sse_error_event
+from .jobs import FINISH_ERROR, CompletionJob, EmbeddingJob
+from .llama import LlamaModel
+from .openai_format import DONE, CompletionFormat, embeddings_response
+from .reasoning import ReasoningSplitter, prompt_opens_thinking
+from .sampling import SamplingParams
+from .schemas import ChatCompletionBody, CompletionBody, EmbeddingBody, GenerationBody, parse_body
+
+
+@dataclass
+class WorkerState:
+    model: LlamaModel
+    engine: Engine
+    template: ChatTemplate
+    model_name: str
+    sampling: SamplingParams
+
+
+class OpenAIHandlers:
+    def __init__(self, state: WorkerState):
+        self.state = state
+        self.model = state.model
+        self.engine = state.engine
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def models(self, request: Request) -> Response:
+        entry = {"id": self.state.model_name, "object": "model", "created": 0, "owned_by": "docker"}
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    async def chat(self, request: Request) -> Response:
+        try:
+            body = parse_body(ChatCompletionBody, await request.body())
+            messages = [m.model_dump(exclude_none=True) for m in body.messages]
+            prompt = self.state.template.render(messages, body.tools, body.chat_template_kwargs)
+            job = self._job(self.model.tokenize(prompt), body)
+        except RequestError as exc:
+            return exc.response()
+        fmt = CompletionFormat(True, body.model or self.state.model_name)
+        return await self._generate(request, job, body, fmt, ReasoningSplitter(prompt_opens_thinking(prompt)))
+
+    async def completions(self, request: Request) -> Response:
+        try:
+            body = parse_body(CompletionBody, await request.body())
+            prompt = body.prompt
+            tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(prompt)
+            job = self._job(tokens, body)
+        except RequestError as exc:
+            return exc.response()
+        fmt = CompletionFormat(False, body.model or self.state.model_name)
+        return await self._generate(request, job, body, fmt, None)
+
+    async def embeddings(self, request: Request) -> Response:
+        try:
+            body = parse_body(EmbeddingBody, await request.body())
+            inputs = [self._embedding_tokens(item) for item in body.inputs]
+        except RequestError as exc:
+            return exc.response()
+        job = EmbeddingJob(inputs, asyncio.get_running_loop().create_future())
+        if (busy := self._submit(job)) is not None:
+            return busy
+        try:
+            vectors = await until_disconnect(job.result, request.receive)
+        except ClientGone:
+            job.cancel()
+            return Response(status_code=499)
+        except RuntimeError as exc:
+            return error_response(str(exc), 500)
+        if body.encoding_format == "base64":
+            vectors = [base64.b64encode(array("f", v).tobytes()).decode() for v in vectors]
+        name = body.model or self.state.model_name
+        return JSONResponse(embeddings_response(name, vectors, sum(len(t) for t in inputs)))
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _checked_ids(self, tokens: list[int]) -> list[int]:
+        if any(not 0 <= t < self.model.n_vocab for t in tokens):
+            raise RequestError(f"token ids must be between 0 and {self.model.n_vocab - 1}", param="prompt")
+        return tokens
+
+    def _embedding_tokens(self, item: str | list[int]) -> list[int]:
+        tokens = self.model.tokenize(item) if isinstance(item, str) else self._checked_ids(item)
+        limit = min(self.engine.n_batch, self.engine.n_ctx_seq)
+        if not tokens:
+            raise RequestError("an embedding input is empty", param="input")
+        if len(tokens) > limit:
+            raise RequestError(
+                f"an input of {len(tokens)} tokens is longer than the {limit} tokens one embedding can take",
+                param="input",
+                code="context_length_exceeded",
+            )
+        return tokens
+
+    def _job(self, tokens: list[int], body: GenerationBody) -> CompletionJob:
+        n_ctx = self.engine.n_ctx_seq
+        if not tokens:
+            raise RequestError("the prompt is empty", param="prompt")
+        if len(tokens) >= n_ctx:
+            raise RequestError(
+                f"the prompt is {len(tokens)} tokens long, which does not fit the context size of "
+                f"{n_ctx} tokens per request; shorten it or configure a larger context size",
+                param="messages" if isinstance(body, ChatCompletionBody) else "prompt",
+                code="context_length_exceeded",
+            )
+        sampling = self.state.sampling.updated(
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            min_p=body.min_p,
+            seed=body.seed,
+            repeat_penalty=body.repeat_penalty,
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=body.presence_penalty,
+            ignore_eos=body.ignore_eos or None,
+        )
+        return CompletionJob(tokens, sampling, body.token_limit, body.stop_list)
+
+    def _submit(self, job: CompletionJob | EmbeddingJob) -> Response | None:
+        try:
+            self.engine.submit(job)
+        except EngineOverloaded:
+            return error_response("the model is busy: too many requests are waiting, retry later", 503)
+        return None
+
+    async def _generate(
+        self,
+        request: Request,
+        job: CompletionJob,
+        body: GenerationBody,
+        fmt: CompletionFormat,
+        splitter: ReasoningSplitter | None,
+    ) -> Response:
+        if (busy := self._submit(job)) is not None:
+            return busy
+        if body.stream:
+            return EventStreamResponse(_stream(job, fmt, splitter, body.include_usage))  # type: ignore[return-value]
+        try:
+            text = await until_disconnect(job.collect(), request.receive)
+        except ClientGone:
+            return Response(status_code=499)
+        if job.finish == FINISH_ERROR:
+            return error_response(job.error or "generation failed", 500)
+        reasoning = ""
+        if splitter is not None:
+            text, reasoning = _join(splitter.feed(text), splitter.flush())
+        return JSONResponse(fmt.response(text, reasoning, job.finish or "stop", len(job.prompt), job.completion_tokens))
+
+
+def _join(*parts: tuple[str, str]) -> tuple[str, str]:
+    return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
+
+
+async def _stream(
+    job: CompletionJob, fmt: CompletionFormat, splitter: ReasoningSplitter | None, include_usage: bool
+) -> AsyncIterator[bytes]:
+    if fmt.chat:
+        yield fmt.chunk({"role": "assistant", "content": ""})
+    async for text in job.stream():
+        if splitter is None:
+            yield fmt.content_chunk(text)
+            continue
+        content, reasoning = splitter.feed(text)
+        if reasoning:
+            yield fmt.chunk({"reasoning_content": reasoning})
+        if content:
+            yield fmt.content_chunk(content)
+    if job.finish == FINISH_ERROR:
+        yield sse_error_event(job.error or "generation failed")
+        return
+    if splitter is not None:
+        content, reasoning = splitter.flush()
+        if reasoning:
+            yield fmt.chunk({"reasoning_content": reasoning})
+        if content:
+            yield fmt.content_chunk(content)
+    yield fmt.chunk({}, job.finish)
+    if include_usage:
+        yield fmt.usage_chunk(len(job.prompt), job.completion_tokens)
+    yield DONE
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_response(f"internal error: {exc}", 500)
+
+
+def build_app(state: WorkerState) -> Starlette:
+    api = OpenAIHandlers(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.engine.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            state.engine.close()
+
+    routes = [
+        Route("/health", api.health),
+        Route("/v1/models", api.models),
+        Route("/v1/chat/completions", api.chat, methods=["POST"]),
+        Route("/v1/completions", api.completions, methods=["POST"]),
+        Route("/v1/embeddings", api.embeddings, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _server_error})

@@ -1,0 +1,272 @@
+"""The continuous-batching engine: one thread, one llama context, one sequence per active request.
+
+Each step puts the next token of every generating sequence, plus prompt chunks of newly admitted
+ones (up to n_batch tokens in all), into one llama_batch and calls llama_decode once; then every
+sequence whose logits came out samples its next token with its own C sampler chain. Results reach
+the event loop in one `call_soon_threadsafe` per step.
+
+A finished or cancelled sequence keeps its KV cells as a prompt cache: the next request placed in
+that slot reuses the longest common prefix and `llama_memory_seq_rm` drops the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections import deque
+from typing import Any
+
+import llama_cpp as lc
+
+from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
+from .llama import LlamaModel
+from .sampling import build_sampler
+from .text import TokenText
+
+Job = CompletionJob | EmbeddingJob
+
+
+class EngineOverloaded(Exception):
+    """Every slot is busy and the waiting queue is full."""
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Slot:
+    """One sequence of the context and the request currently using it."""
+
+    __slots__ = ("cached", "generated", "job", "limit", "next_token", "prompt_at", "sampler", "seq", "text")
+
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.job: CompletionJob | None = None
+        self.cached: list[int] = []  # exactly the tokens in this sequence's KV cells
+        self.sampler: Any = None
+        self.prompt_at = 0
+        self.next_token: int | None = None  # sampled, not yet decoded
+        self.generated = 0
+        self.limit = 0
+        self.text: TokenText | None = None
+
+
+class Engine:
+    def __init__(self, model: LlamaModel, ctx_size: int, parallel: int, n_batch: int, threads: int, max_queue: int):
+        self.model = model
+        self.ctx = model.new_context(ctx_size * parallel, parallel, n_batch, threads)
+        self.n_ctx_seq: int = lc.llama_n_ctx_seq(self.ctx)
+        self.n_batch: int = lc.llama_n_batch(self.ctx)
+        self._mem = lc.llama_get_memory(self.ctx)
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        for i in range(self.n_batch):
+            self._batch.n_seq_id[i] = 1
+        self._slots = [_Slot(seq) for seq in range(parallel)]
+        self._active: list[_Slot] = []
+        self._waiting: deque[Job] = deque()
+        self._inbox: deque[Job] = deque()
+        self._wake = threading.Event()
+        self._events: list[tuple[Any, tuple, bool]] = []
+        self._capacity = parallel + max_queue
+        self._in_flight = 0  # touched on the event loop only
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+
+    # -- event-loop side ---------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; raises EngineOverloaded when the slots and the waiting queue are all taken."""
+        if self._in_flight >= self._capacity:
+            raise EngineOverloaded
+        self._in_flight += 1
+        self._inbox.append(job)
+        self._wake.set()
+
+    def close(self) -> None:
+        self._running = False
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        for slot in self._slots:
+            if slot.sampler is not None:
+                lc.llama_sampler_free(slot.sampler)
+        lc.llama_batch_free(self._batch)
+        lc.llama_free(self.ctx)
+
+    def _deliver(self, events: list[tuple[Any, tuple, bool]]) -> None:
+        for job, args, final in events:
+            job.deliver(*args)
+            if final:
+                self._in_flight -= 1
+
+    # -- engine thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while self._running:
+            self._wake.clear()
+            while self._inbox:
+                self._waiting.append(self._inbox.popleft())
+            self._drop_cancelled()
+            self._admit()
+            if self._active:
+                self._step()
+            self._flush()
+            if not self._active and not self._inbox:
+                self._wake.wait()
+
+    def _flush(self) -> None:
+        if self._events and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._deliver, self._events)
+            self._events = []
+
+    def _drop_cancelled(self) -> None:
+        """Free the sequences of cancelled jobs at once, and drop cancelled jobs still waiting."""
+        for slot in [s for s in self._active if s.job is not None and s.job.cancelled]:
+            self._finish(slot, "", FINISH_CANCELLED)
+        if any(job.cancelled for job in self._waiting):
+            for job in [j for j in self._waiting if j.cancelled]:
+                self._waiting.remove(job)
+                args = ("", FINISH_CANCELLED, 0, None) if isinstance(job, CompletionJob) else (None, "cancelled")
+                self._events.append((job, args, True))
+
+    def _admit(self) -> None:
+        while self._waiting:
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                return
+            job = self._waiting.popleft()
+            if isinstance(job, EmbeddingJob):
+                self._embed(job, min(free, key=lambda s: len(s.cached)))
+            else:
+                self._place(job, max(free, key=lambda s: _common_prefix(s.cached, job.prompt)))
+
+    def _place(self, job: CompletionJob, slot: _Slot) -> None:
+        keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        if keep < len(slot.cached):
+            self._truncate(slot, keep)
+        slot.job = job
+        slot.prompt_at = len(slot.cached)
+        slot.next_token = None
+        slot.generated = 0
+        room = self.n_ctx_seq - len(job.prompt)
+        slot.limit = min(room, job.max_tokens) if job.max_tokens else room
+        slot.sampler = build_sampler(job.sampling, self.model)
+        slot.text = TokenText(job.stop)
+        self._active.append(slot)
+
+    def _truncate(self, slot: _Slot, keep: int) -> None:
+        """Drop the slot's KV cells from position `keep` on (everything if that cannot be done)."""
+        partial = keep > 0 and lc.llama_memory_seq_pos_min(self._mem, slot.seq) <= 0
+        if not (partial and lc.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)):
+            lc.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+            keep = 0
+        del slot.cached[keep:]
+
+    def _step(self) -> None:
+        batch = self._batch
+        tokens, positions, seq_ids, logits = batch.token, batch.pos, batch.seq_id, batch.logits
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+        for slot in self._active:
+            token = slot.next_token
+            if token is not None:
+                tokens[n] = token
+                positions[n] = len(slot.cached)
+                seq_ids[n][0] = slot.seq
+                logits[n] = 1
+                slot.cached.append(token)
+                outputs.append((slot, n))
+                n += 1
+        for slot in self._active:
+            if slot.next_token is not None or n >= self.n_batch:
+                continue
+            prompt = slot.job.prompt  # type: ignore[union-attr]
+            start = slot.prompt_at
+            end = min(len(prompt), start + self.n_batch - n)
+            seq = slot.seq
+            for pos in range(start, end):
+                tokens[n] = prompt[pos]
+                positions[n] = pos
+                seq_ids[n][0] = seq
+                logits[n] = 0
+                n += 1
+            slot.cached.extend(prompt[start:end])
+            slot.prompt_at = end
+            if end == len(prompt):
+                logits[n - 1] = 1
+                outputs.append((slot, n - 1))
+        batch.n_tokens = n
+        status = lc.llama_decode(self.ctx, batch)
+        if status != 0:
+            self._fail({slot for slot, _ in outputs} | {s for s in self._active if s.next_token is None}, status)
+            return
+        sample = lc.llama_sampler_sample
+        for slot, index in outputs:
+            self._accept(slot, sample(slot.sampler, self.ctx, index))
+
+    def _accept(self, slot: _Slot, token: int) -> None:
+        text_stream = slot.text
+        assert text_stream is not None
+        if token in self.model.eog_tokens:
+            self._finish(slot, text_stream.flush(), "stop")
+            return
+        slot.generated += 1
+        text, stopped = text_stream.feed(self.model.piece(token))
+        if stopped:
+            self._finish(slot, text, "stop")
+        elif slot.generated >= slot.limit:
+            self._finish(slot, text + text_stream.flush(), "length")
+        else:
+            slot.next_token = token
+            if text:
+                self._events.append((slot.job, (text, None, slot.generated, None), False))
+
+    def _finish(self, slot: _Slot, text: str, reason: str, error: str | None = None) -> None:
+        self._events.append((slot.job, (text, reason, slot.generated, error), True))
+        lc.llama_sampler_free(slot.sampler)
+        slot.sampler = slot.job = slot.text = slot.next_token = None
+        self._active.remove(slot)
+
+    def _fail(self, slots: set[_Slot], status: int) -> None:
+        for slot in slots:
+            self._truncate(slot, 0)
+            self._finish(slot, "", FINISH_ERROR, f"llama_decode failed with status {status}")
+
+    def _embed(self, job: EmbeddingJob, slot: _Slot) -> None:
+        """Pooled embeddings, decoded on their own between generation steps in a free sequence."""
+        self._truncate(slot, 0)
+        batch, seq, n_embd = self._batch, slot.seq, self.model.n_embd
+        vectors: list[list[float]] = []
+        error = None
+        lc.llama_set_embeddings(self.ctx, True)
+        try:
+            for tokens in job.inputs:
+                for i, token in enumerate(tokens):
+                    batch.token[i], batch.pos[i], batch.logits[i] = token, i, 1
+                    batch.seq_id[i][0] = seq
+                batch.n_tokens = len(tokens)
+                status = lc.llama_decode(self.ctx, batch)
+                lc.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                pooled = lc.llama_get_embeddings_seq(self.ctx, seq) if status == 0 else None
+                if not pooled:
+                    error = f"llama_decode failed with status {status} while embedding"
+                    break
+                vector = pooled[:n_embd]
+                norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+                vectors.append([x / norm for x in vector])
+        finally:
+            lc.llama_set_embeddings(self.ctx, False)
+        self._events.append((job, (None if error else vectors, error), True))

@@ -1,0 +1,67 @@
+"""Per-request sampling, done in C by a llama.cpp sampler chain (one chain per sequence)."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, replace
+from typing import Any
+
+import llama_cpp as lc
+
+from .llama import LlamaModel
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Defaults are llama-server's, which is what Docker Model Runner's users get."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    seed: int | None = None
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
+    ignore_eos: bool = False
+
+    def updated(self, **overrides: Any) -> SamplingParams:
+        """A copy with the overrides that are not None (fields a request left out keep the default)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def build_sampler(params: SamplingParams, model: LlamaModel) -> ctypes.c_void_p:
+    """A new sampler chain; free it with `lc.llama_sampler_free`."""
+    chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+
+    def add(sampler: ctypes.c_void_p) -> None:
+        lc.llama_sampler_chain_add(chain, sampler)
+
+    if params.ignore_eos and model.eog_tokens:
+        biases = (lc.llama_logit_bias * len(model.eog_tokens))()
+        for slot, token in zip(biases, sorted(model.eog_tokens), strict=True):
+            slot.token, slot.bias = token, float("-inf")
+        add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases))
+    if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+        add(
+            lc.llama_sampler_init_penalties(
+                params.penalty_last_n,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+        )
+    if params.temperature <= 0:
+        add(lc.llama_sampler_init_greedy())
+        return chain
+    if params.top_k > 0:
+        add(lc.llama_sampler_init_top_k(params.top_k))
+    if params.top_p < 1.0:
+        add(lc.llama_sampler_init_top_p(params.top_p, 1))
+    if params.min_p > 0.0:
+        add(lc.llama_sampler_init_min_p(params.min_p, 1))
+    add(lc.llama_sampler_init_temp(params.temperature))
+    seed = lc.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+    add(lc.llama_sampler_init_dist(seed))
+    return chain
