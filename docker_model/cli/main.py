@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import resources
+from pathlib import Path
 
 import click
 
@@ -15,14 +15,29 @@ PLUGIN_NAME = "model"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
 
 COMMANDS: dict[str, LazyCommand] = {
+    "pull": LazyCommand("docker_model.cli.transfer:pull", "Pull a model from Docker Hub or another registry"),
+    "push": LazyCommand("docker_model.cli.transfer:push", "Push a model to a registry"),
+    "list": LazyCommand("docker_model.cli.listing:list_models", "List the models pulled to your local environment"),
+    "inspect": LazyCommand("docker_model.cli.listing:inspect", "Display detailed information on one model"),
+    "df": LazyCommand("docker_model.cli.listing:df", "Show the disk used by models and the inference engine"),
+    "ps": LazyCommand("docker_model.cli.listing:ps", "List the models loaded in memory"),
+    "run": LazyCommand("docker_model.cli.run:run", "Run a model and answer a prompt, or chat with it"),
+    "rm": LazyCommand("docker_model.cli.manage:rm", "Remove local models"),
+    "tag": LazyCommand("docker_model.cli.manage:tag", "Tag a model"),
+    "unload": LazyCommand("docker_model.cli.manage:unload", "Unload models from memory"),
+    "configure": LazyCommand("docker_model.cli.manage:configure", "Configure a model's runtime settings"),
+    "status": LazyCommand("docker_model.cli.status:status", "Check whether Docker Model Runner is running"),
+    "start-runner": LazyCommand("docker_model.cli.status:start_runner", "Start the runner in the background"),
+    "stop-runner": LazyCommand("docker_model.cli.status:stop_runner", "Stop the runner"),
+    "restart-runner": LazyCommand("docker_model.cli.status:restart_runner", "Restart the runner"),
     "version": LazyCommand("docker_model.cli.version:version", "Show the Docker Model Runner version"),
 }
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {"ls": "list"}
 
 
 def plugin_metadata() -> dict[str, str]:
     """The Docker CLI plugin metadata of plugin-manifest/, with this package's version."""
-    text = resources.files("docker_model.cli").joinpath("plugin-metadata.json").read_text()
+    text = Path(__file__).with_name("plugin-metadata.json").read_text()
     return {**json.loads(text), "Version": __version__}
 
 

@@ -21,3 +21,13 @@ def version() -> None:
     click.echo("Client:")
     click.echo(f" Version:    {__version__}")
     click.echo(f" OS/Arch:    {platform_name()}")
+    from docker_model.cli.client import RunnerClient
+
+    client = RunnerClient()
+    click.echo("\nServer:")
+    if not client.is_running():
+        click.echo(f" Docker Model Runner is not running at {client.base_url}")
+        return
+    server = client.get_json("/version")
+    click.echo(f" Version:    {server['version']}")
+    click.echo(f" Engine:     {server.get('engine', '')}")

@@ -45,7 +45,9 @@ def test_metadata_carries_the_package_version(installed_plugin) -> None:
     assert metadata["Version"] == __version__
 
 
-@pytest.mark.parametrize(("args", "message"), [(["frobnicate"], "No such command"), (["version", "--bogus"], "No such option")])
+@pytest.mark.parametrize(
+    ("args", "message"), [(["frobnicate"], "No such command"), (["version", "--bogus"], "No such option")]
+)
 def test_broken_invocations_fail_with_usage(docker: DockerCLI, args: list[str], message: str) -> None:
     result = docker.run("model", *args)
     assert result.returncode == 2

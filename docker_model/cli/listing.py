@@ -1,0 +1,113 @@
+"""Commands that show what is there: `list`, `inspect`, `df` and `ps`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from docker_model.cli.client import RunnerClient, model_path
+from docker_model.cli.render import table, time_ago, time_until
+from docker_model.distribution.config_fields import context_length
+from docker_model.reference import display_name, is_model_id, parse_reference
+from docker_model.units import human_bytes
+
+LIST_HEADERS = ("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE")
+NONE = "<none>"
+
+
+def short_id(model_id: str) -> str:
+    return model_id.removeprefix("sha256:")[:12]
+
+
+def matches(model: dict, wanted: str) -> bool:
+    """Whether a model answers to a `list MODEL` filter: an ID prefix, a tag, or a repository."""
+    if is_model_id(wanted):
+        return model["id"].removeprefix("sha256:").startswith(wanted.removeprefix("sha256:"))
+    reference = parse_reference(wanted)
+    explicit_tag = ":" in wanted.rsplit("/", 1)[-1] or "@" in wanted
+    for tag in model["tags"]:
+        candidate = parse_reference(tag)
+        if explicit_tag and str(candidate) == str(reference):
+            return True
+        if not explicit_tag and (candidate.registry, candidate.repository) == (
+            reference.registry,
+            reference.repository,
+        ):
+            return True
+    return False
+
+
+def list_rows(models: list[dict]) -> list[list[str]]:
+    rows = []
+    for model in models:
+        config = model.get("config") or {}
+        context = context_length(config)
+        for tag in model["tags"] or [None]:
+            rows.append(
+                [
+                    display_name(tag) if tag else NONE,
+                    config.get("parameters", ""),
+                    config.get("quantization", ""),
+                    config.get("architecture", ""),
+                    short_id(model["id"]),
+                    time_ago(model["created"]),
+                    str(context) if context else "",
+                    config.get("size", ""),
+                ]
+            )
+    return sorted(rows, key=lambda row: (row[0] == NONE, row[0]))
+
+
+@click.command(name="list")
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the models as JSON")
+@click.option("-q", "--quiet", is_flag=True, help="Only print model IDs")
+@click.option("--openai", is_flag=True, help="Print the models in OpenAI's format")
+def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> None:
+    """List the models pulled to your local environment."""
+    client = RunnerClient()
+    if openai:
+        click.echo(json.dumps(client.get_json("/engines/v1/models"), indent=2))
+        return
+    models = client.get_json("/models")
+    if model:
+        models = [entry for entry in models if matches(entry, model)]
+    if as_json:
+        click.echo(json.dumps(models, indent=2))
+    elif quiet:
+        click.echo("\n".join(dict.fromkeys(short_id(entry["id"]) for entry in models)))
+    else:
+        click.echo(table(LIST_HEADERS, list_rows(models)))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--openai", is_flag=True, help="Show the model in OpenAI's format")
+def inspect(model: str, openai: bool) -> None:
+    """Display detailed information on one model."""
+    client = RunnerClient()
+    path = f"/engines/v1{model_path(model)}" if openai else model_path(model)
+    click.echo(json.dumps(client.get_json(path), indent=2))
+
+
+@click.command()
+def df() -> None:
+    """Show the disk used by models and the inference engine."""
+    usage = RunnerClient().get_json("/engines/df")
+    rows = [
+        ["Models", human_bytes(usage["models_disk_usage"])],
+        ["Inference engine", human_bytes(usage["default_backend_disk_usage"])],
+    ]
+    click.echo(table(("TYPE", "SIZE"), rows))
+
+
+@click.command()
+def ps() -> None:
+    """List the models loaded in memory."""
+    running = RunnerClient().get_json("/engines/ps")
+    rows = [
+        [display_name(entry["model_name"]), entry["backend_name"], entry["mode"], time_until(entry["until"])]
+        for entry in running
+    ]
+    click.echo(table(("MODEL NAME", "BACKEND", "MODE", "UNTIL"), rows))

@@ -1,0 +1,66 @@
+"""`docker model run MODEL [PROMPT...]`: one answer, or an interactive chat on a terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from docker_model.cli.chat_stream import print_reply, stream_chat
+from docker_model.cli.client import RunnerClient, model_path
+from docker_model.cli.transfer import pull_model
+
+
+def ensure_model(client: RunnerClient, model: str) -> None:
+    """Pull the model when the store lacks it, as `docker run` does with images."""
+    response = client.session.get(client.url(model_path(model)), timeout=30)
+    if response.status_code == 404:
+        click.echo(f"Unable to find model '{model}' locally. Pulling from the server.", err=True)
+        pull_model(client, model)
+    elif response.status_code >= 400:
+        client.request("GET", model_path(model))  # raises the runner's one-line error
+
+
+def prompt_from(words: tuple[str, ...]) -> str:
+    """The prompt: the arguments, plus piped standard input after a blank line."""
+    prompt = " ".join(words)
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read().strip()
+        prompt = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
+    return prompt
+
+
+def use_markdown(color: str) -> bool:
+    return color == "yes" or (color == "auto" and sys.stdout.isatty())
+
+
+@click.command()
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+@click.option("-d", "--detach", is_flag=True, help="Load the model in the background and exit")
+@click.option("--debug", is_flag=True, help="Show the requests sent to the runner")
+@click.option("--color", type=click.Choice(["auto", "yes", "no"]), default="auto", help="Render Markdown in color")
+def run(model: str, prompt: tuple[str, ...], detach: bool, debug: bool, color: str) -> None:
+    """Run a model: answer PROMPT, or chat when no prompt is given."""
+    client = RunnerClient()
+    client.ensure_running()
+    ensure_model(client, model)
+    if detach:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        client.request("POST", "/engines/v1/chat/completions", json=body)
+        click.echo(f"Model {model} is loaded")
+        return
+    markdown = use_markdown(color)
+    if prompt or not sys.stdin.isatty():
+        text = prompt_from(prompt)
+        if not text:
+            raise click.UsageError("the prompt is empty: give one as arguments or on standard input")
+        try:
+            print_reply(stream_chat(client, model, [{"role": "user", "content": text}], debug), markdown)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        return
+    from docker_model.cli.repl import chat
+
+    click.echo("Interactive chat mode started. Type '/bye' to exit, '/?' for help.")
+    chat(client, model, markdown, debug)

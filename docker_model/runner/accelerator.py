@@ -1,0 +1,93 @@
+"""Which accelerator the runner can use: CUDA, Metal or the CPU, and why.
+
+Detection runs once at start-up. It looks at the machine (an NVIDIA driver, Apple Silicon) and at the
+installed llama.cpp build (which GPU libraries it ships) without importing llama_cpp, so the runner
+process stays small. The probes are parameters so tests can stand in for hardware this machine lacks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    kind: str  # "cuda", "metal" or "cpu"
+    detail: str  # what was found, for `docker model status`
+    problem: str | None = None  # a GPU the engine cannot use, and the fix
+
+    @property
+    def gpu_offload(self) -> bool:
+        return self.kind != "cpu"
+
+
+def nvidia_gpus() -> list[str]:
+    """GPU names reported by the NVIDIA driver, empty when there is no driver or no GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+
+
+def is_apple_silicon() -> bool:
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def engine_gpu_libraries() -> set[str]:
+    """The GPU backends the installed llama-cpp-python was built with ("cuda", "metal"), from its files."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    found: set[str] = set()
+    for location in spec.submodule_search_locations:
+        for library in Path(location).rglob("*ggml*"):
+            name = library.name.lower()
+            found.update(kind for kind in ("cuda", "metal") if kind in name)
+    return found
+
+
+@dataclass
+class Probes:
+    nvidia_gpus: Callable[[], list[str]] = nvidia_gpus
+    apple_silicon: Callable[[], bool] = is_apple_silicon
+    engine_gpu_libraries: Callable[[], set[str]] = engine_gpu_libraries
+    cpu_count: Callable[[], int] = field(default=lambda: os.cpu_count() or 1)
+
+
+def detect(probes: Probes | None = None) -> Accelerator:
+    probes = probes or Probes()
+    cpu = f"CPU, {probes.cpu_count()} threads"
+    engine = probes.engine_gpu_libraries()
+    gpus = probes.nvidia_gpus()
+    if gpus:
+        names = ", ".join(gpus)
+        if "cuda" in engine:
+            return Accelerator("cuda", f"CUDA: {names}")
+        return Accelerator(
+            "cpu",
+            cpu,
+            problem=f"NVIDIA GPU found ({names}) but llama-cpp-python was built without CUDA; "
+            "rebuild it with ./install.sh --gpu cuda",
+        )
+    if probes.apple_silicon():
+        if "metal" in engine:
+            return Accelerator("metal", "Metal: Apple Silicon GPU")
+        return Accelerator(
+            "cpu",
+            cpu,
+            problem="Apple Silicon GPU found but llama-cpp-python was built without Metal; "
+            "rebuild it with ./install.sh --gpu metal",
+        )
+    return Accelerator("cpu", cpu)

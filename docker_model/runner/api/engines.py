@@ -1,0 +1,138 @@
+"""Runner control routes (`/engines/...`): status, ps, df, unload and configure."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from docker_model.runner.api.errors import APIError
+from docker_model.runner.api.models import read_json, state_of
+from docker_model.runner.backend.launcher import RUNTIME_FLAG_ALLOWLIST
+from docker_model.runner.model_settings import ModelSettings
+from docker_model.units import parse_duration
+
+BACKEND_NAME = "llama.cpp"
+
+
+def engine_version() -> str:
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def engine_disk_usage() -> int:
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return 0
+    return sum(
+        path.stat().st_size
+        for root in spec.submodule_search_locations
+        for path in Path(root).rglob("*")
+        if path.is_file()
+    )
+
+
+async def engines_status(request: Request) -> JSONResponse:
+    accelerator = state_of(request).accelerator
+    detail = f"Running: llama.cpp (llama-cpp-python {engine_version()}) on {accelerator.detail}"
+    if accelerator.problem:
+        detail += f"; {accelerator.problem}"
+    return JSONResponse({BACKEND_NAME: detail})
+
+
+async def engines_ps(request: Request) -> JSONResponse:
+    return JSONResponse(
+        [
+            {
+                "model_name": loaded.name,
+                "model_id": loaded.model.id,
+                "backend_name": BACKEND_NAME,
+                "mode": "completion",
+                "last_used": int(loaded.last_used),
+                "until": None if loaded.expires_at is None else int(loaded.expires_at),
+                "in_use": loaded.in_flight > 0,
+                "context_size": loaded.context_size,
+                "pid": loaded.worker.pid,
+            }
+            for loaded in state_of(request).scheduler.running()
+        ]
+    )
+
+
+async def engines_df(request: Request) -> JSONResponse:
+    store = state_of(request).store
+    models, engine = await asyncio.gather(asyncio.to_thread(store.disk_usage), asyncio.to_thread(engine_disk_usage))
+    return JSONResponse({"models_disk_usage": models, "default_backend_disk_usage": engine})
+
+
+async def engines_unload(request: Request) -> JSONResponse:
+    body = await read_json(request)
+    state = state_of(request)
+    if body.get("all"):
+        unloaded = await state.scheduler.unload_all()
+    else:
+        names = body.get("models")
+        if not isinstance(names, list) or not names:
+            raise APIError(400, 'name the models to unload ({"models": [...]}) or ask for {"all": true}')
+        models = [await asyncio.to_thread(state.store.get, name) for name in names]
+        unloaded = await state.scheduler.unload([model.id for model in models])
+    return JSONResponse({"unloaded_runners": len(unloaded), "models": unloaded})
+
+
+def checked_runtime_flags(flags: object) -> list[str]:
+    if flags is None:
+        return []
+    if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
+        raise APIError(400, '"runtime-flags" must be a list of strings')
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        if name.startswith("-") and name not in RUNTIME_FLAG_ALLOWLIST:
+            allowed = ", ".join(sorted(RUNTIME_FLAG_ALLOWLIST))
+            raise APIError(400, f"runtime flag {name} is not allowed; allowed flags: {allowed}")
+    return list(flags)
+
+
+async def engines_configure(request: Request) -> JSONResponse:
+    body = await read_json(request)
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise APIError(400, 'missing "model": name the model to configure')
+    state = state_of(request)
+    model = await asyncio.to_thread(state.store.get, name)
+    current = state.settings.get(model.id)
+    context_size = body.get("context-size", body.get("context_size", current.context_size))
+    if context_size is not None and (not isinstance(context_size, int) or context_size <= 0):
+        raise APIError(400, '"context-size" must be a positive whole number of tokens')
+    keep_alive = current.keep_alive
+    if body.get("keep_alive") is not None:
+        try:
+            keep_alive = parse_duration(str(body["keep_alive"]))
+        except ValueError as error:
+            raise APIError(400, str(error)) from None
+    flags = body.get("runtime-flags", body.get("runtime_flags"))
+    runtime_flags = current.runtime_flags if flags is None else checked_runtime_flags(flags)
+    state.settings.set(model.id, ModelSettings(context_size, keep_alive, runtime_flags))
+    # New settings apply at the next load: unload now, then preload as DMR does.
+    await state.scheduler.unload([model.id])
+    loaded = await state.scheduler.acquire(model, name)
+    state.scheduler.release(loaded)
+    return JSONResponse(
+        {"model": name, "context_size": loaded.context_size, "keep_alive": loaded.keep_alive}, status_code=202
+    )
+
+
+routes = [
+    Route("/engines/status", engines_status, methods=["GET"]),
+    Route("/engines/ps", engines_ps, methods=["GET"]),
+    Route("/engines/df", engines_df, methods=["GET"]),
+    Route("/engines/unload", engines_unload, methods=["POST"]),
+    Route("/engines/_configure", engines_configure, methods=["POST"]),
+    Route(f"/engines/{BACKEND_NAME}/_configure", engines_configure, methods=["POST"]),
+]

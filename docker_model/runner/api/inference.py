@@ -1,0 +1,84 @@
+"""OpenAI-compatible routes, under `/engines/v1`, `/engines/llama.cpp/v1` and the alias `/v1`.
+
+Requests are routed by their `model` field: the scheduler loads the model (or reuses it) and the
+model's worker process answers; its response, streamed or not, is passed through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from docker_model.distribution import Model, ModelNotFoundError
+from docker_model.runner.api.errors import APIError
+from docker_model.runner.api.models import state_of
+
+PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
+ENDPOINTS = ("chat/completions", "completions", "embeddings")
+
+
+def openai_model(model: Model) -> dict:
+    name = model.tags[0].removeprefix("docker.io/") if model.tags else model.id
+    return {"id": name, "object": "model", "created": model.created, "owned_by": "docker"}
+
+
+async def list_models(request: Request) -> JSONResponse:
+    models = await asyncio.to_thread(state_of(request).store.list)
+    return JSONResponse({"object": "list", "data": [openai_model(model) for model in models]})
+
+
+async def get_model(request: Request) -> JSONResponse:
+    model = await find_model(request, request.path_params["name"])
+    return JSONResponse(openai_model(model))
+
+
+async def find_model(request: Request, name: str) -> Model:
+    try:
+        return await asyncio.to_thread(state_of(request).store.get, name)
+    except ModelNotFoundError:
+        raise APIError(404, f"model not found: {name}; pull it first with `docker model pull {name}`") from None
+
+
+async def complete(request: Request) -> Response:
+    endpoint = request.url.path.split("/v1/", 1)[1]
+    body = await request.body()
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise APIError(400, "the request body is not valid JSON") from None
+    name = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(name, str) or not name:
+        raise APIError(400, 'missing "model": name the model to use, e.g. "ai/smollm2"')
+    model = await find_model(request, name)
+    scheduler = state_of(request).scheduler
+    loaded = await scheduler.acquire(model, name)
+    try:
+        response = await loaded.worker.forward(request, f"/v1/{endpoint}")
+    except BaseException:
+        scheduler.release(loaded)
+        raise
+    after = response.background
+
+    async def release() -> None:
+        if after is not None:
+            await after()
+        scheduler.release(loaded)
+
+    response.background = BackgroundTask(release)
+    return response
+
+
+routes = [
+    route
+    for prefix in PREFIXES
+    for route in (
+        Route(f"{prefix}/models", list_models, methods=["GET"]),
+        Route(f"{prefix}/models/{{name:path}}", get_model, methods=["GET"]),
+        *(Route(f"{prefix}/{endpoint}", complete, methods=["POST"]) for endpoint in ENDPOINTS),
+    )
+]

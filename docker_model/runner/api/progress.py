@@ -1,0 +1,94 @@
+"""Long jobs (pull, push) streamed to the client as JSON lines while they run in a worker thread.
+
+The first line decides the HTTP status: a job that fails before reporting anything (unknown model,
+refused credentials) gets a plain JSON error with its status; once progress has been streamed, a later
+failure becomes an `error` line. A client that goes away cancels the job through `cancel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+
+from starlette.responses import Response, StreamingResponse
+
+from docker_model.distribution import ProgressEvent
+from docker_model.runner.api.errors import error_response, status_for
+from docker_model.units import human_bytes
+
+PROGRESS_INTERVAL_SECONDS = 0.1
+PROGRESS_INTERVAL_BYTES = 1 << 20
+
+Emit = Callable[[dict], None]
+Job = Callable[[Callable[[ProgressEvent], None], threading.Event], str]
+_DONE = object()
+
+
+class ProgressThrottle:
+    """Turns progress events into lines, at most one per layer every 100 ms or 1 MiB, plus each layer's end."""
+
+    def __init__(self, verb: str, emit: Emit) -> None:
+        self.verb = verb
+        self.emit = emit
+        self.last: dict[str, tuple[float, int]] = {}
+        self.done_by_layer: dict[str, int] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        last_time, last_bytes = self.last.get(event.layer_digest, (0.0, -PROGRESS_INTERVAL_BYTES))
+        finished = event.current >= event.layer_size
+        self.done_by_layer[event.layer_digest] = event.current
+        if (
+            not finished
+            and now - last_time < PROGRESS_INTERVAL_SECONDS
+            and event.current - last_bytes < PROGRESS_INTERVAL_BYTES
+        ):
+            return
+        self.last[event.layer_digest] = (now, event.current)
+        done = sum(self.done_by_layer.values())
+        self.emit(
+            {
+                "type": "progress",
+                "message": event.message or f"{self.verb} {human_bytes(done)} of {human_bytes(event.total)}",
+                "total": event.total,
+                "layer": {"id": event.layer_digest, "size": event.layer_size, "current": event.current},
+            }
+        )
+
+
+async def stream_job(verb: str, job: Job) -> Response:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def put(item: object) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def run() -> None:
+        try:
+            put({"type": "success", "message": job(ProgressThrottle(verb, put), cancel)})
+        except Exception as error:
+            put(error)
+        finally:
+            put(_DONE)
+
+    threading.Thread(target=run, name=f"{verb.lower()}-job", daemon=True).start()
+    first = await queue.get()
+    if isinstance(first, Exception):
+        return error_response(status_for(first), str(first))
+
+    async def lines() -> AsyncIterator[bytes]:
+        item = first
+        try:
+            while item is not _DONE:
+                if isinstance(item, Exception):
+                    item = {"type": "error", "message": str(item)}
+                yield json.dumps(item).encode() + b"\n"
+                item = await queue.get()
+        finally:
+            cancel.set()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -1,0 +1,78 @@
+"""Assembles the runner: its shared state, its routes and middleware, and its lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from docker_model import __version__, distribution
+from docker_model.runner import accelerator as accelerators
+from docker_model.runner.api import engines, inference, models
+from docker_model.runner.api.errors import APIError, handle_error
+from docker_model.runner.api.middleware import BodyLimit, OriginGuard
+from docker_model.runner.model_settings import SettingsBook
+from docker_model.runner.scheduler import Scheduler
+from docker_model.runner.state import RunnerState
+
+log = logging.getLogger(__name__)
+
+
+async def root(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("Docker Model Runner is running")
+
+
+async def version(request: Request) -> JSONResponse:
+    accelerator = request.app.state.runner.accelerator
+    engine = f"llama.cpp (llama-cpp-python {engines.engine_version()}, {accelerator.kind})"
+    return JSONResponse({"version": __version__, "engine": engine})
+
+
+def build_state(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator) -> RunnerState:
+    store = distribution.Store(models_path)
+    settings = SettingsBook(state_dir / "model-settings.json")
+    scheduler = Scheduler(store, settings, accelerator, log_dir=state_dir / "logs")
+    return RunnerState(store, distribution.RegistryClient(store), accelerator, settings, scheduler)
+
+
+def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator | None = None) -> Starlette:
+    accelerator = accelerator or accelerators.detect()
+    log.info(
+        "accelerator: %s (%s)%s",
+        accelerator.kind,
+        accelerator.detail,
+        f"; {accelerator.problem}" if accelerator.problem else "",
+    )
+    state = build_state(models_path, state_dir, accelerator)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        reaper = asyncio.create_task(state.scheduler.reap_forever())
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await state.scheduler.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", root, methods=["GET"]),
+            Route("/version", version, methods=["GET"]),
+            *models.routes,
+            *engines.routes,
+            *inference.routes,
+        ],
+        middleware=[Middleware(OriginGuard), Middleware(BodyLimit)],
+        exception_handlers={APIError: handle_error, distribution.DistributionError: handle_error},
+        lifespan=lifespan,
+    )
+    app.state.runner = state
+    return app

@@ -1,0 +1,60 @@
+"""Per-model settings from `docker model configure`, kept on disk so they hold across runner restarts.
+
+The context size a model loads with is decided here, in this order: what `configure` set, the model's
+packaged `context_size`, else 4096 capped at the model's trained maximum.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from docker_model.distribution.config_fields import trained_context_length
+
+DEFAULT_CONTEXT_SIZE = 4096
+DEFAULT_KEEP_ALIVE_SECONDS = 300.0
+
+
+@dataclass
+class ModelSettings:
+    context_size: int | None = None
+    keep_alive: float | None = None  # seconds; 0 unloads at once, -1 never
+    runtime_flags: list[str] = field(default_factory=list)
+
+
+def effective_context_size(settings: ModelSettings, config: dict) -> int:
+    if settings.context_size:
+        return settings.context_size
+    packaged = config.get("context_size")
+    if packaged:
+        return int(packaged)
+    trained = trained_context_length(config)
+    return min(DEFAULT_CONTEXT_SIZE, trained) if trained else DEFAULT_CONTEXT_SIZE
+
+
+class SettingsBook:
+    """Settings by model ID, saved atomically as JSON in the runner's state directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raw = {}
+        self.by_model = {model_id: ModelSettings(**values) for model_id, values in raw.items()}
+
+    def get(self, model_id: str) -> ModelSettings:
+        with self.lock:
+            return self.by_model.get(model_id, ModelSettings())
+
+    def set(self, model_id: str, settings: ModelSettings) -> None:
+        with self.lock:
+            self.by_model[model_id] = settings
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps({key: asdict(value) for key, value in self.by_model.items()}, indent=2))
+            os.replace(temporary, self.path)

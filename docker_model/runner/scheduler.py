@@ -1,0 +1,171 @@
+"""Which models are loaded, in which worker process, and for how long.
+
+A model loads on first use; requests for a model that is loading wait for that one load. Several models
+may stay loaded, up to `max_loaded`; past that, and when memory runs short, the least recently used idle
+model is evicted. Each model unloads once idle for its keep-alive (5 minutes by default, 0 at once, -1
+never). A worker that died is noticed on the next request and started afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker_model.distribution import Model, Store
+from docker_model.runner.accelerator import Accelerator
+from docker_model.runner.api.errors import APIError
+from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec
+from docker_model.runner.memory import available_memory_bytes
+from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, SettingsBook, effective_context_size
+
+log = logging.getLogger(__name__)
+REAP_INTERVAL_SECONDS = 1.0
+
+
+@dataclass
+class LoadedModel:
+    model: Model
+    name: str  # the name it was asked for, as `ps` shows it
+    worker: WorkerProcess
+    context_size: int
+    keep_alive: float
+    last_used: float = field(default_factory=time.time)
+    in_flight: int = 0
+
+    @property
+    def expires_at(self) -> float | None:
+        return None if self.keep_alive < 0 else self.last_used + self.keep_alive
+
+    def expired(self, now: float) -> bool:
+        expires = self.expires_at
+        return self.in_flight == 0 and expires is not None and now >= expires
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        settings: SettingsBook,
+        accelerator: Accelerator,
+        log_dir: Path,
+        max_loaded: int = 2,
+        parallel: int = 4,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.accelerator = accelerator
+        self.log_dir = log_dir
+        self.max_loaded = max_loaded
+        self.parallel = parallel
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="docker-model-"))  # short: UNIX socket paths are limited
+        self.loaded: dict[str, LoadedModel] = {}
+        self.loading: dict[str, asyncio.Task[LoadedModel]] = {}
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, model: Model, name: str) -> LoadedModel:
+        """The loaded model, loading it first if needed; pair every call with `release`."""
+        while True:
+            async with self.lock:
+                loaded = self.loaded.get(model.id)
+                if loaded is not None and not loaded.worker.alive:
+                    log.warning("worker for %s (pid %s) died; it will be started again", name, loaded.worker.pid)
+                    del self.loaded[model.id]
+                    loaded = None
+                if loaded is not None:
+                    loaded.in_flight += 1
+                    loaded.last_used = time.time()
+                    return loaded
+                task = self.loading.get(model.id)
+                if task is None:
+                    task = asyncio.create_task(self._load(model, name))
+                    self.loading[model.id] = task
+            try:
+                await asyncio.shield(task)
+            finally:
+                async with self.lock:
+                    if self.loading.get(model.id) is task and task.done():
+                        del self.loading[model.id]
+
+    def release(self, loaded: LoadedModel) -> None:
+        loaded.in_flight -= 1
+        loaded.last_used = time.time()
+
+    async def _load(self, model: Model, name: str) -> LoadedModel:
+        settings = self.settings.get(model.id)
+        context_size = effective_context_size(settings, model.config)
+        await self._make_room(model)
+        bundle = await asyncio.to_thread(self.store.bundle, model)
+        spec = WorkerSpec(
+            model_path=bundle.gguf_path,
+            context_size=context_size,
+            parallel=self.parallel,
+            n_gpu_layers=-1 if self.accelerator.gpu_offload else 0,
+            chat_template_path=bundle.template_path,
+            runtime_flags=list(settings.runtime_flags),
+        )
+        short_id = model.id.removeprefix("sha256:")[:12]
+        log.info("loading %s (context %d per sequence)", name, context_size)
+        worker = await WorkerProcess.start(
+            spec, self.socket_dir / f"{short_id}.sock", self.log_dir / f"model-{short_id}.log"
+        )
+        keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
+        loaded = LoadedModel(model, name, worker, context_size, keep_alive)
+        async with self.lock:
+            self.loaded[model.id] = loaded
+        return loaded
+
+    async def _make_room(self, model: Model) -> None:
+        """Evict idle models, least recently used first, while the slots or the memory are short."""
+        while True:
+            async with self.lock:
+                idle = sorted((m for m in self.loaded.values() if m.in_flight == 0), key=lambda m: m.last_used)
+                short_of_slots = len(self.loaded) >= self.max_loaded
+                available = available_memory_bytes()
+                short_of_memory = available is not None and available < model.size * 1.2
+                if not (short_of_slots or short_of_memory):
+                    return
+                if not idle:
+                    if short_of_slots:
+                        raise APIError(503, f"{self.max_loaded} models are loaded and busy; retry when one is idle")
+                    return  # memory looks short but nothing can be freed: let llama.cpp try
+                victim = idle[0]
+                del self.loaded[victim.model.id]
+            log.info("evicting %s to make room for %s", victim.name, model.tags[0] if model.tags else model.id)
+            await victim.worker.stop()
+
+    async def unload(self, model_ids: list[str] | None = None) -> list[str]:
+        """Unload the given models (all when None); returns the names unloaded."""
+        async with self.lock:
+            chosen = [m for key, m in self.loaded.items() if model_ids is None or key in model_ids]
+            for loaded in chosen:
+                del self.loaded[loaded.model.id]
+        await asyncio.gather(*(loaded.worker.stop() for loaded in chosen))
+        return [loaded.name for loaded in chosen]
+
+    async def unload_all(self) -> list[str]:
+        return await self.unload(None)
+
+    async def forget(self, model_id: str) -> None:
+        """A deleted model must not keep running."""
+        await self.unload([model_id])
+
+    def running(self) -> list[LoadedModel]:
+        return sorted(self.loaded.values(), key=lambda m: m.name)
+
+    async def reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_SECONDS)
+            now = time.time()
+            expired = [key for key, m in self.loaded.items() if m.expired(now) or not m.worker.alive]
+            if expired:
+                await self.unload(expired)
+
+    async def close(self) -> None:
+        await self.unload_all()
+        with contextlib.suppress(OSError):
+            self.socket_dir.rmdir()

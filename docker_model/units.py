@@ -1,0 +1,28 @@
+"""Human-readable sizes and durations, shared by the CLI and the runner (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+
+DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def human_bytes(count: float) -> str:
+    """Decimal units as docker prints them: `98.36MB`, `512B`."""
+    for unit in DECIMAL_UNITS:
+        if abs(count) < 1000 or unit == DECIMAL_UNITS[-1]:
+            return f"{int(count)}{unit}" if unit == "B" else f"{count:.2f}{unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (`5m`, `1h30m`, `90s`, `0`); `-1` means forever and returns -1."""
+    text = text.strip()
+    if text in ("0", "-1"):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(f"invalid duration {text!r}: use a number with a unit like 30s, 5m or 1h, or 0 or -1")
+    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
