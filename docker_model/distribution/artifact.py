@@ -168,9 +168,7 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
         raise UnsupportedFormatError("the manifest is not an OCI image manifest (schemaVersion 2)")
     media_type = manifest.get("mediaType", MANIFEST_MEDIA_TYPE)
     if media_type not in (MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE):
-        raise UnsupportedFormatError(
-            f"manifest media type {media_type!r} (an image index or a container image?)"
-        )
+        raise UnsupportedFormatError(f"manifest media type {media_type!r} (an image index or a container image?)")
     config_type = manifest.get("config", {}).get("mediaType")
     if config_type not in SUPPORTED_CONFIG_MEDIA_TYPES:
         raise UnsupportedFormatError(f"config media type {config_type!r} is not a Docker model config")

@@ -32,16 +32,12 @@ class ModelNotFoundError(DistributionError):
 
 class UnsupportedFormatError(DistributionError):
     def __init__(self, what: str) -> None:
-        super().__init__(
-            f"unsupported model format: {what}; only GGUF models packaged for Docker Model Runner work"
-        )
+        super().__init__(f"unsupported model format: {what}; only GGUF models packaged for Docker Model Runner work")
 
 
 class RegistryUnreachableError(DistributionError):
     def __init__(self, registry: str, cause: object) -> None:
-        super().__init__(
-            f"cannot reach registry {registry} ({cause}): check the network and the registry address"
-        )
+        super().__init__(f"cannot reach registry {registry} ({cause}): check the network and the registry address")
         self.registry = registry
 
 
@@ -54,12 +50,12 @@ class RegistryError(DistributionError):
 
 
 class AuthenticationError(DistributionError):
-    def __init__(self, registry: str, rejected: bool) -> None:
+    def __init__(self, registry: str, rejected: bool, fix: str | None = None) -> None:
         if rejected:
-            problem = "rejected the saved credentials (wrong username or password)"
+            problem = "rejected the credentials (wrong username, password or token)"
         else:
             problem = "requires authentication"
-        super().__init__(f"registry {registry} {problem}: run 'docker login {registry}'")
+        super().__init__(f"{registry} {problem}: {fix or f'run docker login {registry}'}")
         self.registry = registry
 
 

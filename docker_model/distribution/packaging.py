@@ -17,11 +17,17 @@ GGUF_MAGIC = b"GGUF"
 
 
 def layer_from_file(
-    path: Path, media_type: str, name: str | None = None, mtime: datetime | None = None
+    path: Path, media_type: str, name: str | None = None, mtime: datetime | None = None, digest: str | None = None
 ) -> Layer:
-    """A layer for `path`, annotated as Docker does; `name`/`mtime` override the file's own (e.g. a blob)."""
-    digest, size = file_digest(path)
+    """A layer for `path`, annotated as Docker does.
+
+    `name`, `mtime` and `digest` stand in for the file's own when it is a store blob: its digest is known.
+    """
     stat = os.stat(path)
+    if digest is None:
+        digest, size = file_digest(path)
+    else:
+        size = stat.st_size
     moment = mtime or datetime.fromtimestamp(stat.st_mtime, timezone.utc)
     annotations = artifact.file_annotations(name or path.name, stat.st_mode & 0o777, size, moment)
     return Layer(digest, size, media_type, annotations, source=path)

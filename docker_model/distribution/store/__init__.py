@@ -105,9 +105,7 @@ class Store:
             prefix = text.removeprefix("sha256:")
             matches = [m for m in index.models if m.id.removeprefix("sha256:").startswith(prefix)]
             if len(matches) > 1:
-                raise ConflictError(
-                    f"model ID {text!r} is ambiguous ({len(matches)} models): give more digits"
-                )
+                raise ConflictError(f"model ID {text!r} is ambiguous ({len(matches)} models): give more digits")
             if matches:
                 return matches[0], None
         ref = parse_reference(text)
@@ -173,9 +171,7 @@ class Store:
         with self.locked():
             missing = [d for d in files if not self.blobs.has(d)]
             if missing:
-                raise DistributionError(
-                    f"cannot record the model: blobs missing from the store: {', '.join(missing)}"
-                )
+                raise DistributionError(f"cannot record the model: blobs missing from the store: {', '.join(missing)}")
             model_id = self.manifests.write(manifest_bytes)
             index = self.read_index()
             entry = index.add(IndexEntry(model_id, [], files))
@@ -225,9 +221,7 @@ class Store:
             return
         entries = [p for p in self.root.iterdir() if p.name != self.layout.lock_file.name]
         if entries and not self.layout.layout_file.exists():
-            raise DistributionError(
-                f"refusing to purge {self.root}: it has no layout.json, so it is not a model store"
-            )
+            raise DistributionError(f"refusing to purge {self.root}: it has no layout.json, so it is not a model store")
         with self.locked():
             for path in entries:
                 if path.is_dir():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.errors import DigestMismatchError
 from docker_model.distribution.store.layout import Layout, atomic_write
 from docker_model.distribution.store.locks import lock_file_in_place
@@ -80,7 +80,7 @@ class BlobStore:
     def receive(
         self,
         digest: str,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | None = None,
         waiting: Callable[[], None] | None = None,
     ) -> Iterator[IncompleteBlob | None]:
         """Yield an IncompleteBlob to fill, or None when the blob is present (perhaps after waiting).

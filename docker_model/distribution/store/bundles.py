@@ -64,9 +64,7 @@ def _describe(root: Path, plan: list[tuple[str, str, int]]) -> Bundle:
 
 def _is_complete(root: Path, plan: list[tuple[str, str, int]]) -> bool:
     try:
-        return (root / "config.json").is_file() and all(
-            (root / rel).stat().st_size == size for rel, _, size in plan
-        )
+        return (root / "config.json").is_file() and all((root / rel).stat().st_size == size for rel, _, size in plan)
     except FileNotFoundError:
         return False
 

@@ -36,13 +36,9 @@ def check_store(store: Store, repair: bool) -> list[str]:
     for entry in list(index.models):
         names = ", ".join(entry.tags) or entry.id
         broken = [d for d in entry.files if not blob_ok(d)]
-        manifest_ok = (
-            store.manifests.exists(entry.id) and sha256_digest(store.manifests.read(entry.id)) == entry.id
-        )
+        manifest_ok = store.manifests.exists(entry.id) and sha256_digest(store.manifests.read(entry.id)) == entry.id
         if broken or not manifest_ok:
-            what = (
-                f"blobs missing or corrupt: {', '.join(broken)}" if broken else "manifest missing or corrupt"
-            )
+            what = f"blobs missing or corrupt: {', '.join(broken)}" if broken else "manifest missing or corrupt"
             problems.append(f"model {names}: {what}" + ("; removed it, pull it again" if repair else ""))
             if repair:
                 index.remove(entry.id)
@@ -51,9 +47,7 @@ def check_store(store: Store, repair: bool) -> list[str]:
                 for digest in broken:
                     store.blobs.remove(digest)
             continue
-        if store.layout.bundle(entry.id).exists() and not bundle_is_intact(
-            store.layout, store.model_for(entry)
-        ):
+        if store.layout.bundle(entry.id).exists() and not bundle_is_intact(store.layout, store.model_for(entry)):
             problems.append(f"model {names}: runtime bundle damaged" + ("; removed it" if repair else ""))
             if repair:
                 remove_bundle(store.layout, entry.id)
@@ -72,25 +66,19 @@ def _leftovers(store: Store, index: Index, repair: bool) -> list[str]:
         if repair:
             store.blobs.remove(digest)
     for model_id in sorted(set(store.manifests.ids()) - ids):
-        problems.append(
-            f"manifest {model_id} belongs to no listed model" + ("; deleted it" if repair else "")
-        )
+        problems.append(f"manifest {model_id} belongs to no listed model" + ("; deleted it" if repair else ""))
         if repair:
             store.manifests.remove(model_id)
     now = time.time()
     for path in store.blobs.incomplete_files():
         if now - path.stat().st_mtime > STALE_INCOMPLETE_SECONDS:
-            problems.append(
-                f"partial download {path.name} is over a week old" + ("; deleted it" if repair else "")
-            )
+            problems.append(f"partial download {path.name} is over a week old" + ("; deleted it" if repair else ""))
             if repair:
                 path.unlink(missing_ok=True)
     if store.layout.bundles_dir.is_dir():
         for bundle in sorted(store.layout.bundles_dir.iterdir()):
             if f"sha256:{bundle.name}" not in ids:
-                problems.append(
-                    f"bundle {bundle.name} belongs to no listed model" + ("; deleted it" if repair else "")
-                )
+                problems.append(f"bundle {bundle.name} belongs to no listed model" + ("; deleted it" if repair else ""))
                 if repair:
                     shutil.rmtree(bundle, ignore_errors=True)
     try:

@@ -69,10 +69,7 @@ def read_index(path: Path) -> Index:
         raise StoreCorruptError(path, f"not JSON: {exc}") from None
     try:
         return Index(
-            [
-                IndexEntry(m["id"], list(m.get("tags") or []), list(m.get("files") or []))
-                for m in document["models"]
-            ]
+            [IndexEntry(m["id"], list(m.get("tags") or []), list(m.get("files") or [])) for m in document["models"]]
         )
     except (KeyError, TypeError) as exc:
         raise StoreCorruptError(path, f"unexpected structure: {exc!r}") from None

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.errors import PullCancelledError
 
 POLL_SECONDS = 0.1
@@ -33,7 +33,7 @@ def exclusive(path: Path) -> Iterator[None]:
 
 def lock_file_in_place(
     path: Path,
-    cancel: threading.Event | None = None,
+    cancel: CancelToken | None = None,
     waiting: Callable[[], None] | None = None,
 ) -> int | None:
     """Open `path` (creating it) and lock it exclusively; return the fd, or None if `path` vanished meanwhile.

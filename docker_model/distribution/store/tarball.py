@@ -33,7 +33,5 @@ def read_model_tar(blobs: BlobStore, stream: BinaryIO) -> bytes:
     except tarfile.TarError as exc:
         raise DistributionError(f"the model archive is not a readable tar stream: {exc}") from None
     if manifest is None:
-        raise DistributionError(
-            f"the model archive has no {MANIFEST_NAME}: it must end with the model's manifest"
-        )
+        raise DistributionError(f"the model archive has no {MANIFEST_NAME}: it must end with the model's manifest")
     return manifest

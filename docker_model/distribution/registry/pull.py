@@ -1,0 +1,124 @@
+"""Pull a model from an OCI registry into the store: manifest, config, then layers in parallel."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from docker_model.distribution.artifact import (
+    DOCKER_MANIFEST_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    manifest_layers,
+    parse_manifest,
+    sha256_digest,
+)
+from docker_model.distribution.cancel import Cancellation, CancelToken
+from docker_model.distribution.errors import (
+    DigestMismatchError,
+    ModelNotFoundError,
+    PullCancelledError,
+    UnsupportedFormatError,
+)
+from docker_model.distribution.model import Model
+from docker_model.distribution.progress import ProgressCallback, ProgressTracker
+from docker_model.distribution.registry.download import Fetch, download_blob
+from docker_model.distribution.registry.transport import Transport, registry_error
+from docker_model.distribution.store import Store
+from docker_model.reference import Reference
+
+MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, {DOCKER_MANIFEST_MEDIA_TYPE}"
+MAX_PARALLEL_LAYERS = 4
+
+
+def pull_scope(ref: Reference) -> str:
+    return f"repository:{ref.repository}:pull"
+
+
+def fetch_manifest(transport: Transport, ref: Reference, cancel: CancelToken | None = None) -> bytes:
+    """The raw manifest `ref` names, checked against the reference's digest when it has one."""
+    url = transport.url(f"{ref.repository}/manifests/{ref.digest or ref.tag}")
+
+    def get() -> bytes:
+        with transport.request("GET", url, pull_scope(ref), headers={"Accept": MANIFEST_ACCEPT}) as response:
+            if response.status_code == 404:
+                raise ModelNotFoundError(str(ref), f"in registry {ref.registry}")
+            if response.status_code != 200:
+                raise registry_error(ref.registry, response)
+            return response.content
+
+    raw = transport.retrying(get, cancel)
+    if ref.digest is not None and sha256_digest(raw) != ref.digest:
+        raise DigestMismatchError(ref.digest, sha256_digest(raw))
+    return raw
+
+
+def _blob_fetcher(transport: Transport, ref: Reference, digest: str) -> Fetch:
+    url = transport.url(f"{ref.repository}/blobs/{digest}")
+
+    def fetch(headers: dict[str, str]) -> requests.Response:
+        response = transport.request("GET", url, pull_scope(ref), headers=headers, stream=True)
+        if response.status_code not in (200, 206):
+            response.close()
+            raise registry_error(ref.registry, response)
+        return response
+
+    return fetch
+
+
+def pull_model(
+    transport: Transport,
+    store: Store,
+    ref: Reference,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Model:
+    raw = fetch_manifest(transport, ref, cancel)
+    manifest = parse_manifest(raw)
+    tags = [str(ref)] if ref.digest is None else []
+    model_id = sha256_digest(raw)
+    if store.has_model(model_id):
+        store.add_tags(model_id, tags)
+        return store.get(model_id)
+
+    config = manifest["config"]
+    fetch_config = _blob_fetcher(transport, ref, config["digest"])
+
+    def get_config() -> bytes:
+        with fetch_config({}) as response:
+            return response.content
+
+    config_bytes = transport.retrying(get_config, cancel)
+    try:
+        json.loads(config_bytes)
+    except ValueError:
+        raise UnsupportedFormatError("the model config is not JSON") from None
+    store.layout.ensure()
+    store.blobs.write_bytes(config["digest"], config_bytes)
+
+    layers = manifest_layers(manifest)
+    tracker = ProgressTracker(progress, sum(layer.size for layer in layers))
+    stop = Cancellation(cancel)
+
+    def pull_layer(digest: str, size: int) -> None:
+        try:
+            download_blob(
+                store.blobs,
+                digest,
+                size,
+                _blob_fetcher(transport, ref, digest),
+                lambda action: transport.retrying(action, stop),
+                tracker,
+                stop,
+            )
+        except BaseException:
+            stop.set()  # one failed layer stops the others; their partial files stay for a resume
+            raise
+
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_LAYERS, len(layers)))) as pool:
+        futures = [pool.submit(pull_layer, layer.digest, layer.size) for layer in layers]
+    errors = [error for future in futures if (error := future.exception()) is not None]
+    if errors:  # the layer that failed first matters, not the ones it stopped
+        raise next((e for e in errors if not isinstance(e, PullCancelledError)), errors[0])
+    return store.record(raw, tags)
