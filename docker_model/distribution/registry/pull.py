@@ -24,7 +24,7 @@ from docker_model.distribution.errors import (
 from docker_model.distribution.model import Model
 from docker_model.distribution.progress import ProgressCallback, ProgressTracker
 from docker_model.distribution.registry.download import Fetch, download_blob
-from docker_model.distribution.registry.transport import Transport, registry_error
+from docker_model.distribution.registry.transport import NETWORK_ERRORS, TransientError, Transport, registry_error
 from docker_model.distribution.store import Store
 from docker_model.reference import Reference
 
@@ -87,15 +87,18 @@ def pull_model(
 
     def get_config() -> bytes:
         with fetch_config({}) as response:
-            return response.content
+            try:
+                return response.content
+            except NETWORK_ERRORS as exc:
+                raise TransientError(exc) from exc
 
     config_bytes = transport.retrying(get_config, cancel)
+    if sha256_digest(config_bytes) != config["digest"]:
+        raise DigestMismatchError(config["digest"], sha256_digest(config_bytes))
     try:
         json.loads(config_bytes)
     except ValueError:
         raise UnsupportedFormatError("the model config is not JSON") from None
-    store.layout.ensure()
-    store.blobs.write_bytes(config["digest"], config_bytes)
 
     layers = manifest_layers(manifest)
     tracker = ProgressTracker(progress, sum(layer.size for layer in layers))
@@ -121,4 +124,5 @@ def pull_model(
     errors = [error for future in futures if (error := future.exception()) is not None]
     if errors:  # the layer that failed first matters, not the ones it stopped
         raise next((e for e in errors if not isinstance(e, PullCancelledError)), errors[0])
+    store.blobs.write_bytes(config["digest"], config_bytes)  # only now: a failed pull leaves no config behind
     return store.record(raw, tags)
