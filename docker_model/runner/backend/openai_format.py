@@ -27,7 +27,7 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def sse(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
 class CompletionFormat:
@@ -41,7 +41,7 @@ class CompletionFormat:
         self.object = "chat.completion" if chat else "text_completion"
         self.chunk_object = "chat.completion.chunk" if chat else "text_completion"
         head = {"id": self.id, "object": self.chunk_object, "created": self.created, "model": model}
-        self._head = b"data: " + json.dumps(head)[:-1].encode() + b',"choices":['
+        self._head = b"data: " + json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"choices":['
         self._content_open = b'{"index":0,"delta":{"content":' if chat else b'{"index":0,"text":'
         self._content_close = (b"}" if chat else b"") + b',"logprobs":null,"finish_reason":null}]}\n\n'
 
