@@ -29,5 +29,5 @@ def test_raise_exception_is_a_client_error() -> None:
 
 def test_sandbox_blocks_attribute_escapes() -> None:
     template = ChatTemplate("{{ messages.__class__.__mro__ }}")
-    with pytest.raises(Exception, match="unsafe|not safely|access"):
+    with pytest.raises(RequestError, match="is unsafe"):
         template.render([{"role": "user", "content": "x"}])
