@@ -24,7 +24,7 @@ class CountingProxy:
         self.blob_bytes: dict[str, int] = {}  # digest -> body bytes sent to clients
         self.blob_requests: list[tuple[str, str | None, int]] = []  # (digest, Range header, status)
         self.fail_next = 0  # answer 503 to this many blob GETs
-        self.cut_after: int | None = None  # close the next blob GET after this many body bytes
+        self.cut: tuple[str, int] | None = None  # (digest, n): close the next GET of digest after n bytes
         self.ignore_range = False
         self.seconds_per_mib = 0.0
         self._lock = threading.Lock()
@@ -71,7 +71,8 @@ class CountingProxy:
                             self.send_header("Content-Length", "0")
                             self.end_headers()
                             return
-                        cut, proxy.cut_after = proxy.cut_after, None
+                        if proxy.cut is not None and proxy.cut[0] == digest:
+                            cut, proxy.cut = proxy.cut[1], None
                 upstream = requests.request(
                     self.command,
                     proxy.upstream + self.path,

@@ -66,7 +66,8 @@ def _transfer(blob: IncompleteBlob, size: int, fetch: Fetch, tracker: ProgressTr
             blob.restart()  # a 200: the server ignored the range, so start over
         tracker.update(blob.digest, size, blob.offset)
         try:
-            for chunk in response.iter_content(CHUNK):
+            # read1 hands over whatever has arrived, so a dropped connection loses no received byte
+            while chunk := response.raw.read1(CHUNK, decode_content=True):
                 if cancel.is_set():
                     raise PullCancelledError()
                 blob.write(chunk)

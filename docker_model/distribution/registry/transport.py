@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from docker_model.distribution.cancel import CancelToken
@@ -23,7 +24,12 @@ from docker_model.distribution.registry.credentials import Credentials
 T = TypeVar("T")
 DOCKER_HUB_API = "registry-1.docker.io"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,  # raised by raw reads of a streamed body
+)
 TIMEOUT = (15, 120)  # connect, read (seconds)
 
 
