@@ -16,9 +16,7 @@ def test_chatml_fallback() -> None:
 def test_bos_token_content_parts_and_tojson() -> None:
     source = "{{ bos_token }}{% for m in messages %}{{ m.content }}|{{ m | tojson }}{% endfor %}"
     messages = [{"role": "user", "content": [{"type": "text", "text": "é<b>"}]}]
-    assert ChatTemplate(source, bos_token="<s>").render(messages) == (
-        '<s>é<b>|{"role": "user", "content": "é<b>"}'
-    )
+    assert ChatTemplate(source, bos_token="<s>").render(messages) == ('<s>é<b>|{"role": "user", "content": "é<b>"}')
 
 
 def test_raise_exception_is_a_client_error() -> None:

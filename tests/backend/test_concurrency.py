@@ -1,0 +1,93 @@
+"""Requests to one model are decoded together; a client that leaves frees its sequence at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from .conftest import Worker
+
+pytestmark = pytest.mark.integration
+
+STORY = [{"role": "user", "content": "Tell me a long story about a dragon."}]
+
+
+def stream_timestamps(worker: Worker, max_tokens: int) -> list[float]:
+    """Stream one completion and return the arrival time of every text chunk."""
+    stamps = []
+    stream = worker.client.chat.completions.create(
+        model="m", messages=STORY, max_tokens=max_tokens, stream=True, extra_body={"ignore_eos": True}
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            stamps.append(time.monotonic())
+    return stamps
+
+
+def test_two_streams_produce_tokens_in_the_same_interval(worker: Worker) -> None:
+    results: dict[str, list[float]] = {}
+    threads = [
+        threading.Thread(target=lambda key=key: results.__setitem__(key, stream_timestamps(worker, 48)))
+        for key in ("a", "b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    a, b = results["a"], results["b"]
+    start, end = max(a[0], b[0]), min(a[-1], b[-1])
+    assert start < end, "the two streams never produced tokens at the same time"
+    # Served one after the other, at most one chunk of either stream could fall in the shared interval.
+    assert sum(start <= t <= end for t in a) >= 10
+    assert sum(start <= t <= end for t in b) >= 10
+
+
+def open_stream(worker: Worker, max_tokens: int) -> tuple[httpx.Client, httpx.Response]:
+    client = httpx.Client(timeout=60)
+    body = {"model": "m", "messages": STORY, "max_tokens": max_tokens, "ignore_eos": True, "stream": True}
+    response = client.send(client.build_request("POST", f"{worker.base_url}/chat/completions", json=body), stream=True)
+    assert response.status_code == 200
+    return client, response
+
+
+def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list]:
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(call()), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_disconnected_stream_frees_its_sequence(worker_factory: Callable[..., Worker]) -> None:
+    worker = worker_factory("--parallel", "1", "--ctx-size", "4096")
+    client, first = open_stream(worker, max_tokens=4000)  # alone, this would run for a minute or more
+    lines = first.iter_lines()
+    assert sum(1 for line, _ in zip(lines, range(5), strict=False) if line.startswith("data:")) >= 2
+
+    def second() -> object:
+        return worker.client.chat.completions.create(model="m", messages=STORY, max_tokens=8)
+
+    thread, box = in_thread(second)
+    thread.join(2)
+    assert thread.is_alive(), "with one sequence, the second request should wait for the first"
+    first.close()
+    client.close()
+    thread.join(20)
+    assert box and box[0].usage.completion_tokens == 8
+
+
+def test_full_queue_is_a_503(worker_factory: Callable[..., Worker]) -> None:
+    worker = worker_factory("--parallel", "1", "--max-queue", "0")
+    client, first = open_stream(worker, max_tokens=2000)
+    try:
+        next(line for line in first.iter_lines() if line.startswith("data:"))
+        response = httpx.post(f"{worker.base_url}/chat/completions", json={"model": "m", "messages": STORY}, timeout=30)
+        assert response.status_code == 503
+        assert "busy" in json.loads(response.content)["error"]["message"]
+    finally:
+        first.close()
+        client.close()
