@@ -41,6 +41,7 @@ _EXPORTS = {
     "ProgressEvent": "docker_model.distribution.progress",
     "RegistryClient": "docker_model.distribution.registry",
     "package": "docker_model.distribution.packaging",
+    "write_model_tar": "docker_model.distribution.store.tarball",
     "AuthenticationError": "docker_model.distribution.errors",
     "ConflictError": "docker_model.distribution.errors",
     "DigestMismatchError": "docker_model.distribution.errors",
@@ -73,6 +74,7 @@ __all__ = [
     "StoreCorruptError",
     "UnsupportedFormatError",
     "package",
+    "write_model_tar",
 ]
 
 if TYPE_CHECKING:
@@ -96,6 +98,7 @@ if TYPE_CHECKING:
     from docker_model.distribution.registry import RegistryClient
     from docker_model.distribution.store import Store
     from docker_model.distribution.store.bundles import Bundle
+    from docker_model.distribution.store.tarball import write_model_tar
 
 
 def __getattr__(name: str) -> Any:

@@ -25,8 +25,11 @@ class DistributionError(Exception):
 
 class ModelNotFoundError(DistributionError):
     def __init__(self, name: str, where: str = "locally") -> None:
-        fix = "check the name with 'docker model list'" if where == "locally" else "check the name and tag"
-        super().__init__(f"model {name!r} not found {where}: {fix}")
+        if where == "locally":
+            message = f"model not found: {name}; pull it with 'docker model pull {name}' (see 'docker model list')"
+        else:
+            message = f"model not found {where}: {name}; check the name and tag"
+        super().__init__(message)
         self.name = name
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import posixpath
 import re
 import tarfile
 from typing import BinaryIO
 
+from docker_model.distribution.artifact import Artifact
 from docker_model.distribution.errors import DistributionError
 from docker_model.distribution.store.blobs import BlobStore
 
@@ -35,3 +37,23 @@ def read_model_tar(blobs: BlobStore, stream: BinaryIO) -> bytes:
     if manifest is None:
         raise DistributionError(f"the model archive has no {MANIFEST_NAME}: it must end with the model's manifest")
     return manifest
+
+
+def write_model_tar(artifact: Artifact, sink: BinaryIO) -> None:
+    """Write an artifact as `read_model_tar` reads it: config and layer blobs, then `manifest.json` last."""
+    with tarfile.open(fileobj=sink, mode="w|") as archive:
+        _add_bytes(archive, f"blobs/sha256/{artifact.config_digest.removeprefix('sha256:')}", artifact.config_bytes)
+        for layer in artifact.layers:
+            if layer.source is None:
+                raise DistributionError(f"layer {layer.digest} has no local file to write")
+            info = tarfile.TarInfo(f"blobs/sha256/{layer.digest.removeprefix('sha256:')}")
+            info.size = layer.size
+            with open(layer.source, "rb") as source:
+                archive.addfile(info, source)
+        _add_bytes(archive, MANIFEST_NAME, artifact.manifest_bytes)
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    archive.addfile(info, io.BytesIO(data))

@@ -1,0 +1,85 @@
+"""Pull throughput against curl: the same blob from the same local registry, in the same run.
+
+Starts Debian's docker-registry on a free loopback port, pushes a synthetic GGUF written with the `gguf`
+package (~150 MiB, bigger than SmolLM2's 98 MB), pulls it with RegistryClient into a fresh store and
+fetches the same blob with curl into a file. Prints both throughputs and their ratio (target: >= 0.9).
+
+    .venv/bin/python benchmarks/pull.py [--mib 150] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from docker_model.distribution import RegistryClient, Store, package
+from tests.fixtures.gguf_files import write_gguf
+from tests.fixtures.registry import start_registry
+
+MIB = 1 << 20
+
+
+def big_gguf(directory: Path, mib: int) -> Path:
+    """A valid GGUF of about `mib` MiB (one tiny tensor plus a big padding tensor)."""
+    return write_gguf(directory / "bench.gguf", padding_bytes=mib * MIB)
+
+
+def time_pull(client: RegistryClient, ref: str) -> float:
+    start = time.perf_counter()
+    client.pull(ref)
+    return time.perf_counter() - start
+
+
+def time_curl(url: str, target: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sSf", "-o", str(target), url], check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=150, help="layer size in MiB (default 150)")
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs of each (default 3)")
+    args = parser.parse_args()
+    if shutil.which("curl") is None:
+        sys.exit("curl is needed for the comparison")
+
+    with tempfile.TemporaryDirectory(prefix="pull-bench-") as tmp:
+        work = Path(tmp)
+        registry = start_registry(work / "registry")
+        try:
+            art = package(big_gguf(work, args.mib))
+            layer = art.layers[0]
+            ref = f"{registry.host}/bench/model:latest"
+            RegistryClient(Store(work / "source"), docker_config=work).push_artifact(art, ref)
+            blob_url = f"{registry.url}/v2/bench/model/blobs/{layer.digest}"
+            ours, curls = [], []
+            for run in range(args.runs):
+                store_root = work / f"store-{run}"
+                ours.append(time_pull(RegistryClient(Store(store_root), docker_config=work), ref))
+                shutil.rmtree(store_root)
+                target = work / "curl.out"
+                curls.append(time_curl(blob_url, target))
+                target.unlink()
+        finally:
+            registry.stop()
+
+    size_mb = layer.size / 1e6
+    ours_rate = size_mb / statistics.median(ours)
+    curl_rate = size_mb / statistics.median(curls)
+    print(f"blob: {size_mb:.1f} MB, {args.runs} runs each, medians")
+    print(f"RegistryClient.pull: {ours_rate:8.1f} MB/s  ({statistics.median(ours):.3f} s)")
+    print(f"curl:                {curl_rate:8.1f} MB/s  ({statistics.median(curls):.3f} s)")
+    print(f"ratio (pull / curl): {ours_rate / curl_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
