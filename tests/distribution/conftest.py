@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.distribution.http_proxy import CountingProxy
-from tests.fixtures.registry import RegistryServer
+from tests.distribution.token_server import TokenServer
+from tests.fixtures.registry import PASSWORD, USERNAME, RegistryServer, start_registry
 
 
 @pytest.fixture
@@ -14,3 +16,14 @@ def proxy(registry: RegistryServer) -> Iterator[CountingProxy]:
     server = CountingProxy(registry.url)
     yield server
     server.close()
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[tuple[RegistryServer, TokenServer]]:
+    """A registry using bearer tokens from a token server, the way Docker Hub works."""
+    tokens = TokenServer(tmp_path / "token-server", USERNAME, PASSWORD)
+    server = start_registry(tmp_path / "token-registry", tokens.registry_auth())
+    server.username, server.password = USERNAME, PASSWORD
+    yield server, tokens
+    server.stop()
+    tokens.close()

@@ -24,6 +24,7 @@ from docker_model.distribution import (
 )
 from docker_model.distribution.artifact import sha256_digest
 from tests.distribution.http_proxy import CountingProxy
+from tests.distribution.token_server import TokenServer
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.registry import RegistryServer, free_port, write_docker_config
 
@@ -234,3 +235,26 @@ def test_credentials_from_a_credential_helper(
     ref = f"{auth_registry.host}/private/helper:v1"
     client(tmp_path, "src", config).push_artifact(art, ref)
     assert client(tmp_path, "dst", config).pull(ref).id == art.id
+
+
+def test_bearer_tokens_like_docker_hub(tmp_path: Path, token_registry: tuple[RegistryServer, TokenServer]) -> None:
+    registry, tokens = token_registry
+    config = write_docker_config(tmp_path / "docker", registry.host, registry.username, registry.password)
+    art = package(write_gguf(tmp_path / "m.gguf"))
+    client(tmp_path, "src", config).push_artifact(art, f"{registry.host}/public/tiny:v1")
+    client(tmp_path, "src", config).push_artifact(art, f"{registry.host}/private/tiny:v1")
+    assert tokens.requests and all(user == registry.username for user, _ in tokens.requests)
+
+    tokens.requests.clear()
+    anonymous = client(tmp_path, "anon")
+    assert anonymous.pull(f"{registry.host}/public/tiny:v1").id == art.id  # anonymous token, pull scope
+    assert tokens.requests == [(None, "repository:public/tiny:pull")]  # one token serves every blob
+    with pytest.raises(AuthenticationError, match="requires authentication"):
+        anonymous.pull(f"{registry.host}/private/tiny:v1")
+
+    logged_in = client(tmp_path, "user", config)
+    assert logged_in.pull(f"{registry.host}/private/tiny:v1").id == art.id
+
+    wrong = write_docker_config(tmp_path / "wrong", registry.host, registry.username, "nope")
+    with pytest.raises(AuthenticationError, match="wrong username, password or token"):
+        client(tmp_path, "wrong", wrong).pull(f"{registry.host}/private/tiny:v1")
