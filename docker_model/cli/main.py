@@ -22,6 +22,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "df": LazyCommand("docker_model.cli.listing:df", "Show the disk used by models and the inference engine"),
     "ps": LazyCommand("docker_model.cli.listing:ps", "List the models loaded in memory"),
     "run": LazyCommand("docker_model.cli.run:run", "Run a model and answer a prompt, or chat with it"),
+    "logs": LazyCommand("docker_model.cli.logs:logs", "Show the runner's logs"),
+    "package": LazyCommand("docker_model.cli.package:package", "Package a GGUF file into a model artifact"),
     "rm": LazyCommand("docker_model.cli.manage:rm", "Remove local models"),
     "tag": LazyCommand("docker_model.cli.manage:tag", "Tag a model"),
     "unload": LazyCommand("docker_model.cli.manage:unload", "Unload models from memory"),

@@ -9,6 +9,11 @@ import click
 from docker_model.cli.client import RunnerClient, model_path
 
 
+def familiar(name: str) -> str:
+    """A tag as users write it: Docker Hub's registry name left out."""
+    return name.removeprefix("docker.io/")
+
+
 def split_target(target: str) -> tuple[str, str]:
     """`localhost:5000/ai/x:v1` -> (`localhost:5000/ai/x`, `v1`); the tag defaults to `latest`."""
     repository, _, tag = target.rpartition(":")
@@ -33,7 +38,7 @@ def rm(models: tuple[str, ...], force: bool) -> None:
             continue
         for event in events:
             for kind, value in event.items():
-                click.echo(f"{kind}: {value}")
+                click.echo(f"{kind}: {familiar(value)}")
     if failed:
         sys.exit(1)
 
@@ -45,7 +50,7 @@ def tag(source: str, target: str) -> None:
     """Create a tag TARGET that refers to the model SOURCE."""
     repository, tag_name = split_target(target)
     result = RunnerClient().request("POST", model_path(source, "/tag"), params={"repo": repository, "tag": tag_name})
-    click.echo(f"Model {source} tagged successfully with {result.json()['target']}")
+    click.echo(f"Model {source} tagged successfully with {familiar(result.json()['target'])}")
 
 
 @click.command()

@@ -71,7 +71,11 @@ def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Acc
             *inference.routes,
         ],
         middleware=[Middleware(OriginGuard), Middleware(BodyLimit)],
-        exception_handlers={APIError: handle_error, distribution.DistributionError: handle_error},
+        exception_handlers={
+            APIError: handle_error,
+            distribution.DistributionError: handle_error,
+            distribution.InvalidReferenceError: handle_error,
+        },
         lifespan=lifespan,
     )
     app.state.runner = state

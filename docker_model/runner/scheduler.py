@@ -25,6 +25,7 @@ from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, Setti
 
 log = logging.getLogger(__name__)
 REAP_INTERVAL_SECONDS = 1.0
+ALL_LAYERS = 999  # offload every layer to the GPU
 
 
 @dataclass
@@ -102,11 +103,12 @@ class Scheduler:
         bundle = await asyncio.to_thread(self.store.bundle, model)
         spec = WorkerSpec(
             model_path=bundle.gguf_path,
-            context_size=context_size,
+            ctx_size=context_size,
             parallel=self.parallel,
-            n_gpu_layers=-1 if self.accelerator.gpu_offload else 0,
-            chat_template_path=bundle.template_path,
-            runtime_flags=list(settings.runtime_flags),
+            n_gpu_layers=ALL_LAYERS if self.accelerator.gpu_offload else 0,
+            chat_template=bundle.template_path,
+            runtime_flags=tuple(settings.runtime_flags),
+            model_name=name,
         )
         short_id = model.id.removeprefix("sha256:")[:12]
         log.info("loading %s (context %d per sequence)", name, context_size)

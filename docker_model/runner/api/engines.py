@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from docker_model.runner.api.errors import APIError
 from docker_model.runner.api.models import read_json, state_of
-from docker_model.runner.backend.launcher import RUNTIME_FLAG_ALLOWLIST
+from docker_model.runner.backend.launcher import check_runtime_flags
 from docker_model.runner.model_settings import ModelSettings
 from docker_model.units import parse_duration
 
@@ -87,16 +87,12 @@ async def engines_unload(request: Request) -> JSONResponse:
 
 
 def checked_runtime_flags(flags: object) -> list[str]:
-    if flags is None:
-        return []
     if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
         raise APIError(400, '"runtime-flags" must be a list of strings')
-    for flag in flags:
-        name = flag.split("=", 1)[0]
-        if name.startswith("-") and name not in RUNTIME_FLAG_ALLOWLIST:
-            allowed = ", ".join(sorted(RUNTIME_FLAG_ALLOWLIST))
-            raise APIError(400, f"runtime flag {name} is not allowed; allowed flags: {allowed}")
-    return list(flags)
+    try:
+        return list(check_runtime_flags(flags))
+    except ValueError as error:
+        raise APIError(400, str(error)) from None
 
 
 async def engines_configure(request: Request) -> JSONResponse:

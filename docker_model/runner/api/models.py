@@ -100,15 +100,14 @@ async def push_model(request: Request) -> Response:
 async def load_model(request: Request) -> JSONResponse:
     """Takes a tar of blobs and a manifest, as `docker model package` and `docker model load` send it."""
     store = state_of(request).store
+    tag = request.query_params.get("tag")
+    tags = [str(parse_reference(tag))] if tag else []
+    store.root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=os.fspath(store.root)) as spool:
         async for chunk in request.stream():
             await asyncio.to_thread(spool.write, chunk)
         spool.seek(0)
-        model = await asyncio.to_thread(store.load, spool)
-    tag = request.query_params.get("tag")
-    if tag:
-        await asyncio.to_thread(store.tag, model.id, str(parse_reference(tag)))
-        model = await asyncio.to_thread(store.get, model.id)
+        model = await asyncio.to_thread(store.load, spool, tags)
     return JSONResponse(model_json(model), status_code=201)
 
 
