@@ -93,9 +93,7 @@ def parse_reference(text: str) -> Reference:
     if "@" in text:
         name, digest = text.split("@", 1)
         if not _DIGEST.fullmatch(digest):
-            raise InvalidReferenceError(
-                original, "a digest must be 'sha256:' followed by 64 lowercase hex digits"
-            )
+            raise InvalidReferenceError(original, "a digest must be 'sha256:' followed by 64 lowercase hex digits")
 
     tag = None
     last_slash = name.rfind("/")
@@ -129,9 +127,7 @@ def _split_registry(name: str, original: str) -> tuple[str, str]:
     components = path.split("/")
     for component in components:
         if not component:
-            raise InvalidReferenceError(
-                original, "the repository path has an empty component ('//' or a trailing '/')"
-            )
+            raise InvalidReferenceError(original, "the repository path has an empty component ('//' or a trailing '/')")
         if not _COMPONENT.fullmatch(component):
             raise InvalidReferenceError(
                 original,
@@ -144,9 +140,7 @@ def _split_registry(name: str, original: str) -> tuple[str, str]:
         elif components[0] == "library":
             components[0] = DEFAULT_NAMESPACE
     elif registry == HUGGINGFACE_REGISTRY and len(components) != 2:
-        raise InvalidReferenceError(
-            original, "a Hugging Face reference must be hf.co/<organisation>/<repository>"
-        )
+        raise InvalidReferenceError(original, "a Hugging Face reference must be hf.co/<organisation>/<repository>")
     return registry, "/".join(components)
 
 

@@ -71,7 +71,7 @@ def test_lookup_by_every_name_form(tmp_path: Path, store: Store) -> None:
         f"smollm2@{art.id}",
     ):
         assert store.get(name).id == art.id, name
-    with pytest.raises(ModelNotFoundError, match="'gemma3' not found"):
+    with pytest.raises(ModelNotFoundError, match="model not found: gemma3"):
         store.get("gemma3")
     with pytest.raises(InvalidReferenceError):
         store.get("Bad Name")
