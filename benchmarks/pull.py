@@ -10,6 +10,8 @@ fetches the same blob with curl into a file. Prints both throughputs and their r
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -32,16 +34,21 @@ def big_gguf(directory: Path, mib: int) -> Path:
     return write_gguf(directory / "bench.gguf", padding_bytes=mib * MIB)
 
 
-def time_pull(client: RegistryClient, ref: str) -> float:
-    start = time.perf_counter()
+def time_pull(client: RegistryClient, ref: str) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of one pull."""
+    start, cpu = time.perf_counter(), time.process_time()
     client.pull(ref)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def time_curl(url: str, target: Path) -> float:
+def time_curl(url: str, target: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one curl download."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(["curl", "-sSf", "-o", str(target), url], check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -73,12 +80,12 @@ def main() -> None:
             registry.stop()
 
     size_mb = layer.size / 1e6
-    ours_rate = size_mb / statistics.median(ours)
-    curl_rate = size_mb / statistics.median(curls)
-    print(f"blob: {size_mb:.1f} MB, {args.runs} runs each, medians")
-    print(f"RegistryClient.pull: {ours_rate:8.1f} MB/s  ({statistics.median(ours):.3f} s)")
-    print(f"curl:                {curl_rate:8.1f} MB/s  ({statistics.median(curls):.3f} s)")
-    print(f"ratio (pull / curl): {ours_rate / curl_rate:.2f}")
+    ours_wall, ours_cpu = (statistics.median(x) for x in zip(*ours, strict=True))
+    curl_wall, curl_cpu = (statistics.median(x) for x in zip(*curls, strict=True))
+    print(f"blob: {size_mb:.1f} MB, {args.runs} runs each, medians; load average {os.getloadavg()[0]:.2f}")
+    print(f"RegistryClient.pull: {size_mb / ours_wall:8.1f} MB/s  ({ours_wall:.3f} s wall, {ours_cpu:.3f} s CPU)")
+    print(f"curl:                {size_mb / curl_wall:8.1f} MB/s  ({curl_wall:.3f} s wall, {curl_cpu:.3f} s CPU)")
+    print(f"ratio (pull / curl): {curl_wall / ours_wall:.2f}")
 
 
 if __name__ == "__main__":
