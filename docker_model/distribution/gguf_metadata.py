@@ -40,7 +40,6 @@ class GGUFInfo:
     quantization: str = ""
     parameters: str = ""
     size: str = ""
-    context_length: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -77,13 +76,11 @@ def read_gguf_info(shards: list[Path]) -> GGUFInfo:
         weight_bytes += os.path.getsize(shard) - reader.data_offset
 
     architecture = metadata.get("general.architecture", "")
-    context = metadata.get(f"{architecture}.context_length", "")
     return GGUFInfo(
         architecture=architecture.strip(),
         quantization=_quantization(metadata.get("general.file_type"), gguf.LlamaFileType),
         parameters=format_number(parameters),
         size=format_bytes(weight_bytes),
-        context_length=int(context) if context.isdigit() and 0 < int(context) < 2**31 else None,
         metadata=metadata,
     )
 

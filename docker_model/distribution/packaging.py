@@ -34,7 +34,8 @@ def layer_from_file(
 
 
 def model_config(gguf_shards: Sequence[Path], context_size: int | None = None) -> dict[str, Any]:
-    """The `config` object for a GGUF model; an explicit `context_size` wins over the trained one."""
+    """The `config` object for a GGUF model. `context_size` is recorded only when given, as Docker does:
+    a runner then picks its own default, capped at the trained length in the GGUF metadata."""
     info = read_gguf_info(list(gguf_shards))
     config: dict[str, Any] = {"format": "gguf"}
     for key, value in (
@@ -47,9 +48,8 @@ def model_config(gguf_shards: Sequence[Path], context_size: int | None = None) -
             config[key] = value
     if info.metadata:
         config["gguf"] = dict(sorted(info.metadata.items()))
-    chosen = context_size if context_size is not None else info.context_length
-    if chosen is not None:
-        config["context_size"] = chosen
+    if context_size is not None:
+        config["context_size"] = context_size
     return config
 
 

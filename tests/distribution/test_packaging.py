@@ -60,7 +60,7 @@ def test_gguf_model_config_and_manifest(tmp_path: Path, tiny_gguf: Path) -> None
     assert config["quantization"] == "Q4_K_M"
     assert config["architecture"] == "llama"
     assert config["parameters"] == "512"  # one 16x32 tensor
-    assert config["context_size"] == TINY_CONTEXT
+    assert "context_size" not in config  # only recorded when asked for
     gguf = config["gguf"]
     assert gguf["general.name"] == "tiny-0"
     assert gguf["llama.context_length"] == str(TINY_CONTEXT)
@@ -83,7 +83,7 @@ def test_real_model_metadata(smollm2_gguf: Path) -> None:
     assert config["architecture"] == "llama"
     assert config["parameters"] == "134.52M"
     assert config["size"].endswith("MiB")
-    assert config["context_size"] == 8192
+    assert config["gguf"]["llama.context_length"] == "8192"
     assert config["gguf"]["general.basename"] == "smollm2"
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docker_model.distribution import Model, ModelNotFoundError
 from docker_model.runner.api.errors import APIError
@@ -44,7 +45,7 @@ async def find_model(request: Request, name: str) -> Model:
         raise APIError(404, f"model not found: {name}; pull it first with `docker model pull {name}`") from None
 
 
-async def complete(request: Request) -> Response:
+async def complete(request: Request) -> ReleaseAfter:
     endpoint = request.url.path.split("/v1/", 1)[1]
     body = await request.body()
     try:
@@ -62,15 +63,21 @@ async def complete(request: Request) -> Response:
     except BaseException:
         scheduler.release(loaded)
         raise
-    after = response.background
+    return ReleaseAfter(response, lambda: scheduler.release(loaded))
 
-    async def release() -> None:
-        if after is not None:
-            await after()
-        scheduler.release(loaded)
 
-    response.background = BackgroundTask(release)
-    return response
+class ReleaseAfter:
+    """Sends a response, then releases the model it came from: a stream holds its model until it ends."""
+
+    def __init__(self, response: ASGIApp, release: Callable[[], None]) -> None:
+        self.response = response
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.release()
 
 
 routes = [
