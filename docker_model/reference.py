@@ -76,9 +76,6 @@ class Reference:
     def is_huggingface(self) -> bool:
         return self.registry == HUGGINGFACE_REGISTRY
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.registry, self.repository, tag, None)
-
 
 def parse_reference(text: str) -> Reference:
     """Parse and normalise a model reference (SPEC §1); raise InvalidReferenceError naming the problem."""

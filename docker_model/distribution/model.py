@@ -30,7 +30,3 @@ class Model:
     @property
     def config_digest(self) -> str:
         return self.manifest["config"]["digest"]
-
-    def files(self) -> list[str]:
-        """Every blob the model uses: its layers, then its config."""
-        return [layer.digest for layer in self.layers] + [self.config_digest]
