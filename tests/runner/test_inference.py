@@ -1,0 +1,192 @@
+"""Inference through the runner with real clients: the openai SDK, raw HTTP, and a killed worker."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from docker_model import distribution
+from tests.fixtures.runner import RunnerEnv
+
+pytestmark = pytest.mark.integration
+
+MODEL = "ai/smollm2"
+SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
+FRANCE = {"role": "user", "content": "What is the capital of France?"}
+
+
+def load_model(base_url: str, gguf: Path, tag: str, context_size: int | None = None) -> None:
+    """Package a GGUF and load it into the runner's store, as `docker model package` does."""
+    archive = io.BytesIO()
+    distribution.write_model_tar(distribution.package(gguf, context_size=context_size), archive)
+    response = requests.post(f"{base_url}/models/load", params={"tag": tag}, data=archive.getvalue(), timeout=120)
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture(scope="module")
+def served(runner: RunnerEnv, smollm2_gguf: Path) -> Iterator[RunnerEnv]:
+    load_model(runner.base_url, smollm2_gguf, MODEL)
+    yield runner
+
+
+@pytest.fixture
+def client(served: RunnerEnv) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{served.base_url}/engines/v1", api_key="unused", max_retries=0)
+
+
+def test_chat_answers_paris(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, messages=[SYSTEM, FRANCE], temperature=0, max_tokens=32)
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+
+
+def test_chat_stream_answers_paris(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[SYSTEM, FRANCE], temperature=0, max_tokens=32, stream=True
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len([piece for piece in pieces if piece]) > 1  # streamed, not sent in one piece
+    assert "Paris" in "".join(pieces)
+
+
+def test_every_name_form_and_alias_reaches_the_model(served: RunnerEnv) -> None:
+    body = {"messages": [SYSTEM, FRANCE], "temperature": 0, "max_tokens": 8}
+    for prefix, name in [
+        ("/engines/v1", "smollm2"),
+        ("/engines/llama.cpp/v1", "ai/smollm2:latest"),
+        ("/v1", "docker.io/ai/smollm2:latest"),
+    ]:
+        response = requests.post(
+            f"{served.base_url}{prefix}/chat/completions", json={**body, "model": name}, timeout=60
+        )
+        assert response.status_code == 200, (prefix, name, response.text)
+        assert response.json()["choices"][0]["message"]["content"]
+
+
+def test_completions(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0)
+    assert "Paris" in reply.choices[0].text
+
+
+def test_embeddings(client: openai.OpenAI) -> None:
+    first = client.embeddings.create(model=MODEL, input=["a cat", "a cat"])
+    vectors = [item.embedding for item in first.data]
+    assert len(vectors[0]) == 576  # SmolLM2-135M's embedding width
+    assert vectors[0] == pytest.approx(vectors[1])
+
+
+def test_model_listing(client: openai.OpenAI) -> None:
+    models = client.models.list().data
+    assert [model.id for model in models] == ["ai/smollm2:latest"]
+    assert models[0].owned_by == "docker"
+    assert client.models.retrieve("ai/smollm2").id == "ai/smollm2:latest"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"messages": []}', 400, 'missing "model"'),
+        (b'{"model": "ai/never-pulled", "messages": []}', 404, "model not found: ai/never-pulled"),
+    ],
+)
+def test_errors_have_status_and_json_body(served: RunnerEnv, body: bytes, status: int, message: str) -> None:
+    response = requests.post(f"{served.base_url}/engines/v1/chat/completions", data=body, timeout=30)
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+
+
+def test_a_body_over_10_mib_is_refused(served: RunnerEnv) -> None:
+    response = requests.post(f"{served.base_url}/v1/chat/completions", data=b" " * (10 * 1024 * 1024 + 1), timeout=30)
+    assert response.status_code == 413
+    assert "too large" in response.json()["error"]["message"]
+
+
+def test_foreign_browser_origins_are_refused(served: RunnerEnv) -> None:
+    foreign = requests.get(f"{served.base_url}/engines/v1/models", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    local = requests.get(f"{served.base_url}/engines/v1/models", headers={"Origin": "http://localhost:3000"})
+    assert local.status_code == 200
+
+
+def test_two_streams_overlap_in_time(served: RunnerEnv) -> None:
+    """Both streams produce tokens within the same interval: they are decoded together, not queued."""
+    stamps: dict[int, list[float]] = {0: [], 1: []}
+
+    def stream(index: int) -> None:
+        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 48, "stream": True, "ignore_eos": True}
+        with requests.post(f"{served.base_url}/v1/completions", json=body, stream=True, timeout=120) as response:
+            for line in response.iter_lines():
+                if line.startswith(b"data: {"):
+                    stamps[index].append(time.monotonic())
+
+    threads = [threading.Thread(target=stream, args=(index,)) for index in stamps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(len(times) > 10 for times in stamps.values())
+    overlap_start = max(times[0] for times in stamps.values())
+    overlap_end = min(times[-1] for times in stamps.values())
+    assert overlap_start < overlap_end
+    assert all(sum(overlap_start <= t <= overlap_end for t in times) > 5 for times in stamps.values())
+
+
+def worker_pid(served: RunnerEnv) -> int:
+    running = requests.get(f"{served.base_url}/engines/ps", timeout=10).json()
+    return next(entry["pid"] for entry in running if entry["model_name"].endswith("smollm2"))
+
+
+def test_a_killed_worker_gives_a_500_and_the_next_request_succeeds(served: RunnerEnv) -> None:
+    body = {"model": MODEL, "prompt": "Count to a thousand:", "max_tokens": 400, "ignore_eos": True}
+    requests.post(f"{served.base_url}/v1/completions", json={**body, "max_tokens": 1}, timeout=60).raise_for_status()
+    pid = worker_pid(served)
+    threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()
+    crashed = requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120)
+    assert crashed.status_code == 500
+    assert crashed.json()["error"]["message"]
+    assert requests.get(served.base_url, timeout=5).ok  # the runner itself survived
+    again = requests.post(f"{served.base_url}/v1/completions", json={**body, "max_tokens": 4}, timeout=120)
+    assert again.status_code == 200, again.text
+    assert worker_pid(served) != pid
+
+
+def test_configured_context_size_holds_after_unload_and_reload(served: RunnerEnv) -> None:
+    long_prompt = "word " * 600
+    body = {"model": MODEL, "prompt": long_prompt, "max_tokens": 4}
+    configured = requests.post(
+        f"{served.base_url}/engines/_configure", json={"model": MODEL, "context-size": 256}, timeout=120
+    )
+    assert configured.status_code == 202, configured.text
+    requests.post(f"{served.base_url}/engines/unload", json={"all": True}, timeout=30).raise_for_status()
+    refused = requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120)
+    assert refused.status_code == 400
+    running = requests.get(f"{served.base_url}/engines/ps", timeout=10).json()
+    assert [entry["context_size"] for entry in running] == [256]
+
+    requests.post(f"{served.base_url}/engines/_configure", json={"model": MODEL, "context-size": 2048}, timeout=120)
+    accepted = requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120)
+    assert accepted.status_code == 200, accepted.text
+
+
+def test_unconfigured_models_get_the_default_context(served: RunnerEnv, smollm2_gguf: Path) -> None:
+    """No configure and no packaged context: 4096, under SmolLM2's trained 8192; a packaged one wins."""
+    load_model(served.base_url, smollm2_gguf, "ai/smollm2-default")
+    load_model(served.base_url, smollm2_gguf, "ai/smollm2-packaged", context_size=1024)
+    for name in ("ai/smollm2-default", "ai/smollm2-packaged"):
+        body = {"model": name, "prompt": "hi", "max_tokens": 1}
+        requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120).raise_for_status()
+    running = {
+        entry["model_name"]: entry["context_size"] for entry in requests.get(f"{served.base_url}/engines/ps").json()
+    }
+    assert running["ai/smollm2-default"] == 4096
+    assert running["ai/smollm2-packaged"] == 1024
