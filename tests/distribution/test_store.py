@@ -18,6 +18,7 @@ from docker_model.distribution import (
     ModelNotFoundError,
     Store,
     package,
+    write_model_tar,
 )
 from docker_model.distribution.artifact import Artifact
 from tests.fixtures.gguf_files import write_gguf
@@ -176,23 +177,9 @@ def test_sharded_bundle_names(store: Store, sharded_gguf: list[Path]) -> None:
         assert shard.read_bytes() == store.blobs.path(layer.digest).read_bytes()
 
 
-def model_tar(art: Artifact, tamper: bool = False) -> io.BytesIO:
-    """The tar DMR's `POST /models/load` takes: directories, blobs/sha256/<hex>, then manifest.json."""
+def model_tar(art: Artifact) -> io.BytesIO:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for directory in ("blobs", "blobs/sha256"):
-            info = tarfile.TarInfo(directory)
-            info.type = tarfile.DIRTYPE
-            tar.addfile(info)
-        entries = [(la.digest, la.source.read_bytes()) for la in art.layers]
-        entries.append((art.config_digest, art.config_bytes))
-        entries.append(("manifest.json", art.manifest_bytes))
-        for name, data in entries:
-            if tamper and name == art.layers[0].digest:
-                data = data[:-1] + b"X"
-            info = tarfile.TarInfo(name if name == "manifest.json" else f"blobs/sha256/{name[7:]}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    write_model_tar(art, buffer)
     buffer.seek(0)
     return buffer
 
@@ -206,9 +193,13 @@ def test_load_tar_stream(tmp_path: Path, store: Store) -> None:
 
 
 def test_load_rejects_tampered_blob(tmp_path: Path, store: Store) -> None:
+    art = tiny_artifact(tmp_path, 5)
+    source = art.layers[0].source
+    source.write_bytes(source.read_bytes()[:-1] + b"X")  # changed after packaging: the digest no longer fits
     with pytest.raises(DigestMismatchError):
-        store.load(model_tar(tiny_artifact(tmp_path, 5), tamper=True))
+        store.load(model_tar(art))
     assert store.list() == []
+    assert list(store.blobs.digests()) == [art.config_digest]  # verified blobs before the bad one stay
 
 
 def test_load_without_manifest(store: Store) -> None:

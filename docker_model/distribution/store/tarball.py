@@ -1,4 +1,5 @@
-"""Read the tar stream of Docker Model Runner's `POST /models/load`: blobs then `manifest.json`."""
+"""The tar stream of Docker Model Runner's `POST /models/load`: `blobs/sha256/<hex>` files, then
+`manifest.json`. Written by `docker model package` (without --push), read by the store."""
 
 from __future__ import annotations
 
