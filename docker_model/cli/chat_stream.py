@@ -20,8 +20,10 @@ class Piece:
     reasoning: bool = False
 
 
-def stream_chat(client: RunnerClient, model: str, messages: list[dict], debug: bool = False) -> Iterator[Piece]:
-    body = {"model": model, "messages": messages, "stream": True}
+def stream_chat(
+    client: RunnerClient, model: str, messages: list[dict], debug: bool = False, options: dict | None = None
+) -> Iterator[Piece]:
+    body = {"model": model, "messages": messages, "stream": True, **(options or {})}
     if debug:
         click.echo(f"POST {client.url('/engines/v1/chat/completions')}\n{json.dumps(body, indent=2)}", err=True)
     with client.request("POST", "/engines/v1/chat/completions", json=body, stream=True) as response:

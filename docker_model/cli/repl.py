@@ -13,11 +13,13 @@ PROMPT = "> "
 CONTINUATION = "... "
 FENCE = '"""'
 EXIT_HINT = "Use Ctrl + d or /bye to exit."
+PARAMETERS = {"max_tokens": int, "temperature": float, "top_p": float, "top_k": int, "seed": int}
 HELP = f"""Available commands:
-  /set system <text>   Set the system message
-  /clear               Forget the conversation so far
-  /bye, /exit          Exit
-  /?, /help            Show this help
+  /set system <text>              Set the system message
+  /set parameter <name> <value>   Set a sampling parameter: {", ".join(PARAMETERS)}
+  /clear                          Forget the conversation so far
+  /bye, /exit                     Exit
+  /?, /help                       Show this help
 
 Use {FENCE} to begin and end a multi-line message."""
 
@@ -26,6 +28,7 @@ class Conversation:
     def __init__(self) -> None:
         self.system: str | None = None
         self.turns: list[dict] = []
+        self.options: dict[str, int | float] = {}
 
     def messages(self, user_text: str) -> list[dict]:
         system = [{"role": "system", "content": self.system}] if self.system else []
@@ -68,9 +71,24 @@ def handle_command(line: str, conversation: Conversation) -> bool:
     elif command == "/set" and argument.startswith("system"):
         conversation.system = argument.removeprefix("system").strip() or None
         click.echo("Set the system message." if conversation.system else "Cleared the system message.")
+    elif command == "/set" and argument.startswith("parameter"):
+        set_parameter(argument.removeprefix("parameter").split(), conversation)
     else:
         click.echo(f"Unknown command '{command}'. Type /? for help.")
     return True
+
+
+def set_parameter(words: list[str], conversation: Conversation) -> None:
+    if len(words) != 2 or words[0] not in PARAMETERS:
+        click.echo(f"Usage: /set parameter <name> <value>, with a name among {', '.join(PARAMETERS)}")
+        return
+    name, value = words
+    try:
+        conversation.options[name] = PARAMETERS[name](value)
+    except ValueError:
+        click.echo(f"'{value}' is not a valid value for {name}")
+        return
+    click.echo(f"Set parameter '{name}' to '{value}'")
 
 
 def chat(client: RunnerClient, model: str, markdown: bool, debug: bool) -> None:
@@ -93,7 +111,7 @@ def chat(client: RunnerClient, model: str, markdown: bool, debug: bool) -> None:
             if not handle_command(text, conversation):
                 return
             continue
-        pieces = stream_chat(client, model, conversation.messages(text), debug)
+        pieces = stream_chat(client, model, conversation.messages(text), debug, conversation.options)
         try:
             answer = print_reply(pieces, markdown)
         except KeyboardInterrupt:
