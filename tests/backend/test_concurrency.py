@@ -64,9 +64,13 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list]:
 
 def test_disconnected_stream_frees_its_sequence(worker_factory: Callable[..., Worker]) -> None:
     worker = worker_factory("--parallel", "1", "--ctx-size", "4096")
-    client, first = open_stream(worker, max_tokens=4000)  # alone, this would run for a minute or more
-    lines = first.iter_lines()
-    assert sum(1 for line, _ in zip(lines, range(5), strict=False) if line.startswith("data:")) >= 2
+    client, first = open_stream(worker, max_tokens=4000)
+    lines = (line for line in first.iter_lines() if line.startswith("data:"))
+    next(lines)
+    began = time.monotonic()
+    for _ in range(10):
+        next(lines)
+    seconds_per_token = (time.monotonic() - began) / 10
 
     def second() -> object:
         return worker.client.chat.completions.create(model="m", messages=STORY, max_tokens=8)
@@ -76,8 +80,11 @@ def test_disconnected_stream_frees_its_sequence(worker_factory: Callable[..., Wo
     assert thread.is_alive(), "with one sequence, the second request should wait for the first"
     first.close()
     client.close()
-    thread.join(20)
+    closed = time.monotonic()
+    thread.join(300)
     assert box and box[0].usage.completion_tokens == 8
+    # Had the first stream kept its sequence, the second would have waited for ~3990 more tokens.
+    assert time.monotonic() - closed < 1000 * seconds_per_token
 
 
 def test_full_queue_is_a_503(worker_factory: Callable[..., Worker]) -> None:
@@ -91,3 +98,31 @@ def test_full_queue_is_a_503(worker_factory: Callable[..., Worker]) -> None:
     finally:
         first.close()
         client.close()
+
+
+def test_embeddings_are_served_while_streams_generate(worker: Worker) -> None:
+    idle = worker.client.embeddings.create(model="m", input="A quiet embedding.").data[0].embedding
+    thread, box = in_thread(lambda: stream_timestamps(worker, 64))
+    time.sleep(0.3)
+    busy = worker.client.embeddings.create(model="m", input="A quiet embedding.").data[0].embedding
+    ended = time.monotonic()
+    thread.join(60)
+    assert busy == pytest.approx(idle, abs=1e-4)
+    assert box and box[0][-1] > ended, "the embedding should not have waited for the stream to finish"
+
+
+def test_reused_prompt_prefix_gives_the_same_answer(worker_factory: Callable[..., Worker]) -> None:
+    """A slot keeps its KV cells as a prompt cache; reusing part of them must not change the output."""
+    worker = worker_factory("--parallel", "1")
+
+    def ask(question: str) -> str:
+        messages = [
+            {"role": "system", "content": "You are a geography teacher."},
+            {"role": "user", "content": question},
+        ]
+        reply = worker.client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=32)
+        return reply.choices[0].message.content
+
+    fresh = ask("What is the capital of Italy?")
+    ask("What is the capital of Spain?")  # shares the system prompt, then differs
+    assert ask("What is the capital of Italy?") == fresh
