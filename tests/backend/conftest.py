@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fixtures.runner import free_port
+from tests.fixtures.registry import free_port
 
 SYSTEM = "You are a helpful assistant."
 FRANCE = [

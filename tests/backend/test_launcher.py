@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec, WorkerStartError
-from tests.fixtures.runner import free_port
+from tests.fixtures.registry import free_port
 
 from .conftest import FRANCE
 
