@@ -1,7 +1,7 @@
 pytest_plugins = [
     "tests.fixtures.models",
+    "tests.fixtures.gguf_files",
+    "tests.fixtures.registry",
     "tests.fixtures.docker_cli",
     "tests.fixtures.runner",
-    "tests.fixtures.registry",
-    "tests.fixtures.gguf_files",
 ]

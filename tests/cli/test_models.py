@@ -9,8 +9,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
+from tests.distribution.http_proxy import CountingProxy
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.registry import RegistryServer, htpasswd_auth, start_registry
 from tests.fixtures.runner import RunnerEnv
@@ -183,3 +185,41 @@ def test_refused_credentials(model_cli: DockerCLI, tmp_path_factory: pytest.Temp
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "authentication" in lines[0].lower(), result.stderr
+
+
+def test_pull_on_a_terminal_draws_bars_and_ctrl_c_leaves_a_resumable_download(
+    model_cli: DockerCLI, module_registry: RegistryServer, runner_env: RunnerEnv, smollm2_gguf: Path
+) -> None:
+    """Through a slowed-down proxy (which forwards the real registry's answers), Ctrl-C stops a pull
+    partway; the next pull fetches only the rest."""
+    for model_id in dict.fromkeys(model_cli.run("model", "list", "-q").stdout.split()):
+        assert model_cli.run("model", "rm", "-f", model_id).returncode == 0
+    proxy = CountingProxy(module_registry.url)
+    proxy.seconds_per_mib = 0.05  # about 5 s for SmolLM2's 98 MB
+    name = f"{proxy.host}/ai/smollm2:q4"
+    try:
+        session = pexpect.spawn(
+            "docker", ["model", "pull", name], env=model_cli.environment(), encoding="utf-8", timeout=60
+        )
+        session.expect("━")  # rich draws a progress bar on a terminal
+        session.expect(r"\d+\.\d MB")  # and some megabytes have arrived
+        session.sendintr()
+        session.expect_exact("Pull interrupted; run the same command again to resume the download.")
+        session.expect(pexpect.EOF)
+        session.close()
+        assert session.exitstatus == 130
+        partial = list((runner_env.models_path / "blobs" / "sha256").glob("*.incomplete"))
+        assert len(partial) == 1
+        kept = partial[0].stat().st_size
+        assert 0 < kept < smollm2_gguf.stat().st_size
+        fetched_first = proxy.total_blob_bytes()
+
+        proxy.seconds_per_mib = 0.0
+        resumed = model_cli.run("model", "pull", name)
+        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.stdout.strip().splitlines()[-1] == "Model pulled successfully"
+        missing = smollm2_gguf.stat().st_size - kept
+        fetched_second = proxy.total_blob_bytes() - fetched_first
+        assert missing <= fetched_second <= missing + 64 * 1024  # the rest of the GGUF, plus the small config
+    finally:
+        proxy.close()

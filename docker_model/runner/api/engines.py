@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from docker_model.runner.api.common import read_json, state_of
 from docker_model.runner.api.errors import APIError
-from docker_model.runner.api.models import read_json, state_of
 from docker_model.runner.backend.launcher import check_runtime_flags
 from docker_model.runner.model_settings import ModelSettings
 from docker_model.units import parse_duration

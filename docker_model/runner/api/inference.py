@@ -16,8 +16,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docker_model.distribution import Model, ModelNotFoundError
+from docker_model.runner.api.common import state_of
 from docker_model.runner.api.errors import APIError
-from docker_model.runner.api.models import state_of
 
 PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
 ENDPOINTS = ("chat/completions", "completions", "embeddings")

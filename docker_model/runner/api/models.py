@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 import threading
@@ -15,28 +14,14 @@ from starlette.routing import Route
 
 from docker_model.distribution import Model, ProgressEvent
 from docker_model.reference import parse_reference
+from docker_model.runner.api.common import read_json, state_of
 from docker_model.runner.api.errors import APIError
 from docker_model.runner.api.progress import stream_job
-from docker_model.runner.state import RunnerState
 
 
 def model_json(model: Model) -> dict:
     """A model as DMR's API shows it."""
     return {"id": model.id, "tags": model.tags, "created": model.created, "config": model.config}
-
-
-async def read_json(request: Request) -> dict:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise APIError(400, "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "the request body must be a JSON object")
-    return body
-
-
-def state_of(request: Request) -> RunnerState:
-    return request.app.state.runner
 
 
 async def create_model(request: Request) -> Response:
