@@ -130,11 +130,19 @@ else
     pip install --quiet "$source_dir"
 fi
 
+# The docker CLI asks a plugin for its metadata before every run: answer from the shell, without Python.
+metadata=$("$venv/bin/docker-model" docker-cli-plugin-metadata)
 mkdir -p "$plugin_dir"
 tmp="$plugin.tmp.$$"
 cat >"$tmp" <<EOF
 #!/bin/sh
 $marker
+if [ "\$1" = docker-cli-plugin-metadata ]; then
+    cat <<'METADATA'
+$metadata
+METADATA
+    exit 0
+fi
 exec "$venv/bin/docker-model" "\$@"
 EOF
 chmod 755 "$tmp"

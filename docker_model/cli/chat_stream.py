@@ -26,8 +26,8 @@ def stream_chat(
     body = {"model": model, "messages": messages, "stream": True, **(options or {})}
     if debug:
         click.echo(f"POST {client.url('/engines/v1/chat/completions')}\n{json.dumps(body, indent=2)}", err=True)
-    with client.request("POST", "/engines/v1/chat/completions", json=body, stream=True) as response:
-        for raw in response.iter_lines():
+    with client.request("POST", "/engines/v1/chat/completions", json_body=body) as reply:
+        for raw in reply.iter_lines():
             line = raw.decode("utf-8", errors="replace")
             if not line.startswith("data:"):
                 continue

@@ -61,7 +61,7 @@ def unload(models: tuple[str, ...], unload_all: bool) -> None:
     if not models and not unload_all:
         raise click.UsageError("name the models to unload, or pass --all")
     body = {"all": True} if unload_all else {"models": list(models)}
-    result = RunnerClient().request("POST", "/engines/unload", json=body).json()
+    result = RunnerClient().request("POST", "/engines/unload", json_body=body).json()
     click.echo(f"Unloaded {result['unloaded_runners']} model(s)")
 
 
@@ -79,5 +79,5 @@ def configure(context_size: int | None, keep_alive: str | None, model: str, runt
         body["keep_alive"] = keep_alive
     if runtime_flags:
         body["runtime-flags"] = list(runtime_flags)
-    RunnerClient().request("POST", "/engines/_configure", json=body)
+    RunnerClient().request("POST", "/engines/_configure", json_body=body).close()
     click.echo(f"Configured {model}")

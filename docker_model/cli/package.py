@@ -78,5 +78,5 @@ def package(
             raise click.ClickException(str(error)) from None
         click.echo(f"Model pushed successfully to {reference}")
         return
-    RunnerClient().request("POST", "/models/load", params={"tag": reference}, data=tar_chunks(artifact))
+    RunnerClient().request("POST", "/models/load", params={"tag": reference}, data=tar_chunks(artifact)).close()
     click.echo(f"Model packaged successfully as {reference}")

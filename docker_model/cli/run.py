@@ -13,11 +13,12 @@ from docker_model.cli.transfer import pull_model
 
 def ensure_model(client: RunnerClient, model: str) -> None:
     """Pull the model when the store lacks it, as `docker run` does with images."""
-    response = client.session.get(client.url(model_path(model)), timeout=30)
-    if response.status_code == 404:
+    with client.send("GET", model_path(model)) as reply:
+        status = reply.status
+    if status == 404:
         click.echo(f"Unable to find model '{model}' locally. Pulling from the server.", err=True)
         pull_model(client, model)
-    elif response.status_code >= 400:
+    elif status >= 400:
         client.request("GET", model_path(model))  # raises the runner's one-line error
 
 
@@ -47,7 +48,7 @@ def run(model: str, prompt: tuple[str, ...], detach: bool, debug: bool, color: s
     ensure_model(client, model)
     if detach:
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-        client.request("POST", "/engines/v1/chat/completions", json=body)
+        client.request("POST", "/engines/v1/chat/completions", json_body=body).close()
         click.echo(f"Model {model} is loaded")
         return
     markdown = use_markdown(color)

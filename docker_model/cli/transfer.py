@@ -54,7 +54,7 @@ def render_bars(events: Iterator[dict]) -> str:
 
 def pull_model(client: RunnerClient, model: str) -> None:
     try:
-        message = render_progress(client.stream_lines("POST", "/models/create", json={"from": model}))
+        message = render_progress(client.stream_lines("POST", "/models/create", json_body={"from": model}))
     except KeyboardInterrupt:
         click.echo("\nPull interrupted; run the same command again to resume the download.", err=True)
         sys.exit(130)
