@@ -223,3 +223,12 @@ def test_pull_on_a_terminal_draws_bars_and_ctrl_c_leaves_a_resumable_download(
         assert missing <= fetched_second <= missing + 64 * 1024  # the rest of the GGUF, plus the small config
     finally:
         proxy.close()
+
+
+def test_run_pulls_a_missing_model_then_answers(model_cli: DockerCLI, remote_name: str) -> None:
+    assert remote_name not in model_cli.run("model", "list").stdout  # the test above removed every model
+    result = model_cli.run("model", "run", remote_name, "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert f"Unable to find model '{remote_name}' locally. Pulling from the server." in result.stderr
+    assert "Model pulled successfully" in result.stdout
+    assert result.stdout.split("Model pulled successfully", 1)[1].strip()  # then the answer
