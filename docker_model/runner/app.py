@@ -75,6 +75,7 @@ def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Acc
             APIError: handle_error,
             distribution.DistributionError: handle_error,
             distribution.InvalidReferenceError: handle_error,
+            Exception: handle_error,  # anything unexpected still answers with a JSON error body
         },
         lifespan=lifespan,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from docker_model.distribution import Model, Store
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api.errors import APIError
-from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec
+from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec, WorkerStartError
 from docker_model.runner.memory import available_memory_bytes
 from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, SettingsBook, effective_context_size
 
@@ -112,9 +112,13 @@ class Scheduler:
         )
         short_id = model.id.removeprefix("sha256:")[:12]
         log.info("loading %s (context %d per sequence)", name, context_size)
-        worker = await WorkerProcess.start(
-            spec, self.socket_dir / f"{short_id}.sock", self.log_dir / f"model-{short_id}.log"
-        )
+        log_path = self.log_dir / f"model-{short_id}.log"
+        try:
+            worker = await WorkerProcess.start(spec, self.socket_dir / f"{short_id}.sock", log_path)
+        except WorkerStartError as error:
+            log.error("%s failed to load: %s", name, error)
+            last_line = (error.log_tail.strip().splitlines() or [str(error)])[-1]
+            raise APIError(500, f"model {name} failed to load: {last_line} (full log: {log_path})") from None
         keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
         loaded = LoadedModel(model, name, worker, context_size, keep_alive)
         async with self.lock:

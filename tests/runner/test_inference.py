@@ -190,3 +190,12 @@ def test_unconfigured_models_get_the_default_context(served: RunnerEnv, smollm2_
     }
     assert running["ai/smollm2-default"] == 4096
     assert running["ai/smollm2-packaged"] == 1024
+
+
+def test_a_model_that_cannot_load_is_a_json_500_and_the_runner_stays_up(served: RunnerEnv, tiny_gguf: Path) -> None:
+    load_model(served.base_url, tiny_gguf, "ai/not-a-real-model")  # valid GGUF metadata, no usable weights
+    body = {"model": "ai/not-a-real-model", "prompt": "hi", "max_tokens": 1}
+    response = requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120)
+    assert response.status_code == 500
+    assert response.json()["error"]["message"].startswith("model ai/not-a-real-model failed to load: ")
+    assert requests.get(served.base_url, timeout=5).ok

@@ -3,7 +3,9 @@
 Each step puts the next token of every generating sequence, plus prompt chunks of newly admitted
 ones (up to n_batch tokens in all), into one llama_batch and calls llama_decode once; then every
 sequence whose logits came out samples its next token with its own C sampler chain. Results reach
-the event loop in one `call_soon_threadsafe` per step.
+the event loop in one `call_soon_threadsafe` per step. When llama.cpp's threads take every core, the
+engine waits (briefly) for the event loop to send them before the next decode: otherwise the event
+loop's work preempts a llama.cpp thread mid-graph and its peers spin at the next barrier meanwhile.
 
 A finished or cancelled sequence keeps its KV cells as a prompt cache: the next request placed in
 that slot reuses the longest common prefix and `llama_memory_seq_rm` drops the rest.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 from collections import deque
 from typing import Any
@@ -25,6 +28,9 @@ from .sampling import build_sampler
 from .text import TokenText
 
 Job = CompletionJob | EmbeddingJob
+
+
+HANDOFF_TIMEOUT = 0.005  # seconds the engine waits for the event loop to send a step's results
 
 
 class EngineOverloaded(Exception):
@@ -72,6 +78,8 @@ class Engine:
         self._waiting: deque[Job] = deque()
         self._inbox: deque[Job] = deque()
         self._wake = threading.Event()
+        self._sent = threading.Event()
+        self._wait_for_send = threads >= (os.cpu_count() or 1)
         self._events: list[tuple[Any, tuple, bool]] = []
         self._capacity = parallel + max_queue
         self._in_flight = 0  # touched on the event loop only
@@ -111,6 +119,8 @@ class Engine:
             job.deliver(*args)
             if final:
                 self._in_flight -= 1
+        # Runs after the tasks that the deliveries woke have written their chunks.
+        asyncio.get_running_loop().call_soon(self._sent.set)
 
     # -- engine thread -----------------------------------------------------------------------------
 
@@ -129,8 +139,11 @@ class Engine:
 
     def _flush(self) -> None:
         if self._events and self._loop is not None:
+            self._sent.clear()
             self._loop.call_soon_threadsafe(self._deliver, self._events)
             self._events = []
+            if self._wait_for_send and self._active:
+                self._sent.wait(HANDOFF_TIMEOUT)
 
     def _drop_cancelled(self) -> None:
         """Free the sequences of cancelled jobs at once, and drop cancelled jobs still waiting."""
