@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import sys
 import threading
+import traceback
 from collections import deque
 from typing import Any
 
@@ -125,6 +127,15 @@ class Engine:
     # -- engine thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop_steps()
+        except BaseException:
+            # A broken engine would leave every request hanging: die, so the runner sees a crashed worker.
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(70)
+
+    def _loop_steps(self) -> None:
         while self._running:
             self._wake.clear()
             while self._inbox:
