@@ -190,6 +190,40 @@ def test_unconfigured_models_get_the_default_context(served: RunnerEnv, smollm2_
     }
     assert running["ai/smollm2-default"] == 4096
     assert running["ai/smollm2-packaged"] == 1024
+    assert MODEL not in running  # two models fit (the default); the least recently used one was evicted
+
+
+def test_concurrent_requests_for_a_loading_model_share_one_load(served: RunnerEnv) -> None:
+    requests.post(f"{served.base_url}/engines/unload", json={"all": True}, timeout=30).raise_for_status()
+    log = served.state_dir.parent / "runner.log"
+    loads_before = log.read_text().count(f"loading {MODEL} ")
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 2}
+    statuses: list[int] = []
+
+    def send() -> None:
+        statuses.append(requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200, 200]
+    assert log.read_text().count(f"loading {MODEL} ") == loads_before + 1
+
+
+def test_keep_alive_zero_unloads_right_after_use(served: RunnerEnv) -> None:
+    configured = requests.post(
+        f"{served.base_url}/engines/_configure", json={"model": MODEL, "keep_alive": "0"}, timeout=120
+    )
+    assert configured.status_code == 202, configured.text
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 2}
+    requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120).raise_for_status()
+    deadline = time.monotonic() + 15
+    while any(entry["model_name"] == MODEL for entry in requests.get(f"{served.base_url}/engines/ps").json()):
+        assert time.monotonic() < deadline, "a model with keep-alive 0 stayed loaded"
+        time.sleep(0.2)
+    requests.post(f"{served.base_url}/engines/_configure", json={"model": MODEL, "keep_alive": "5m"}, timeout=120)
 
 
 def test_a_model_that_cannot_load_is_a_json_500_and_the_runner_stays_up(served: RunnerEnv, tiny_gguf: Path) -> None:
