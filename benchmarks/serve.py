@@ -1,0 +1,176 @@
+"""Serving speed side by side: the runner, llama-server and llama-cpp-python's server, in one table.
+
+    .venv/bin/python benchmarks/serve.py [--concurrency 1,2,4,8] [--max-tokens 128]
+        [--systems runner,llama-server,llama-cpp-python] [--requests-per-stream 2] [--no-costs]
+
+Every system serves the same GGUF with the same threads and context per sequence. For each concurrency
+level N each system is started afresh with N slots (runner: runtime flag `--parallel N`; llama-server:
+`--parallel N -c N*ctx`; llama-cpp-python's server has a single slot whatever N), gets one warm-up request,
+then loadgen.py's N streams. Levels run one after another, all systems within a level, so a change in the
+machine's load touches every system alike. Prints a Markdown table with ratios to llama-server, the machine
+and the settings, then the cost figures of costs.py. Exit status 1 if any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import baselines
+import costs
+import loadgen
+from loadgen import LevelResult
+from servers import Endpoint, prepare_store, runner
+
+from tests.fixtures.models import fetch_smollm2
+
+# (gguf, workdir, parallel, threads, ctx_per_seq) -> a running server
+Start = Callable[[Path, Path, int, int, int], AbstractContextManager[Endpoint]]
+
+
+def _runner(
+    gguf: Path, workdir: Path, parallel: int, threads: int, ctx_per_seq: int
+) -> AbstractContextManager[Endpoint]:
+    models_path = workdir / "models"
+    if not models_path.exists():
+        prepare_store(gguf, models_path)
+    return runner(models_path, workdir / f"runner-{parallel}", parallel, threads, ctx_per_seq)
+
+
+SYSTEMS: dict[str, Start] = {
+    "runner": _runner,
+    "llama-server": baselines.llama_server,
+    "llama-cpp-python": baselines.llama_cpp_python,
+}
+REFERENCE = "llama-server"
+
+
+@dataclass(frozen=True)
+class Settings:
+    gguf: Path
+    threads: int = 2
+    ctx_per_seq: int = 4096
+    max_tokens: int = 128
+    requests_per_stream: int = 2
+
+
+@dataclass
+class Row:
+    system: str
+    slots: int
+    result: LevelResult
+
+
+def slots(system: str, level: int) -> int:
+    return 1 if system == "llama-cpp-python" else level
+
+
+def measure(systems: Sequence[str], levels: Sequence[int], settings: Settings, workdir: Path) -> list[Row]:
+    rows = []
+    for level in levels:
+        for system in systems:
+            start = SYSTEMS[system]
+            args = (settings.gguf, workdir, slots(system, level), settings.threads, settings.ctx_per_seq)
+            print(f"measuring {system} at concurrency {level}", file=sys.stderr)
+            with start(*args) as endpoint:
+                [result] = loadgen.run(
+                    endpoint.base_url,
+                    endpoint.model,
+                    [level],
+                    max_tokens=settings.max_tokens,
+                    requests_per_stream=settings.requests_per_stream,
+                    extra=endpoint.extra,
+                )
+            rows.append(Row(system, slots(system, level), result))
+    return sorted(rows, key=lambda row: (list(systems).index(row.system), row.result.concurrency))
+
+
+def _ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if reference else "–"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    reference = {row.result.concurrency: row.result for row in rows if row.system == REFERENCE}
+    lines = [
+        "| system | conc | slots | reqs | fail | TTFT p50 ms | TTFT p95 ms | tok/s/stream | tok/s all "
+        "| stream ×ls | all ×ls | TTFT p50 − ls ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        r, ref = row.result, reference.get(row.result.concurrency)
+        ttft_delta = f"{r.ttft_median_ms - ref.ttft_median_ms:+.0f}" if ref else "–"
+        lines.append(
+            f"| {row.system} | {r.concurrency} | {row.slots} | {r.requests} | {r.failures} "
+            f"| {r.ttft_median_ms:.0f} | {r.ttft_p95_ms:.0f} | {r.decode_tps_per_stream:.1f} | {r.aggregate_tps:.1f} "
+            f"| {_ratio(r.decode_tps_per_stream, ref and ref.decode_tps_per_stream)} "
+            f"| {_ratio(r.aggregate_tps, ref and ref.aggregate_tps)} | {ttft_delta} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def describe(settings: Settings, load_before: float) -> str:
+    memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / (1 << 30)
+    return (
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, {platform.system()} "
+        f"{platform.release()}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.\n"
+        f"Settings: {settings.gguf.name}, llama.cpp of llama-cpp-python {baselines.llama_cpp_version()} in all "
+        f"three; {settings.threads} threads; context {settings.ctx_per_seq} per sequence; temperature 0; "
+        f"max_tokens {settings.max_tokens} with ignore_eos (llama-cpp-python: a logit bias on end-of-generation "
+        f"tokens); {settings.requests_per_stream} requests per stream after one warm-up request; slots = "
+        "concurrency, each system restarted per level (llama-cpp-python: one slot). "
+        "Ratios (×ls) and TTFT differences are against llama-server at the same concurrency."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,2,4,8", help="comma-separated levels (default: %(default)s)")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--requests-per-stream", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx-size", type=int, default=4096, help="context per sequence (default: %(default)s)")
+    parser.add_argument("--model", type=Path, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
+    parser.add_argument("--no-costs", action="store_true", help="skip the cost figures")
+    args = parser.parse_args(argv)
+    systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems {', '.join(sorted(unknown))} (known: {', '.join(SYSTEMS)})")
+    levels = [int(level) for level in args.concurrency.split(",") if level.strip()]
+    model = args.model or fetch_smollm2()
+    settings = Settings(model, args.threads, args.ctx_size, args.max_tokens, args.requests_per_stream)
+    if REFERENCE in systems:
+        baselines.llama_server_binary()  # build before measuring, not in the middle
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
+        rows = measure(systems, levels, settings, Path(scratch))
+        print(format_table(rows))
+        print()
+        print(describe(settings, load_before))
+        if not args.no_costs:
+            print()
+            print(
+                costs.measure(settings.gguf, Path(scratch) / "costs", settings.threads, settings.ctx_per_seq).format()
+            )
+    return 1 if any(row.result.failures for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
