@@ -13,18 +13,40 @@ DEFAULT_RUNNER_PORT = 12434
 DEFAULT_RUNNER_BIND = "127.0.0.1"
 
 
+class SettingsError(ValueError):
+    """An environment variable holds a value this program cannot use; the message names it and the fix."""
+
+
+DEFAULT_MAX_LOADED_MODELS = 2
+DEFAULT_PARALLEL_REQUESTS = 4
+
+
+def _int_variable(name: str, default: int, low: int, high: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}: fix or unset it") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {number}: fix or unset it")
+    return number
+
+
 def runner_port() -> int:
     """The TCP port the runner listens on (`MODEL_RUNNER_PORT`)."""
-    value = os.environ.get("MODEL_RUNNER_PORT", "")
-    if not value:
-        return DEFAULT_RUNNER_PORT
-    try:
-        port = int(value)
-    except ValueError:
-        raise ValueError(f"MODEL_RUNNER_PORT must be a port number, not {value!r}") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"MODEL_RUNNER_PORT must be between 1 and 65535, not {port}")
-    return port
+    return _int_variable("MODEL_RUNNER_PORT", DEFAULT_RUNNER_PORT, 1, 65535)
+
+
+def max_loaded_models() -> int:
+    """How many models the runner keeps loaded at once (`DOCKER_MODEL_MAX_LOADED_MODELS`)."""
+    return _int_variable("DOCKER_MODEL_MAX_LOADED_MODELS", DEFAULT_MAX_LOADED_MODELS, 1, 64)
+
+
+def parallel_requests() -> int:
+    """How many requests one model decodes together (`DOCKER_MODEL_NUM_PARALLEL`)."""
+    return _int_variable("DOCKER_MODEL_NUM_PARALLEL", DEFAULT_PARALLEL_REQUESTS, 1, 64)
 
 
 def runner_host() -> str:

@@ -10,6 +10,7 @@ import click
 
 from docker_model import __version__
 from docker_model.cli.lazy_group import LazyCommand, LazyGroup
+from docker_model.settings import SettingsError
 
 PLUGIN_NAME = "model"
 METADATA_COMMAND = "docker-cli-plugin-metadata"
@@ -62,4 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == [PLUGIN_NAME]:
         # The docker CLI runs plugins as `docker-model model <args>`: the plugin's own name comes first.
         args = args[1:]
-    cli.main(args=args, prog_name="docker model")
+    try:
+        cli.main(args=args, prog_name="docker model", standalone_mode=True)
+    except SettingsError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)

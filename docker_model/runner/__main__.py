@@ -17,8 +17,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: MODEL_RUNNER_PORT or 12434)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings.models_path(), settings.state_dir())
-    port = args.port if args.port is not None else settings.runner_port()
+    try:
+        port = args.port if args.port is not None else settings.runner_port()
+        app = create_app(settings.models_path(), settings.state_dir())
+    except settings.SettingsError as error:
+        parser.error(str(error))
     uvicorn.run(app, host=args.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from docker_model import __version__, distribution
+from docker_model import __version__, distribution, settings
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner.api import engines, inference, models
 from docker_model.runner.api.errors import APIError, handle_error
@@ -38,9 +38,16 @@ async def version(request: Request) -> JSONResponse:
 
 def build_state(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator) -> RunnerState:
     store = distribution.Store(models_path)
-    settings = SettingsBook(state_dir / "model-settings.json")
-    scheduler = Scheduler(store, settings, accelerator, log_dir=state_dir / "logs")
-    return RunnerState(store, distribution.RegistryClient(store), accelerator, settings, scheduler)
+    model_settings = SettingsBook(state_dir / "model-settings.json")
+    scheduler = Scheduler(
+        store,
+        model_settings,
+        accelerator,
+        log_dir=state_dir / "logs",
+        max_loaded=settings.max_loaded_models(),
+        parallel=settings.parallel_requests(),
+    )
+    return RunnerState(store, distribution.RegistryClient(store), accelerator, model_settings, scheduler)
 
 
 def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator | None = None) -> Starlette:
