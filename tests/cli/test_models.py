@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+import requests
 
 from tests.distribution.http_proxy import CountingProxy
 from tests.fixtures.docker_cli import DockerCLI
@@ -126,6 +127,19 @@ def test_inspect_shows_the_config(model_cli: DockerCLI, remote_name: str) -> Non
     assert model["config"]["gguf"]["general.architecture"] == "llama"
     openai = json.loads(model_cli.run("model", "inspect", "--openai", remote_name).stdout)
     assert (openai["object"], openai["owned_by"]) == ("model", "docker")
+
+
+def test_tag_and_push_to_another_repository(
+    model_cli: DockerCLI, module_registry: RegistryServer, remote_name: str
+) -> None:
+    target = f"{module_registry.host}/team/smollm2:v2"
+    assert model_cli.run("model", "tag", remote_name, target).returncode == 0
+    pushed = model_cli.run("model", "push", target)
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.strip().splitlines()[-1] == "Model pushed successfully"
+    tags = requests.get(f"{module_registry.url}/v2/team/smollm2/tags/list", timeout=10).json()
+    assert tags["tags"] == ["v2"]
+    assert model_cli.run("model", "rm", target).stdout.strip() == f"Untagged: {target}"
 
 
 def test_tag_then_rm_by_id_needs_force(model_cli: DockerCLI, remote_name: str) -> None:
