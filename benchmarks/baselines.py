@@ -77,14 +77,16 @@ def _end_of_generation_tokens(gguf: Path) -> frozenset[int]:
 def llama_cpp_python(gguf: Path, workdir: Path, parallel: int, threads: int, ctx_per_seq: int) -> Iterator[Endpoint]:
     """`python -m llama_cpp.server`: one request at a time whatever `parallel` is.
 
-    It ignores `ignore_eos`, so every end-of-generation token gets a logit bias of -1e9 instead
-    (applied by a Python logits processor, a small per-token cost the other servers do not pay).
+    By default a new request interrupts the one streaming (it then fails); `--interrupt_requests False`
+    makes requests wait their turn instead. It ignores `ignore_eos`, so every end-of-generation token
+    gets a logit bias of -1e9 instead (applied by a Python logits processor, a small per-token cost
+    the other servers do not pay).
     """
     del parallel  # one global lock: no slots to configure
     port = free_port()
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", ALIAS]
     argv += ["--n_ctx", str(ctx_per_seq), "--n_threads", str(threads), "--n_threads_batch", str(threads)]
-    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--interrupt_requests", "False", "--host", "127.0.0.1", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     with running(argv, f"{base}/v1/models", workdir / "llama-cpp-python.log"):
         bias = {str(token): -1e9 for token in sorted(_end_of_generation_tokens(gguf))}
