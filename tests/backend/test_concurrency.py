@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 STORY = [{"role": "user", "content": "Tell me a long story about a dragon."}]
 
 
-def stream_timestamps(worker: Worker, max_tokens: int) -> list[float]:
-    """Stream one completion and return the arrival time of every text chunk."""
+def stream_timestamps(worker: Worker, max_tokens: int, started: threading.Event | None = None) -> list[float]:
+    """Stream one completion and return the arrival time of every text chunk (`started` set at the first)."""
     stamps = []
     stream = worker.client.chat.completions.create(
         model="m", messages=STORY, max_tokens=max_tokens, stream=True, extra_body={"ignore_eos": True}
@@ -26,6 +26,8 @@ def stream_timestamps(worker: Worker, max_tokens: int) -> list[float]:
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             stamps.append(time.monotonic())
+            if started is not None:
+                started.set()
     return stamps
 
 
@@ -102,11 +104,12 @@ def test_full_queue_is_a_503(worker_factory: Callable[..., Worker]) -> None:
 
 def test_embeddings_are_served_while_streams_generate(worker: Worker) -> None:
     idle = worker.client.embeddings.create(model="m", input="A quiet embedding.").data[0].embedding
-    thread, box = in_thread(lambda: stream_timestamps(worker, 64))
-    time.sleep(0.3)
+    started = threading.Event()
+    thread, box = in_thread(lambda: stream_timestamps(worker, 64, started))
+    assert started.wait(120)
     busy = worker.client.embeddings.create(model="m", input="A quiet embedding.").data[0].embedding
     ended = time.monotonic()
-    thread.join(60)
+    thread.join(300)
     assert busy == pytest.approx(idle, abs=1e-4)
     assert box and box[0][-1] > ended, "the embedding should not have waited for the stream to finish"
 
