@@ -73,18 +73,20 @@ class Scheduler:
         while True:
             async with self.lock:
                 loaded = self.loaded.get(model.id)
-                if loaded is not None and not loaded.worker.alive:
-                    log.warning("worker for %s (pid %s) died; it will be started again", name, loaded.worker.pid)
-                    del self.loaded[model.id]
-                    loaded = None
-                if loaded is not None:
+                if loaded is not None and loaded.worker.alive:
                     loaded.in_flight += 1
                     loaded.last_used = time.time()
                     return loaded
+                if loaded is not None:
+                    log.warning("worker for %s (pid %s) died; it will be started again", name, loaded.worker.pid)
+                    del self.loaded[model.id]
                 task = self.loading.get(model.id)
-                if task is None:
+                if task is None and loaded is None:
                     task = asyncio.create_task(self._load(model, name))
                     self.loading[model.id] = task
+            if task is None:  # a dead worker: clean it up, then load afresh on the next turn
+                await loaded.worker.stop()
+                continue
             try:
                 await asyncio.shield(task)
             finally:
