@@ -9,6 +9,7 @@ import uvicorn
 
 from docker_model import settings
 from docker_model.runner.app import create_app
+from docker_model.runner.backend.handoff import HandOverProtocol
 
 
 def main() -> None:
@@ -22,7 +23,15 @@ def main() -> None:
         app = create_app(settings.models_path(), settings.state_dir())
     except settings.SettingsError as error:
         parser.error(str(error))
-    uvicorn.run(app, host=args.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=port,
+        http=HandOverProtocol,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 if __name__ == "__main__":

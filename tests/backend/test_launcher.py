@@ -1,4 +1,4 @@
-"""The runner-side launcher: a worker behind the proxy, killed mid-stream, then started afresh."""
+"""The runner-side launcher: a worker answering handed-over clients, killed mid-stream, then started afresh."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
+from docker_model.runner.backend.handoff import HandOver, HandOverProtocol
 from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec, WorkerStartError
 from tests.fixtures.registry import free_port
 
@@ -27,14 +27,16 @@ pytestmark = pytest.mark.integration
 
 @asynccontextmanager
 async def runner_like(workers: dict[str, WorkerProcess]) -> AsyncIterator[openai.AsyncOpenAI]:
-    """A minimal runner: every /v1 request goes to `workers["model"]` through `forward()`."""
+    """A minimal runner: every /v1 request is handed over to `workers["model"]`."""
 
-    async def route(request: Request) -> Response:
-        return await workers["model"].forward(request, "/v1/" + request.path_params["path"])
+    async def route(request: Request) -> HandOver:
+        body = await request.body()
+        return workers["model"].hand_over(request, body, "/v1/" + request.path_params["path"])
 
     app = Starlette(routes=[Route("/v1/{path:path}", route, methods=["GET", "POST"])])
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, port=port, http=HandOverProtocol, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

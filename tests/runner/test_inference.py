@@ -233,3 +233,56 @@ def test_a_model_that_cannot_load_is_a_json_500_and_the_runner_stays_up(served: 
     assert response.status_code == 500
     assert response.json()["error"]["message"].startswith("model ai/not-a-real-model failed to load: ")
     assert requests.get(served.base_url, timeout=5).ok
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def test_a_stream_flows_from_the_worker_straight_to_the_client(served: RunnerEnv) -> None:
+    """The runner hands the connection over: the stream goes on while the runner process is stopped."""
+    body = {"model": MODEL, "prompt": "Count to a thousand:", "max_tokens": 96, "ignore_eos": True, "stream": True}
+    with requests.post(f"{served.base_url}/v1/completions", json=body, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["connection"] == "close"  # the next request goes back to the runner
+        events = (line for line in response.iter_lines() if line.startswith(b"data:"))
+        first = next(events)
+        runner_pid = parent_pid(worker_pid(served))
+        os.kill(runner_pid, signal.SIGSTOP)
+        try:
+            rest = list(events)
+        finally:
+            os.kill(runner_pid, signal.SIGCONT)
+    assert first.startswith(b"data: {")
+    assert rest[-1] == b"data: [DONE]"
+    assert len(rest) > 50
+
+
+def test_one_connection_serves_an_answer_then_the_runner_api(served: RunnerEnv) -> None:
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
+    with requests.Session() as session:
+        answered = session.post(f"{served.base_url}/engines/v1/completions", json=body, timeout=60)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["usage"]["completion_tokens"] == 4
+        assert session.get(f"{served.base_url}/engines/status", timeout=10).status_code == 200
+        again = session.post(f"{served.base_url}/engines/v1/completions", json=body, timeout=60)
+        assert again.json()["choices"][0]["text"] == answered.json()["choices"][0]["text"]
+
+
+def test_a_client_that_leaves_a_stream_frees_the_model(served: RunnerEnv) -> None:
+    def in_use() -> bool:
+        [entry] = requests.get(f"{served.base_url}/engines/ps", timeout=10).json()
+        return entry["in_use"]
+
+    body = {"model": MODEL, "prompt": "Count to a thousand:", "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    response = requests.post(f"{served.base_url}/v1/completions", json=body, stream=True, timeout=60)
+    lines = response.iter_lines()
+    assert next(lines).startswith(b"data:")
+    assert in_use()
+    response.close()
+    # 4000 tokens take over 40 s here; the worker cancels at once, then tells the runner it is done.
+    deadline = time.monotonic() + 20
+    while in_use() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not in_use()

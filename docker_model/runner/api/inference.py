@@ -1,7 +1,7 @@
 """OpenAI-compatible routes, under `/engines/v1`, `/engines/llama.cpp/v1` and the alias `/v1`.
 
 Requests are routed by their `model` field: the scheduler loads the model (or reuses it) and the
-model's worker process answers; its response, streamed or not, is passed through.
+model's worker process answers, on the client's own connection (see `backend/handoff.py`).
 """
 
 from __future__ import annotations
@@ -58,12 +58,7 @@ async def complete(request: Request) -> ReleaseAfter:
     model = await find_model(request, name)
     scheduler = state_of(request).scheduler
     loaded = await scheduler.acquire(model, name)
-    try:
-        response = await loaded.worker.forward(request, f"/v1/{endpoint}")
-    except BaseException:
-        scheduler.release(loaded)
-        raise
-    return ReleaseAfter(response, lambda: scheduler.release(loaded))
+    return ReleaseAfter(loaded.worker.hand_over(request, body, f"/v1/{endpoint}"), lambda: scheduler.release(loaded))
 
 
 class ReleaseAfter:

@@ -8,12 +8,14 @@ import contextlib
 from array import array
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .adopted import serve_handoffs
 from .asgi import ClientGone, EventStreamResponse, until_disconnect
 from .chat_template import ChatTemplate
 from .engine import Engine, EngineOverloaded
@@ -203,15 +205,19 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(f"internal error: {exc}", 500)
 
 
-def build_app(state: WorkerState) -> Starlette:
+def build_app(state: WorkerState, handoff_socket: Path | None = None) -> Starlette:
+    """The worker's app; with `handoff_socket`, it also answers the clients the runner hands over there."""
     api = OpenAIHandlers(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.engine.start(asyncio.get_running_loop())
+        handoffs = asyncio.create_task(serve_handoffs(app, handoff_socket)) if handoff_socket else None
         try:
             yield
         finally:
+            if handoffs is not None:
+                handoffs.cancel()
             state.engine.close()
 
     routes = [

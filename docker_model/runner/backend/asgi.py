@@ -1,4 +1,4 @@
-"""ASGI helpers shared by the worker and the runner-side proxy: noticing a client that went away,
+"""ASGI helpers shared by the worker and the runner's hand-over: noticing a client that went away,
 and an SSE response that stops its producer the moment that happens."""
 
 from __future__ import annotations

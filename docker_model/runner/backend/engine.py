@@ -9,17 +9,24 @@ loop's work preempts a llama.cpp thread mid-graph and its peers spin at the next
 
 A finished or cancelled sequence keeps its KV cells as a prompt cache: the next request placed in
 that slot reuses the longest common prefix and `llama_memory_seq_rm` drops the rest.
+
+Each sequence has a KV stream of its own (a non-unified cache), so an idle slot's prompt cache costs the
+others nothing. llama.cpp then decodes in one micro-batch, and reuses the previous step's graph, only
+sequences whose ids are consecutive and in increasing order: the batch is laid out by sequence id, and
+a request goes to a slot that keeps the busy ones contiguous unless another holds much more of its prompt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import os
 import sys
 import threading
 import traceback
 from collections import deque
+from operator import attrgetter
 from typing import Any
 
 import llama_cpp as lc
@@ -33,6 +40,10 @@ Job = CompletionJob | EmbeddingJob
 
 
 HANDOFF_TIMEOUT = 0.005  # seconds the engine waits for the event loop to send a step's results
+# Prompt tokens a slot must hold beyond another's to be chosen even though it splits the busy sequences
+# into one more run: every step then costs one more micro-batch, over a reply of a few hundred tokens
+# about as much as evaluating this many prompt tokens again.
+FRAGMENT_COST = 256
 
 
 class EngineOverloaded(Exception):
@@ -46,6 +57,21 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def count_runs(seqs: set[int]) -> int:
+    """How many runs of consecutive ids `seqs` makes: llama.cpp decodes each in its own micro-batch."""
+    return sum(1 for seq in seqs if seq - 1 not in seqs)
+
+
+def choose_slot(free: dict[int, list[int]], busy: set[int], prompt: list[int]) -> int:
+    """The free sequence for `prompt`, given each free one's cached tokens: most reusable prompt cache,
+    fewest runs of busy sequences, lowest id."""
+
+    def value(seq: int) -> int:
+        return _common_prefix(free[seq], prompt) - FRAGMENT_COST * count_runs(busy | {seq})
+
+    return max(sorted(free), key=value)
 
 
 class _Slot:
@@ -68,7 +94,7 @@ class _Slot:
 class Engine:
     def __init__(self, model: LlamaModel, ctx_size: int, parallel: int, n_batch: int, threads: int, max_queue: int):
         self.model = model
-        self.ctx = model.new_context(ctx_size * parallel, parallel, n_batch, threads)
+        self.ctx = model.new_context(ctx_size * parallel, parallel, max(n_batch, parallel), threads)
         self.n_ctx_seq: int = lc.llama_n_ctx_seq(self.ctx)
         self.n_batch: int = lc.llama_n_batch(self.ctx)
         self._mem = lc.llama_get_memory(self.ctx)
@@ -175,7 +201,9 @@ class Engine:
             if isinstance(job, EmbeddingJob):
                 self._embed(job, min(free, key=lambda s: len(s.cached)))
             else:
-                self._place(job, max(free, key=lambda s: _common_prefix(s.cached, job.prompt)))
+                busy = {s.seq for s in self._active}
+                seq = choose_slot({s.seq: s.cached for s in free}, busy, job.prompt)
+                self._place(job, self._slots[seq])
 
     def _place(self, job: CompletionJob, slot: _Slot) -> None:
         keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
@@ -189,7 +217,7 @@ class Engine:
         slot.limit = min(room, job.max_tokens) if job.max_tokens else room
         slot.sampler = build_sampler(job.sampling, self.model)
         slot.text = TokenText(job.stop)
-        self._active.append(slot)
+        bisect.insort(self._active, slot, key=attrgetter("seq"))
 
     def _truncate(self, slot: _Slot, keep: int) -> None:
         """Drop the slot's KV cells from position `keep` on (everything if that cannot be done)."""
@@ -200,9 +228,12 @@ class Engine:
         del slot.cached[keep:]
 
     def _step(self) -> None:
+        """One decode: the next token of every generating sequence and as much prompt as still fits,
+        laid out in sequence order."""
         batch = self._batch
         tokens, positions, seq_ids, logits = batch.token, batch.pos, batch.seq_id, batch.logits
         n = 0
+        room = self.n_batch - sum(1 for slot in self._active if slot.next_token is not None)
         outputs: list[tuple[_Slot, int]] = []
         for slot in self._active:
             token = slot.next_token
@@ -214,12 +245,13 @@ class Engine:
                 slot.cached.append(token)
                 outputs.append((slot, n))
                 n += 1
-        for slot in self._active:
-            if slot.next_token is not None or n >= self.n_batch:
+                continue
+            if room <= 0:
                 continue
             prompt = slot.job.prompt  # type: ignore[union-attr]
             start = slot.prompt_at
-            end = min(len(prompt), start + self.n_batch - n)
+            end = min(len(prompt), start + room)
+            room -= end - start
             seq = slot.seq
             for pos in range(start, end):
                 tokens[n] = prompt[pos]

@@ -1,4 +1,4 @@
-"""OpenAI-style error objects, shared by the worker's API and the runner-side proxy."""
+"""OpenAI-style error objects, shared by the worker's API and the runner's hand-over."""
 
 from __future__ import annotations
 

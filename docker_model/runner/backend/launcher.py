@@ -17,9 +17,8 @@ from pathlib import Path
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response
 
-from . import proxy
+from .handoff import HandedRequest, HandOver
 
 WORKER_MODULE = "docker_model.runner.backend.worker"
 
@@ -71,7 +70,8 @@ class WorkerSpec:
 
     def argv(self, socket_path: Path) -> list[str]:
         args = [sys.executable, "-m", WORKER_MODULE, "--model", str(self.model_path)]
-        args += ["--socket", str(socket_path), "--parent-pid", str(os.getpid())]
+        args += ["--socket", str(socket_path), "--handoff-socket", str(handoff_path(socket_path))]
+        args += ["--parent-pid", str(os.getpid())]
         args += ["--ctx-size", str(self.ctx_size), "--parallel", str(self.parallel)]
         args += ["--n-gpu-layers", str(self.n_gpu_layers)]
         if self.threads:
@@ -81,6 +81,11 @@ class WorkerSpec:
         if self.model_name:
             args += ["--model-name", self.model_name]
         return args + list(self.runtime_flags)
+
+
+def handoff_path(socket_path: Path) -> Path:
+    """Where the worker whose HTTP socket is `socket_path` takes client connections handed over."""
+    return socket_path.with_suffix(".handoff")
 
 
 class WorkerStartError(RuntimeError):
@@ -101,7 +106,7 @@ def _log_tail(path: Path, lines: int = 20) -> str:
 
 
 class WorkerProcess:
-    """A running worker: forward requests to it, watch it, stop it."""
+    """A running worker: hand requests to it, watch it, stop it."""
 
     def __init__(self, spec: WorkerSpec, process: subprocess.Popen, socket_path: Path, log_path: Path):
         self.spec = spec
@@ -168,9 +173,11 @@ class WorkerProcess:
             return None
         return int(resident) * os.sysconf("SC_PAGE_SIZE")
 
-    async def forward(self, request: Request, path: str) -> Response:
-        """Proxy `request` to the worker's `path` (e.g. "/v1/chat/completions")."""
-        return await proxy.forward(self._client, request, path, self._why_failed)
+    def hand_over(self, request: Request, body: bytes, path: str) -> HandOver:
+        """An ASGI app that has the worker answer `request` (its `body` already read) at its `path`
+        (e.g. "/v1/chat/completions") on the client's own connection."""
+        handed = HandedRequest.of(request, path, body)
+        return HandOver(handoff_path(self.socket_path), handed, self._why_failed)
 
     def _why_failed(self) -> str:
         code = self._process.poll()
@@ -189,5 +196,6 @@ class WorkerProcess:
                 self._process.kill()
                 await asyncio.to_thread(self._process.wait)
         await self._client.aclose()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+        for path in (self.socket_path, handoff_path(self.socket_path)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()

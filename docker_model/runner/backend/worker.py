@@ -2,6 +2,7 @@
 or a TCP port.
 
     python -m docker_model.runner.backend.worker --model PATH (--socket PATH | --host H --port P)
+        [--handoff-socket PATH]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     where.add_argument("--socket", type=Path, help="serve on this UNIX socket")
     where.add_argument("--port", type=int, help="serve on this TCP port")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address with --port (default: %(default)s)")
+    parser.add_argument("--handoff-socket", type=Path, help="UNIX socket on which the runner hands over clients")
     parser.add_argument("--model-name", help="name reported by /v1/models (default: the file's stem)")
     parser.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX_SIZE, help="context per request")
     parser.add_argument("-np", "--parallel", type=int, default=1, help="requests decoded together")
@@ -99,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     config = uvicorn.Config(
-        build_app(state),
+        build_app(state, args.handoff_socket),
         uds=str(args.socket) if args.socket else None,
         host=args.host,
         port=args.port or 0,
