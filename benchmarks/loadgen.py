@@ -19,21 +19,46 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
 
-PROMPTS = (
-    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
-    "Explain how a refrigerator works to a ten-year-old.",
-    "List ten ideas for a weekend trip in the mountains and explain each one.",
-    "Describe the water cycle in detail.",
-    "Write a letter to a friend about learning to bake bread.",
-    "Explain the rules of chess to a beginner.",
-    "Describe a busy market in a coastal town at dawn.",
-    "Give step-by-step instructions for planting a vegetable garden.",
+TASKS = (
+    "Write a short story about {}.",
+    "Explain {} to a ten-year-old.",
+    "List ten facts about {} and explain each one.",
+    "Describe {} in detail.",
+    "Write a letter to a friend about {}.",
+    "Give step-by-step advice for someone new to {}.",
+    "Write a poem about {}.",
+    "Compare {} with something from everyday life.",
 )
+SUBJECTS = (
+    "a lighthouse keeper",
+    "refrigerators",
+    "mountain trips",
+    "the water cycle",
+    "baking bread",
+    "chess",
+    "a coastal market at dawn",
+    "vegetable gardens",
+    "volcanoes",
+    "learning a language",
+    "a night train",
+    "honeybees",
+    "old maps",
+    "a rainy city",
+    "bicycles",
+    "the moon",
+)
+PROMPT_COUNT = len(TASKS) * len(SUBJECTS)
+
+
+def prompt(index: int) -> str:
+    """The index-th of PROMPT_COUNT distinct prompts (then they repeat): while indexes stay distinct, a
+    server's prompt cache helps with the chat template's common prefix only."""
+    return TASKS[index % len(TASKS)].format(SUBJECTS[index // len(TASKS) % len(SUBJECTS)])
 
 
 @dataclass
@@ -59,6 +84,24 @@ class LevelResult:
     decode_tps_per_stream: float  # median over requests
     aggregate_tps: float  # all generated tokens / wall time of the level
     wall_seconds: float
+    results: list[RequestResult] = field(default_factory=list, repr=False)
+
+
+def summarize(concurrency: int, results: Sequence[RequestResult], wall: float) -> LevelResult:
+    """The figures of `results`, requests made at `concurrency` streams within `wall` seconds."""
+    good = [r for r in results if r.ok]
+    ttfts = [r.ttft * 1000 for r in good]
+    return LevelResult(
+        concurrency=concurrency,
+        requests=len(results),
+        failures=len(results) - len(good),
+        ttft_median_ms=statistics.median(ttfts) if ttfts else 0.0,
+        ttft_p95_ms=_percentile(ttfts, 0.95),
+        decode_tps_per_stream=statistics.median(r.decode_tps for r in good) if good else 0.0,
+        aggregate_tps=sum(r.tokens for r in good) / wall if wall > 0 else 0.0,
+        wall_seconds=wall,
+        results=list(results),
+    )
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -131,8 +174,10 @@ async def measure_level(
     temperature: float = 0.0,
     extra: dict[str, Any] | None = None,
     timeout: float = 600.0,
+    first_prompt: int = 0,
 ) -> LevelResult:
-    """`concurrency` streams, each sending `requests_per_stream` requests back to back."""
+    """`concurrency` streams, each sending `requests_per_stream` requests back to back, with prompts
+    `first_prompt` onwards."""
     url = base_url.rstrip("/") + "/chat/completions"
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -141,33 +186,23 @@ async def measure_level(
 
         async def stream(index: int) -> None:
             for n in range(requests_per_stream):
-                prompt = PROMPTS[(index + n * concurrency) % len(PROMPTS)]
-                body = _body(model, prompt, max_tokens, temperature, extra or {})
+                text = prompt(first_prompt + index + n * concurrency)
+                body = _body(model, text, max_tokens, temperature, extra or {})
                 results.append(await one_request(client, url, body, timeout))
 
         begin = time.perf_counter()
         await asyncio.gather(*(stream(i) for i in range(concurrency)))
         wall = time.perf_counter() - begin
 
-    good = [r for r in results if r.ok]
-    ttfts = [r.ttft * 1000 for r in good]
-    return LevelResult(
-        concurrency=concurrency,
-        requests=len(results),
-        failures=len(results) - len(good),
-        ttft_median_ms=statistics.median(ttfts) if ttfts else 0.0,
-        ttft_p95_ms=_percentile(ttfts, 0.95),
-        decode_tps_per_stream=statistics.median(r.decode_tps for r in good) if good else 0.0,
-        aggregate_tps=sum(r.tokens for r in good) / wall if wall > 0 else 0.0,
-        wall_seconds=wall,
-    )
+    return summarize(concurrency, results, wall)
 
 
 async def run_async(
     base_url: str, model: str, levels: Sequence[int] = (1, 2, 4, 8), warmup: bool = True, **options: Any
 ) -> list[LevelResult]:
-    if warmup:
-        await measure_level(base_url, model, 1, max_tokens=8, requests_per_stream=1, extra=options.get("extra"))
+    if warmup:  # with the last prompt, which measurements reach last
+        extra = options.get("extra")
+        await measure_level(base_url, model, 1, 8, requests_per_stream=1, extra=extra, first_prompt=PROMPT_COUNT - 1)
     return [await measure_level(base_url, model, level, **options) for level in levels]
 
 

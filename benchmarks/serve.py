@@ -1,14 +1,19 @@
 """Serving speed side by side: the runner, llama-server and llama-cpp-python's server, in one table.
 
-    .venv/bin/python benchmarks/serve.py [--concurrency 1,2,4,8] [--max-tokens 128]
+    .venv/bin/python benchmarks/serve.py [--concurrency 1,2,4,8] [--max-tokens 128] [--rounds 5]
         [--systems runner,llama-server,llama-cpp-python] [--requests-per-stream 2] [--no-costs]
 
 Every system serves the same GGUF with the same threads and context per sequence. For each concurrency
-level N each system is started afresh with N slots (runner: runtime flag `--parallel N`; llama-server:
-`--parallel N -c N*ctx`; llama-cpp-python's server has a single slot whatever N), gets one warm-up request,
-then loadgen.py's N streams. Levels run one after another, all systems within a level, so a change in the
-machine's load touches every system alike. Prints a Markdown table with ratios to llama-server, the machine
-and the settings, then the cost figures of costs.py. Exit status 1 if any request failed.
+level N all systems are started side by side with N slots (runner: runtime flag `--parallel N`;
+llama-server: `--parallel N -c N*ctx`; llama-cpp-python's server has a single slot whatever N) and get one
+warm-up request each; then, for each of `--rounds` rounds, each system in turn (the order rotating) serves
+loadgen.py's N streams while the others idle. Every round has prompts of its own (the same for every
+system), so no server answers a prompt it has cached. A shared machine's speed drifts by tens of percent within
+minutes; short interleaved rounds meet the same drift, and ratios are taken within a round.
+
+Prints a Markdown table (figures over all rounds; ratios to llama-server as the median of the per-round
+ratios), the machine and the settings, then the cost figures of costs.py. Exit status 1 if any request
+failed.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,58 +67,86 @@ class Settings:
     ctx_per_seq: int = 4096
     max_tokens: int = 128
     requests_per_stream: int = 2
+    rounds: int = 5
 
 
 @dataclass
 class Row:
     system: str
     slots: int
-    result: LevelResult
+    rounds: list[LevelResult]  # one per round, in order
+
+    @property
+    def result(self) -> LevelResult:
+        """All rounds pooled: every request, over the summed wall time."""
+        requests = [request for level in self.rounds for request in level.results]
+        wall = sum(level.wall_seconds for level in self.rounds)
+        return loadgen.summarize(self.rounds[0].concurrency, requests, wall)
 
 
 def slots(system: str, level: int) -> int:
     return 1 if system == "llama-cpp-python" else level
 
 
-def measure(systems: Sequence[str], levels: Sequence[int], settings: Settings, workdir: Path) -> list[Row]:
+def measure(systems: list[str], levels: Sequence[int], settings: Settings, workdir: Path) -> list[Row]:
     rows = []
     for level in levels:
-        for system in systems:
-            start = SYSTEMS[system]
-            args = (settings.gguf, workdir, slots(system, level), settings.threads, settings.ctx_per_seq)
-            print(f"measuring {system} at concurrency {level}", file=sys.stderr)
-            with start(*args) as endpoint:
-                [result] = loadgen.run(
-                    endpoint.base_url,
-                    endpoint.model,
-                    [level],
-                    max_tokens=settings.max_tokens,
-                    requests_per_stream=settings.requests_per_stream,
-                    extra=endpoint.extra,
-                )
-            rows.append(Row(system, slots(system, level), result))
+        with ExitStack() as running:
+            endpoints = {}
+            for system in systems:
+                print(f"starting {system} with {slots(system, level)} slots", file=sys.stderr)
+                start = SYSTEMS[system]
+                args = (settings.gguf, workdir, slots(system, level), settings.threads, settings.ctx_per_seq)
+                endpoints[system] = endpoint = running.enter_context(start(*args))
+                loadgen.run(endpoint.base_url, endpoint.model, [], extra=endpoint.extra)  # the warm-up request
+            by_system: dict[str, list[LevelResult]] = {system: [] for system in systems}
+            for turn in range(settings.rounds):
+                print(f"concurrency {level}: round {turn + 1} of {settings.rounds}", file=sys.stderr)
+                for system in systems[turn % len(systems) :] + systems[: turn % len(systems)]:
+                    endpoint = endpoints[system]
+                    [result] = loadgen.run(
+                        endpoint.base_url,
+                        endpoint.model,
+                        [level],
+                        warmup=False,
+                        max_tokens=settings.max_tokens,
+                        requests_per_stream=settings.requests_per_stream,
+                        extra=endpoint.extra,
+                        first_prompt=turn * level * settings.requests_per_stream,
+                    )
+                    by_system[system].append(result)
+        rows += [Row(system, slots(system, level), by_system[system]) for system in systems]
     return sorted(rows, key=lambda row: (list(systems).index(row.system), row.result.concurrency))
 
 
-def _ratio(value: float, reference: float | None) -> str:
-    return f"{value / reference:.2f}" if reference else "–"
+def paired_ratio(row: Row, reference: Row | None, figure: Callable[[LevelResult], float]) -> str:
+    """Median over rounds of `figure` of `row` / `figure` of `reference` in the same round."""
+    if reference is None:
+        return "–"
+    ratios = [
+        figure(mine) / figure(theirs)
+        for mine, theirs in zip(row.rounds, reference.rounds, strict=True)
+        if figure(theirs)
+    ]
+    return f"{statistics.median(ratios):.2f}" if ratios else "–"
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    reference = {row.result.concurrency: row.result for row in rows if row.system == REFERENCE}
+    reference = {row.result.concurrency: row for row in rows if row.system == REFERENCE}
     lines = [
         "| system | conc | slots | reqs | fail | TTFT p50 ms | TTFT p95 ms | tok/s/stream | tok/s all "
         "| stream ×ls | all ×ls | TTFT p50 − ls ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        r, ref = row.result, reference.get(row.result.concurrency)
-        ttft_delta = f"{r.ttft_median_ms - ref.ttft_median_ms:+.0f}" if ref else "–"
+        r = row.result
+        ref = reference.get(r.concurrency)
+        ttft_delta = f"{r.ttft_median_ms - ref.result.ttft_median_ms:+.0f}" if ref else "–"
         lines.append(
             f"| {row.system} | {r.concurrency} | {row.slots} | {r.requests} | {r.failures} "
             f"| {r.ttft_median_ms:.0f} | {r.ttft_p95_ms:.0f} | {r.decode_tps_per_stream:.1f} | {r.aggregate_tps:.1f} "
-            f"| {_ratio(r.decode_tps_per_stream, ref and ref.decode_tps_per_stream)} "
-            f"| {_ratio(r.aggregate_tps, ref and ref.aggregate_tps)} | {ttft_delta} |"
+            f"| {paired_ratio(row, ref, lambda level: level.decode_tps_per_stream)} "
+            f"| {paired_ratio(row, ref, lambda level: level.aggregate_tps)} | {ttft_delta} |"
         )
     return "\n".join(lines)
 
@@ -132,9 +166,10 @@ def describe(settings: Settings, load_before: float) -> str:
         f"Settings: {settings.gguf.name}, llama.cpp of llama-cpp-python {baselines.llama_cpp_version()} in all "
         f"three; {settings.threads} threads; context {settings.ctx_per_seq} per sequence; temperature 0; "
         f"max_tokens {settings.max_tokens} with ignore_eos (llama-cpp-python: a logit bias on end-of-generation "
-        f"tokens); {settings.requests_per_stream} requests per stream after one warm-up request; slots = "
-        "concurrency, each system restarted per level (llama-cpp-python: one slot). "
-        "Ratios (×ls) and TTFT differences are against llama-server at the same concurrency."
+        f"tokens); slots = concurrency (llama-cpp-python: one slot); per level, all systems running side by side "
+        f"after one warm-up request each, then {settings.rounds} rounds in which each system in turn serves "
+        f"{settings.requests_per_stream} requests per stream. Figures pool all rounds; ratios (×ls) are medians "
+        "of per-round ratios to llama-server at the same concurrency; TTFT differences are of the pooled medians."
     )
 
 
@@ -144,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated (default: %(default)s)")
     parser.add_argument("--requests-per-stream", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per level (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx-size", type=int, default=4096, help="context per sequence (default: %(default)s)")
     parser.add_argument("--model", type=Path, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
@@ -155,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown systems {', '.join(sorted(unknown))} (known: {', '.join(SYSTEMS)})")
     levels = [int(level) for level in args.concurrency.split(",") if level.strip()]
     model = args.model or fetch_smollm2()
-    settings = Settings(model, args.threads, args.ctx_size, args.max_tokens, args.requests_per_stream)
+    settings = Settings(model, args.threads, args.ctx_size, args.max_tokens, args.requests_per_stream, args.rounds)
     if REFERENCE in systems:
         baselines.llama_server_binary()  # build before measuring, not in the middle
     load_before = os.getloadavg()[0]

@@ -22,15 +22,20 @@ from .handoff import DONE, STARTED, HandedRequest
 log = logging.getLogger(__name__)
 
 
-async def serve_handoffs(app: ASGIApp, path: Path) -> None:
-    """Accept hand-overs on the UNIX socket `path` until cancelled."""
-    loop = asyncio.get_running_loop()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def listen(path: Path) -> socket.socket:
+    """The UNIX socket on which the runner hands connections over, bound and listening."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(128)
     listener.setblocking(False)
+    return listener
+
+
+async def serve_handoffs(app: ASGIApp, listener: socket.socket) -> None:
+    """Answer the connections handed over on `listener` until cancelled; then close it."""
+    loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
     try:
         while True:

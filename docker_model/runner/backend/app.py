@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .adopted import serve_handoffs
+from . import adopted
 from .asgi import ClientGone, EventStreamResponse, until_disconnect
 from .chat_template import ChatTemplate
 from .engine import Engine, EngineOverloaded
@@ -212,7 +212,9 @@ def build_app(state: WorkerState, handoff_socket: Path | None = None) -> Starlet
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.engine.start(asyncio.get_running_loop())
-        handoffs = asyncio.create_task(serve_handoffs(app, handoff_socket)) if handoff_socket else None
+        handoffs = None
+        if handoff_socket:  # bound before the worker reports healthy: the runner never finds it missing
+            handoffs = asyncio.create_task(adopted.serve_handoffs(app, adopted.listen(handoff_socket)))
         try:
             yield
         finally:
