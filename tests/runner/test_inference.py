@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -286,3 +288,16 @@ def test_a_client_that_leaves_a_stream_frees_the_model(served: RunnerEnv) -> Non
     while in_use() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not in_use()
+
+
+def test_an_http_1_0_client_gets_a_stream_it_can_read(served: RunnerEnv) -> None:
+    """HTTP/1.0 has no chunked bodies (nginx proxies with it by default): the stream ends at the close."""
+    body = json.dumps({"model": MODEL, "prompt": "Hi", "max_tokens": 8, "stream": True}).encode()
+    head = f"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=60) as connection:
+        connection.sendall(head.encode() + body)
+        received = b"".join(iter(lambda: connection.recv(65536), b""))
+    headers, _, content = received.partition(b"\r\n\r\n")
+    assert headers.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in headers.lower()
+    assert content.startswith(b"data: {") and content.endswith(b"data: [DONE]\n\n")

@@ -3,7 +3,8 @@ that the runner passed over, one request per connection, ended by `Connection: c
 
 Each connection gets a minimal HTTP/1.1 server of its own around the worker's ASGI app: the request
 is already parsed, so this only writes the response (with `content-length` when the app gives one,
-chunked otherwise, which every stream is) and notices the client leaving.
+chunked otherwise, which every stream is, unless the client speaks HTTP/1.0) and notices the client
+leaving.
 """
 
 from __future__ import annotations
@@ -98,16 +99,18 @@ class AdoptedConnection:
         self.writer = writer
         self.reports = reports
         self.body: bytes | None = None
+        self.can_chunk = True
         self.chunked = False
         self.gone = False
 
     async def serve(self, app: ASGIApp, request: HandedRequest) -> None:
         self.body = request.body
+        self.can_chunk = request.can_chunk
         peer = self.writer.get_extra_info("peername")
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
+            "http_version": request.http_version,
             "method": request.method,
             "scheme": "http",
             "path": request.path,
@@ -142,7 +145,7 @@ class AdoptedConnection:
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         named = {name.lower(): value for name, value in headers}
-        self.chunked = b"content-length" not in named
+        self.chunked = self.can_chunk and b"content-length" not in named
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:

@@ -54,12 +54,20 @@ class HandedRequest:
     query_string: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    http_version: str = "1.1"
 
     @classmethod
     def of(cls, request: Request, path: str, body: bytes) -> HandedRequest:
         """`request` as the worker sees it: at `path`, without the runner connection's own headers."""
-        headers = [(k, v) for k, v in request.scope["headers"] if k.lower() not in _NOT_HANDED]
-        return cls(request.method, path, request.scope["query_string"], headers, body)
+        scope = request.scope
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _NOT_HANDED]
+        return cls(request.method, path, scope["query_string"], headers, body, scope["http_version"])
+
+    @property
+    def can_chunk(self) -> bool:
+        """Whether the client understands a chunked body (HTTP/1.0 clients, like nginx's default proxy
+        requests, read a body until the connection closes)."""
+        return self.http_version != "1.0"
 
     def encode(self) -> bytes:
         head = {
@@ -68,6 +76,7 @@ class HandedRequest:
             "query": self.query_string.decode("latin-1"),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
             "body": len(self.body),
+            "http_version": self.http_version,
         }
         return json.dumps(head).encode() + b"\n" + self.body
 
@@ -80,6 +89,7 @@ class HandedRequest:
             query_string=head["query"].encode("latin-1"),
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"]],
             body=await reader.readexactly(head["body"]),
+            http_version=head["http_version"],
         )
 
 
@@ -109,7 +119,7 @@ class HandOver:
             await wait_for_disconnect(receive)  # uvicorn now forgets the connection, silently
             started, done = await _read_reports(reports)
             if not done:
-                await _answer_failure(fallback, started, self.why_failed())
+                await _answer_failure(fallback, started, self.request.can_chunk, self.why_failed())
         finally:
             control.close()
             fallback.close()
@@ -145,15 +155,15 @@ async def _read_reports(reports: asyncio.StreamReader) -> tuple[str | None, bool
     return started, False
 
 
-async def _answer_failure(client: socket.socket, started: str | None, message: str) -> None:
+async def _answer_failure(client: socket.socket, started: str | None, chunked: bool, message: str) -> None:
     """Tell the client that the worker died while answering it, as far as HTTP still allows."""
     if started is None:
         body = json.dumps(error_body(message, 500, code=WORKER_FAILED)).encode()
         head = f"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
         data = head.encode() + b"\r\nconnection: close\r\n\r\n" + body
-    elif started.startswith("text/event-stream"):  # always chunked (see adopted.py)
+    elif started.startswith("text/event-stream"):  # chunked whenever the client can take it (adopted.py)
         event = sse_error_event(message, 500, code=WORKER_FAILED)
-        data = b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event)
+        data = b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event) if chunked else event
     else:
         return  # a plain body cut short: closing the connection is all HTTP offers
     with contextlib.suppress(OSError):  # the client may have left as well
