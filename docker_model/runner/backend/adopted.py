@@ -51,12 +51,15 @@ async def serve_handoffs(app: ASGIApp, listener: socket.socket) -> None:
 
 
 async def _adopt(app: ASGIApp, control: socket.socket) -> None:
+    client = None
     try:
         client = await _receive_connection(control)
         reports_reader, reports = await asyncio.open_unix_connection(sock=control)
     except (OSError, ValueError) as exc:
         log.warning("a hand-over from the runner failed: %s", exc)
         control.close()
+        if client is not None:
+            client.close()
         return
     try:
         request = await HandedRequest.read(reports_reader)
@@ -69,8 +72,8 @@ async def _adopt(app: ASGIApp, control: socket.socket) -> None:
                 await writer.wait_closed()
         reports.write(DONE + b"\n")
         await reports.drain()
-    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
-        log.warning("a handed-over request failed: %s", exc)
+    except Exception:  # without `done`, the runner tells the client what it still can
+        log.exception("a handed-over request failed")
     finally:
         client.close()
         reports.close()
