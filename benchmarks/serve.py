@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -76,7 +77,7 @@ class Row:
     slots: int
     rounds: list[LevelResult]  # one per round, in order
 
-    @property
+    @cached_property
     def result(self) -> LevelResult:
         """All rounds pooled: every request, over the summed wall time."""
         requests = [request for level in self.rounds for request in level.results]

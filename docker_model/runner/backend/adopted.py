@@ -65,7 +65,7 @@ async def _adopt(app: ASGIApp, control: socket.socket) -> None:
         request = await HandedRequest.read(reports_reader)
         reader, writer = await asyncio.open_connection(sock=client)
         try:
-            await AdoptedConnection(reader, writer, reports).serve(app, request)
+            await AdoptedConnection(request, reader, writer, reports).serve(app)
         finally:
             writer.close()  # after what is still buffered has been sent
             with contextlib.suppress(OSError):
@@ -97,18 +97,23 @@ async def _receive_connection(control: socket.socket) -> socket.socket:
 class AdoptedConnection:
     """One request's ASGI `receive` and `send` over a client connection the worker adopted."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reports: asyncio.StreamWriter):
+    def __init__(
+        self,
+        request: HandedRequest,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        reports: asyncio.StreamWriter,
+    ):
+        self.request = request
         self.reader = reader
         self.writer = writer
         self.reports = reports
-        self.body: bytes | None = None
-        self.can_chunk = True
+        self.body: bytes | None = request.body  # until the app has received it
         self.chunked = False
         self.gone = False
 
-    async def serve(self, app: ASGIApp, request: HandedRequest) -> None:
-        self.body = request.body
-        self.can_chunk = request.can_chunk
+    async def serve(self, app: ASGIApp) -> None:
+        request = self.request
         peer = self.writer.get_extra_info("peername")
         scope = {
             "type": "http",
@@ -148,7 +153,7 @@ class AdoptedConnection:
 
     async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         named = {name.lower(): value for name, value in headers}
-        self.chunked = self.can_chunk and b"content-length" not in named
+        self.chunked = self.request.can_chunk and b"content-length" not in named
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:
