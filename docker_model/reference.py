@@ -1,4 +1,4 @@
-"""Model references: parsing, normalisation and display (SPEC §1).
+"""Model references: parsing, normalisation and display.
 
 `smollm2` means `docker.io/ai/smollm2:latest`; `localhost:5000/x:v1` names another registry;
 `hf.co/org/repo:Q4_K_M` names a GGUF repository on Hugging Face. Pure: no I/O.
@@ -78,7 +78,7 @@ class Reference:
 
 
 def parse_reference(text: str) -> Reference:
-    """Parse and normalise a model reference (SPEC §1); raise InvalidReferenceError naming the problem."""
+    """Parse and normalise a model reference; raise InvalidReferenceError naming the problem."""
     original = text
     text = text.strip()
     if not text:

@@ -54,9 +54,21 @@ def runner_host() -> str:
     value = os.environ.get("MODEL_RUNNER_HOST", "")
     if not value:
         return f"http://{DEFAULT_RUNNER_BIND}:{runner_port()}"
-    if "://" not in value:
-        value = f"http://{value}"
-    return value.rstrip("/")
+    url = value if "://" in value else f"http://{value}"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(
+            f"MODEL_RUNNER_HOST is not a valid URL: {value!r}; use one like http://127.0.0.1:12434 "
+            "(an IPv6 address in brackets: http://[::1]:12434), or unset it"
+        )
+    return url.rstrip("/")
 
 
 def models_path() -> Path:

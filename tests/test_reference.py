@@ -1,4 +1,4 @@
-"""Model references (SPEC §1): normalisation, display form, IDs, and precise errors."""
+"""Model references: normalisation, display form, IDs, and precise errors."""
 
 from __future__ import annotations
 

@@ -1,8 +1,14 @@
-"""Streaming chat completions from the runner, read as Server-Sent Events."""
+"""Streaming chat completions from the runner, read as Server-Sent Events, and printed as they arrive.
+
+A stream is complete only when it ends with `data: [DONE]`: one cut off before that (the runner stopped
+or its worker died) raises IncompleteAnswer, so that no half answer passes for a whole one.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +16,15 @@ from dataclasses import dataclass
 import click
 
 from docker_model.cli.client import RunnerClient
+
+# Terminal control characters and escape sequences a model could print to move the cursor, retitle the
+# window or rewrite what is on screen; newlines and tabs stay.
+CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class IncompleteAnswer(click.ClickException):
+    def __init__(self) -> None:
+        super().__init__("the answer is incomplete: the runner stopped before it finished (see `docker model logs`)")
 
 
 @dataclass(frozen=True)
@@ -27,62 +42,58 @@ def stream_chat(
     if debug:
         click.echo(f"POST {client.url('/engines/v1/chat/completions')}\n{json.dumps(body, indent=2)}", err=True)
     with client.request("POST", "/engines/v1/chat/completions", json_body=body) as reply:
-        for raw in reply.iter_lines():
-            line = raw.decode("utf-8", errors="replace")
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            chunk = json.loads(data)
-            if "error" in chunk:
-                error = chunk["error"]
-                raise click.ClickException(error.get("message", str(error)) if isinstance(error, dict) else str(error))
-            for choice in chunk.get("choices", []):
-                delta = choice.get("delta") or {}
-                if delta.get("reasoning_content"):
-                    yield Piece(delta["reasoning_content"], reasoning=True)
-                if delta.get("content"):
-                    yield Piece(delta["content"])
+        try:
+            for raw in reply.iter_lines():
+                line = raw.decode("utf-8", errors="replace")
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                yield from pieces_of(json.loads(data))
+        except (OSError, http.client.HTTPException):
+            pass  # the connection broke mid-answer
+    raise IncompleteAnswer
+
+
+def pieces_of(chunk: dict) -> Iterator[Piece]:
+    if "error" in chunk:
+        error = chunk["error"]
+        raise click.ClickException(error.get("message", str(error)) if isinstance(error, dict) else str(error))
+    for choice in chunk.get("choices", []):
+        delta = choice.get("delta") or {}
+        if delta.get("reasoning_content"):
+            yield Piece(delta["reasoning_content"], reasoning=True)
+        if delta.get("content"):
+            yield Piece(delta["content"])
+
+
+def safe_for_terminal(text: str) -> str:
+    return CONTROL.sub("", text)
 
 
 def print_reply(pieces: Iterator[Piece], markdown: bool) -> str:
     """Print a reply as it streams; returns the answer text (reasoning is shown, not returned)."""
     if markdown:
+        from docker_model.cli.markdown_view import print_markdown
+
         return print_markdown(pieces)
+    clean = safe_for_terminal if sys.stdout.isatty() else str
     answer: list[str] = []
     thinking = False
-    for piece in pieces:
-        if piece.reasoning and not thinking:
-            sys.stdout.write("Thinking:\n")
-            thinking = True
-        elif not piece.reasoning and thinking:
-            sys.stdout.write("\n\n")
-            thinking = False
-        sys.stdout.write(piece.text)
-        sys.stdout.flush()
-        if not piece.reasoning:
-            answer.append(piece.text)
-    sys.stdout.write("\n")
-    return "".join(answer)
-
-
-def print_markdown(pieces: Iterator[Piece]) -> str:
-    from rich.console import Console, Group
-    from rich.live import Live
-    from rich.markdown import Markdown
-    from rich.text import Text
-
-    reasoning: list[str] = []
-    answer: list[str] = []
-    console = Console()
-
-    def view() -> Group:
-        parts = [Text("".join(reasoning), style="dim italic")] if reasoning else []
-        return Group(*parts, Markdown("".join(answer)))
-
-    with Live(view(), console=console, refresh_per_second=12, vertical_overflow="visible") as live:
+    try:
         for piece in pieces:
-            (reasoning if piece.reasoning else answer).append(piece.text)
-            live.update(view())
+            if piece.reasoning and not thinking:
+                sys.stdout.write("Thinking:\n")
+                thinking = True
+            elif not piece.reasoning and thinking:
+                sys.stdout.write("\n\n")
+                thinking = False
+            sys.stdout.write(clean(piece.text))
+            sys.stdout.flush()
+            if not piece.reasoning:
+                answer.append(piece.text)
+    finally:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     return "".join(answer)

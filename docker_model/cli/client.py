@@ -6,6 +6,7 @@ and requests alone more than doubles the start-up time of `docker model list`.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -19,28 +20,67 @@ import click
 
 from docker_model import settings
 from docker_model.cli import runner_process
+from docker_model.reference import InvalidReferenceError, is_model_id, parse_reference
 
 NOT_RUNNING = "Docker Model Runner is not running"
+RUNNING = "Docker Model Runner is running"
+LOCAL_MODELS_HINT = "'docker model list' shows the models you have"
 REQUEST_TIMEOUT_SECONDS = 600.0
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
+def qualified(name: str) -> str:
+    """A model ID (or ID prefix) as given, any other name as its full reference (`docker.io/ai/purge:latest`),
+    so that the runner never reads a model name as one of its route words (`purge`, `create`, `load`)."""
+    if is_model_id(name):
+        return name
+    try:
+        return str(parse_reference(name))
+    except InvalidReferenceError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def model_path(name: str, suffix: str = "") -> str:
-    """The API path of a model: `/models/ai/smollm2:latest` plus an optional suffix such as `/push`."""
-    return f"/models/{quote(name, safe='/:@')}{suffix}"
+    """The API path of a model: `/models/docker.io/ai/smollm2:latest` plus an optional suffix such as `/push`."""
+    return f"/models/{quote(qualified(name), safe='/:@')}{suffix}"
+
+
+@contextlib.contextmanager
+def about_model(name: str, hint: str = LOCAL_MODELS_HINT) -> Iterator[None]:
+    """Reports an unknown model by the name the user gave, with advice that fits the command."""
+    try:
+        yield
+    except RunnerError as error:
+        if error.code != "model_not_found":
+            raise
+        raise click.ClickException(f"model not found: {name}; {hint}") from None
+
+
+def unexpected_answer(reply: Reply, what: str) -> click.ClickException:
+    """The error for an answer that is not what the runner sends (another program on its port, or a bug)."""
+    return click.ClickException(
+        f"unexpected answer from the runner at {reply.url} (HTTP {reply.status}): {what}; "
+        "is another program listening on the runner's port?"
+    )
 
 
 class Reply:
     """An HTTP response from the runner, read whole (`json`) or as it streams (`iter_lines`)."""
 
-    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, url: str) -> None:
         self.connection = connection
         self.response = response
         self.status = response.status
+        self.url = url
 
     def json(self) -> Any:
         with self:
-            return json.loads(self.response.read() or b"null")
+            body = self.response.read()
+        try:
+            return json.loads(body or b"null")
+        except ValueError:
+            preview = body[:60].decode("utf-8", errors="replace").strip()
+            raise unexpected_answer(self, f"not JSON ({preview!r})") from None
 
     def text(self) -> str:
         with self:
@@ -95,31 +135,52 @@ class RunnerClient:
         chunked = body is not None and not isinstance(body, bytes)
         try:
             connection.request(method, target, body=body, headers=headers, encode_chunked=chunked)
-            return Reply(connection, connection.getresponse())
+            return Reply(connection, connection.getresponse(), self.base_url)
         except BaseException:
             connection.close()
             raise
 
-    def is_running(self) -> bool:
+    def probe(self) -> str:
+        """`runner` when the runner answers, `other` when something else does, `none` when nothing does."""
         try:
             with self.send("GET", "/", timeout=PROBE_TIMEOUT_SECONDS) as reply:
-                return reply.status == 200
+                greeting = reply.response.read(len(RUNNING) + 1)
+                return "runner" if reply.status == 200 and greeting == RUNNING.encode() else "other"
         except (OSError, http.client.HTTPException):
-            return False
+            return "none"
+
+    def is_running(self) -> bool:
+        return self.probe() == "runner"
 
     def ensure_running(self) -> None:
         """Start the runner in the background when it is local and not answering, then wait for it."""
-        if self.checked or self.is_running():
+        if self.checked or self.found_running():
             self.checked = True
             return
         port = runner_process.runner_port_of(self.base_url)
         if port is None:
             raise click.ClickException(f"{NOT_RUNNING} at {self.base_url}; start it there, or unset MODEL_RUNNER_HOST")
+        with runner_process.start_lock(port):
+            if not self.found_running():  # another CLI may have started it while this one waited
+                self.start_and_wait(port)
+        self.checked = True
+
+    def found_running(self) -> bool:
+        """Whether the runner answers; another program on its address is an error naming the way out."""
+        found = self.probe()
+        if found == "other":
+            raise click.ClickException(
+                f"{self.base_url} is answered by another program, not Docker Model Runner: stop that program, "
+                "or point MODEL_RUNNER_PORT (or MODEL_RUNNER_HOST) at a free port"
+            )
+        return found == "runner"
+
+    def start_and_wait(self, port: int) -> None:
         process = runner_process.start(port)
         with spinner("Starting Docker Model Runner"):
             deadline = time.monotonic() + runner_process.START_TIMEOUT_SECONDS
-            while not self.is_running():
-                if process.poll() is not None and not self.is_running():
+            while not self.found_running():
+                if process.poll() is not None:
                     tail = runner_process.last_log_lines(port)
                     raise click.ClickException(f"the runner failed to start:\n{tail}")
                 if time.monotonic() > deadline:
@@ -128,7 +189,6 @@ class RunnerClient:
                         f"see {runner_process.log_path(port)}"
                     )
                 time.sleep(0.05)
-        self.checked = True
 
     def request(self, method: str, path: str, **kwargs: Any) -> Reply:
         """A request to a running (or just started) runner; an error status becomes a one-line CLI error."""
@@ -139,7 +199,7 @@ class RunnerClient:
             reason = "timed out" if isinstance(error, socket.timeout) else "connection lost"
             raise click.ClickException(f"{NOT_RUNNING} at {self.base_url} ({reason})") from None
         if reply.status >= 400:
-            raise click.ClickException(error_message(reply))
+            raise RunnerError.of(reply)
         return reply
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
@@ -151,22 +211,37 @@ class RunnerClient:
             for line in reply.iter_lines():
                 if not line:
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = None
+                if not isinstance(event, dict):
+                    raise unexpected_answer(reply, f"a progress line that is not a JSON object ({line[:60]!r})")
                 if event.get("type") == "error":
                     raise click.ClickException(event.get("message", "the runner reported an error"))
                 yield event
 
 
-def error_message(reply: Reply) -> str:
-    text = reply.text()
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return text.strip() or f"the runner answered HTTP {reply.status}"
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return error.get("message") or str(error)
-    return str(error or body)
+class RunnerError(click.ClickException):
+    """An error status from the runner: its one-line message, and its `code` (`context_length_exceeded`...)."""
+
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    @classmethod
+    def of(cls, reply: Reply) -> RunnerError:
+        text = reply.text()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return cls(text.strip() or f"the runner answered HTTP {reply.status}", reply.status)
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code = error.get("code")
+            return cls(str(error.get("message") or error), reply.status, code if isinstance(code, str) else None)
+        return cls(str(error or body), reply.status)
 
 
 class spinner:

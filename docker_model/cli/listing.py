@@ -6,7 +6,7 @@ import json
 
 import click
 
-from docker_model.cli.client import RunnerClient, model_path
+from docker_model.cli.client import RunnerClient, about_model, model_path
 from docker_model.cli.render import table, time_ago, time_until
 from docker_model.distribution.config_fields import context_length
 from docker_model.reference import display_name, is_model_id, parse_reference
@@ -66,6 +66,8 @@ def list_rows(models: list[dict]) -> list[list[str]]:
 @click.option("--openai", is_flag=True, help="Print the models in OpenAI's format")
 def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> None:
     """List the models pulled to your local environment."""
+    if sum((as_json, quiet, openai)) > 1:
+        raise click.UsageError("--json, --quiet and --openai each choose the output: give only one")
     client = RunnerClient()
     if openai:
         click.echo(json.dumps(client.get_json("/engines/v1/models"), indent=2))
@@ -88,7 +90,8 @@ def inspect(model: str, openai: bool) -> None:
     """Display detailed information on one model."""
     client = RunnerClient()
     path = f"/engines/v1{model_path(model)}" if openai else model_path(model)
-    click.echo(json.dumps(client.get_json(path), indent=2))
+    with about_model(model):
+        click.echo(json.dumps(client.get_json(path), indent=2))
 
 
 @click.command()

@@ -10,6 +10,7 @@ import click
 
 from docker_model import __version__
 from docker_model.cli.lazy_group import LazyCommand, LazyGroup
+from docker_model.reference import InvalidReferenceError
 from docker_model.settings import SettingsError
 
 PLUGIN_NAME = "model"
@@ -26,6 +27,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "logs": LazyCommand("docker_model.cli.logs:logs", "Show the runner's logs"),
     "package": LazyCommand("docker_model.cli.package:package", "Package a GGUF file into a model artifact"),
     "rm": LazyCommand("docker_model.cli.manage:rm", "Remove local models"),
+    "purge": LazyCommand("docker_model.cli.manage:purge", "Remove every model from the local store"),
     "tag": LazyCommand("docker_model.cli.manage:tag", "Tag a model"),
     "unload": LazyCommand("docker_model.cli.manage:unload", "Unload models from memory"),
     "configure": LazyCommand("docker_model.cli.manage:configure", "Configure a model's runtime settings"),
@@ -49,10 +51,14 @@ def plugin_metadata() -> dict[str, str]:
     lazy_commands=COMMANDS,
     aliases=ALIASES,
     context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
 )
 @click.version_option(__version__, "--version", message="docker model version %(version)s")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Docker Model Runner: pull, run and serve AI models."""
+    if ctx.invoked_subcommand is None:  # `docker model` alone: help, and success, as `docker` does
+        click.echo(ctx.get_help())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         args = args[1:]
     try:
         cli.main(args=args, prog_name="docker model", standalone_mode=True)
-    except SettingsError as error:
+    except (SettingsError, InvalidReferenceError) as error:
         click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    except Exception as error:  # a bug or an answer no command expected: one line, never a traceback
+        click.echo(f"Error: unexpected {type(error).__name__}: {error}", err=True)
         sys.exit(1)

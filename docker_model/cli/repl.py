@@ -7,13 +7,21 @@ import contextlib
 import click
 
 from docker_model.cli.chat_stream import print_reply, stream_chat
-from docker_model.cli.client import RunnerClient
+from docker_model.cli.client import RunnerClient, RunnerError
 
 PROMPT = "> "
 CONTINUATION = "... "
 FENCE = '"""'
 EXIT_HINT = "Use Ctrl + d or /bye to exit."
-PARAMETERS = {"max_tokens": int, "temperature": float, "top_p": float, "top_k": int, "seed": int}
+# name -> (type, lowest value, highest value, what a valid value is)
+PARAMETERS: dict[str, tuple[type, float | None, float | None, str]] = {
+    "max_tokens": (int, 1, None, "a whole number of at least 1"),
+    "temperature": (float, 0, None, "a number of at least 0"),
+    "top_p": (float, 0, 1, "a number from 0 to 1"),
+    "top_k": (int, 0, None, "a whole number of at least 0"),
+    "seed": (int, None, None, "a whole number"),
+}
+CONTEXT_FULL = "context_length_exceeded"
 HELP = f"""Available commands:
   /set system <text>              Set the system message
   /set parameter <name> <value>   Set a sampling parameter: {", ".join(PARAMETERS)}
@@ -36,6 +44,13 @@ class Conversation:
 
     def record(self, user_text: str, answer: str) -> None:
         self.turns += [{"role": "user", "content": user_text}, {"role": "assistant", "content": answer}]
+
+    def drop_oldest_turn(self) -> bool:
+        """Forget the oldest question and answer (never the system message); False when none is left."""
+        if not self.turns:
+            return False
+        del self.turns[:2]
+        return True
 
 
 def read_message() -> str | None:
@@ -60,21 +75,21 @@ def read_message() -> str | None:
 
 def handle_command(line: str, conversation: Conversation) -> bool:
     """Run a slash command; returns False when the chat should end."""
-    command, _, argument = line.strip().partition(" ")
-    if command in ("/bye", "/exit"):
+    command, *words = line.split()
+    if command in ("/bye", "/exit") and not words:
         return False
-    if command in ("/?", "/help"):
+    if command in ("/?", "/help") and not words:
         click.echo(HELP)
-    elif command == "/clear":
+    elif command == "/clear" and not words:
         conversation.turns.clear()
         click.echo("Cleared the conversation.")
-    elif command == "/set" and argument.startswith("system"):
-        conversation.system = argument.removeprefix("system").strip() or None
+    elif command == "/set" and words[:1] == ["system"]:
+        conversation.system = line.split(None, 2)[2].strip() if len(words) > 1 else None
         click.echo("Set the system message." if conversation.system else "Cleared the system message.")
-    elif command == "/set" and argument.startswith("parameter"):
-        set_parameter(argument.removeprefix("parameter").split(), conversation)
+    elif command == "/set" and words[:1] == ["parameter"]:
+        set_parameter(words[1:], conversation)
     else:
-        click.echo(f"Unknown command '{command}'. Type /? for help.")
+        click.echo(f"Unknown command '{line.strip()}'. Type /? for help.")
     return True
 
 
@@ -82,13 +97,44 @@ def set_parameter(words: list[str], conversation: Conversation) -> None:
     if len(words) != 2 or words[0] not in PARAMETERS:
         click.echo(f"Usage: /set parameter <name> <value>, with a name among {', '.join(PARAMETERS)}")
         return
-    name, value = words
+    name, text = words
+    kind, low, high, valid = PARAMETERS[name]
     try:
-        conversation.options[name] = PARAMETERS[name](value)
+        value = kind(text)
     except ValueError:
-        click.echo(f"'{value}' is not a valid value for {name}")
+        value = None
+    if value is None or (low is not None and value < low) or (high is not None and value > high):
+        click.echo(f"'{text}' is not a valid value for {name}: use {valid}")
         return
-    click.echo(f"Set parameter '{name}' to '{value}'")
+    conversation.options[name] = value
+    click.echo(f"Set parameter '{name}' to '{text}'")
+
+
+def answer(
+    client: RunnerClient, model: str, text: str, conversation: Conversation, markdown: bool, debug: bool
+) -> None:
+    """One turn. Errors are shown and the chat goes on; when the history outgrows the model's context,
+    the oldest turns are dropped, as long as any are left."""
+    client.checked = False  # the runner may have stopped since the last turn: start it again if so
+    while True:
+        pieces = stream_chat(client, model, conversation.messages(text), debug, conversation.options)
+        try:
+            reply = print_reply(pieces, markdown)
+        except RunnerError as error:
+            if error.code == CONTEXT_FULL and conversation.drop_oldest_turn():
+                click.echo("(the conversation outgrew the context: dropped the oldest turn)", err=True)
+                continue
+            click.echo(f"Error: {error.message}", err=True)
+            return
+        except click.ClickException as error:
+            click.echo(f"Error: {error.message}", err=True)
+            return
+        except KeyboardInterrupt:
+            pieces.close()
+            click.echo("\n(reply cancelled)")
+            return
+        conversation.record(text, reply)
+        return
 
 
 def chat(client: RunnerClient, model: str, markdown: bool, debug: bool) -> None:
@@ -111,11 +157,4 @@ def chat(client: RunnerClient, model: str, markdown: bool, debug: bool) -> None:
             if not handle_command(text, conversation):
                 return
             continue
-        pieces = stream_chat(client, model, conversation.messages(text), debug, conversation.options)
-        try:
-            answer = print_reply(pieces, markdown)
-        except KeyboardInterrupt:
-            pieces.close()
-            click.echo("\n(reply cancelled)")
-            continue
-        conversation.record(text, answer)
+        answer(client, model, text, conversation, markdown, debug)

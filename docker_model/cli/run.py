@@ -17,7 +17,7 @@ def ensure_model(client: RunnerClient, model: str) -> None:
         status = reply.status
     if status == 404:
         click.echo(f"Unable to find model '{model}' locally. Pulling from the server.", err=True)
-        pull_model(client, model)
+        pull_model(client, model, err=True)  # stdout is for the answer: `run M "q" > answer.txt`
     elif status >= 400:
         client.request("GET", model_path(model))  # raises the runner's one-line error
 
@@ -43,6 +43,8 @@ def use_markdown(color: str) -> bool:
 @click.option("--color", type=click.Choice(["auto", "yes", "no"]), default="auto", help="Render Markdown in color")
 def run(model: str, prompt: tuple[str, ...], detach: bool, debug: bool, color: str) -> None:
     """Run a model: answer PROMPT, or chat when no prompt is given."""
+    if detach and prompt:
+        raise click.UsageError("--detach only loads the model: leave out the prompt, or drop --detach to get an answer")
     client = RunnerClient()
     client.ensure_running()
     ensure_model(client, model)

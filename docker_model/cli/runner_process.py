@@ -1,21 +1,30 @@
-"""Starting and stopping the runner host process in the background, as the CLI does when it is needed."""
+"""Starting and stopping the runner host process in the background, as the CLI does when it is needed.
+
+The runner is started in Python's isolated mode from the root directory, so that no folder but the
+installed package can supply its code (a `docker_model/` folder where the user stands is never
+imported) and no user directory is kept busy. One CLI at a time starts it (a lock file), and only a
+process that the pid file names *and* that is still that runner is ever signalled.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from docker_model import settings
+from docker_model import runner_pid, settings
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+NEUTRAL_DIRECTORY = "/"
 
 
 def runner_port_of(base_url: str) -> int | None:
@@ -26,28 +35,34 @@ def runner_port_of(base_url: str) -> int | None:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def pid_path(port: int) -> Path:
-    return settings.state_dir() / f"runner-{port}.pid"
-
-
 def log_path(port: int) -> Path:
     return settings.state_dir() / f"runner-{port}.log"
 
 
+@contextlib.contextmanager
+def start_lock(port: int) -> Iterator[None]:
+    """Held while one CLI starts the runner of `port`; others wait, then find it running."""
+    settings.state_dir().mkdir(parents=True, exist_ok=True)
+    with open(settings.state_dir() / f"runner-{port}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def start(port: int) -> subprocess.Popen[bytes]:
-    """Start the runner detached from this terminal, logging to its log file."""
+    """Start the runner detached from this terminal, logging to its log file; it writes its own pid file."""
     settings.state_dir().mkdir(parents=True, exist_ok=True)
     with open(log_path(port), "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "docker_model.runner", "--port", str(port)],
+        return subprocess.Popen(
+            [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=NEUTRAL_DIRECTORY,
         )
-    pid_path(port).write_text(str(process.pid))
-    return process
 
 
 def last_log_lines(port: int, count: int = 5) -> str:
@@ -58,30 +73,17 @@ def last_log_lines(port: int, count: int = 5) -> str:
     return "\n".join(lines[-count:])
 
 
-def running_pid(port: int) -> int | None:
-    try:
-        pid = int(pid_path(port).read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
 def stop(port: int) -> bool:
-    """Stop the runner started for this port; False when none was running."""
-    pid = running_pid(port)
-    if pid is None:
+    """Stop the runner serving this port; False when no runner of ours holds it."""
+    record = runner_pid.live_runner(port)
+    if record is None:
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
+    while time.monotonic() < deadline and runner_pid.is_the_runner(record):
         time.sleep(0.05)
-    else:
+    if runner_pid.is_the_runner(record):
         with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    pid_path(port).unlink(missing_ok=True)
+            os.kill(record.pid, signal.SIGKILL)
+    runner_pid.pid_path(port).unlink(missing_ok=True)
     return True

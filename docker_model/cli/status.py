@@ -24,11 +24,12 @@ def status(as_json: bool) -> None:
     """Check whether Docker Model Runner is running."""
     client = RunnerClient()
     endpoint = f"{client.base_url}/engines/v1/"
-    if not client.is_running():
+    if not client.found_running():
         if as_json:
             click.echo(json.dumps({"running": False, "backends": {}, "endpoint": endpoint}))
         else:
             click.echo(NOT_RUNNING)
+            click.echo("Start it with: docker model start-runner", err=True)
         sys.exit(1)
     backends = client.get_json("/engines/status")
     if as_json:
@@ -51,7 +52,7 @@ def local_port(client: RunnerClient) -> int:
 def start_runner() -> None:
     """Start the runner in the background."""
     client = RunnerClient()
-    if client.is_running():
+    if client.found_running():
         click.echo(f"Docker Model Runner is already running at {client.base_url}")
         return
     local_port(client)

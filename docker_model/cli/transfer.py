@@ -8,15 +8,15 @@ from collections.abc import Iterator
 
 import click
 
-from docker_model.cli.client import RunnerClient, model_path
+from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
 
 PLAIN_PROGRESS_INTERVAL_SECONDS = 1.0
 
 
-def render_progress(events: Iterator[dict]) -> str:
-    """Show progress events; returns the final success message."""
-    if sys.stdout.isatty():
-        return render_bars(events)
+def render_progress(events: Iterator[dict], err: bool = False) -> str:
+    """Show progress events on stdout (stderr with `err`); returns the final success message."""
+    if (sys.stderr if err else sys.stdout).isatty():
+        return render_bars(events, err)
     last_line_at = 0.0
     for event in events:
         if event.get("type") == "success":
@@ -25,18 +25,19 @@ def render_progress(events: Iterator[dict]) -> str:
             layer = event.get("layer") or {}
             finished = layer.get("current") == layer.get("size")
             if finished or time.monotonic() - last_line_at >= PLAIN_PROGRESS_INTERVAL_SECONDS:
-                click.echo(event.get("message", ""))
+                click.echo(event.get("message", ""), err=err)
                 last_line_at = time.monotonic()
         elif event.get("message"):
-            click.echo(event["message"])
+            click.echo(event["message"], err=err)
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
 
-def render_bars(events: Iterator[dict]) -> str:
+def render_bars(events: Iterator[dict], err: bool) -> str:
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, console=Console(stderr=err), transient=False) as progress:
         tasks: dict[str, int] = {}
         for event in events:
             if event.get("type") == "success":
@@ -52,13 +53,15 @@ def render_bars(events: Iterator[dict]) -> str:
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
 
-def pull_model(client: RunnerClient, model: str) -> None:
+def pull_model(client: RunnerClient, model: str, err: bool = False) -> None:
+    """Pull with progress on stdout, or on stderr (`err`) when stdout is kept for something else."""
+    qualified(model)  # a bad reference is named here, in the user's words
     try:
-        message = render_progress(client.stream_lines("POST", "/models/create", json_body={"from": model}))
+        message = render_progress(client.stream_lines("POST", "/models/create", json_body={"from": model}), err)
     except KeyboardInterrupt:
         click.echo("\nPull interrupted; run the same command again to resume the download.", err=True)
         sys.exit(130)
-    click.echo(message)
+    click.echo(message, err=err)
 
 
 @click.command()
@@ -73,4 +76,7 @@ def pull(model: str) -> None:
 def push(model: str) -> None:
     """Push a model to its registry."""
     client = RunnerClient()
-    click.echo(render_progress(client.stream_lines("POST", model_path(model, "/push"))))
+    with about_model(
+        model, "push sends a model you have ('docker model list'); name a registry with 'docker model tag'"
+    ):
+        click.echo(render_progress(client.stream_lines("POST", model_path(model, "/push"))))

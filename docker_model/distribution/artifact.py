@@ -1,4 +1,4 @@
-"""The OCI artifact of a model (SPEC §2): media types, config and manifest, built and read."""
+"""The OCI artifact of a model: media types, config and manifest, built and read."""
 
 from __future__ import annotations
 

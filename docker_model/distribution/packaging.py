@@ -14,6 +14,7 @@ from docker_model.distribution.errors import UnsupportedFormatError
 from docker_model.distribution.gguf_metadata import find_shards, read_gguf_info
 
 GGUF_MAGIC = b"GGUF"
+PROJECTOR_ARCHITECTURE = "clip"
 
 
 def layer_from_file(
@@ -61,6 +62,36 @@ def _check_gguf(path: Path) -> None:
             raise UnsupportedFormatError(f"{path} is not a GGUF file")
 
 
+def _check_projector(path: Path) -> None:
+    """A multimodal projector is a GGUF file of llama.cpp's `clip` architecture."""
+    _check_gguf(path)
+    architecture = read_gguf_info([path]).architecture
+    if architecture != PROJECTOR_ARCHITECTURE:
+        raise UnsupportedFormatError(
+            f"{path} is not a multimodal projector (its GGUF architecture is {architecture or 'not set'!r}, "
+            f"a projector's is {PROJECTOR_ARCHITECTURE!r})"
+        )
+
+
+def _check_chat_template(path: Path) -> None:
+    """A chat template must be UTF-8 text that parses as Jinja, or every chat with the model would fail."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        source = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnsupportedFormatError(
+            f"chat template {path} is not UTF-8 text (byte {error.start}): convert it, e.g. with iconv"
+        ) from None
+    try:
+        ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
+    except TemplateSyntaxError as error:
+        raise UnsupportedFormatError(
+            f"chat template {path} is not valid Jinja (line {error.lineno}: {error.message})"
+        ) from None
+
+
 def package(
     gguf: Path,
     licenses: Sequence[Path] = (),
@@ -80,8 +111,10 @@ def package(
     layers = [layer_from_file(shard, artifact.GGUF) for shard in shards]
     layers += [layer_from_file(Path(p), artifact.LICENSE) for p in licenses]
     if mmproj is not None:
+        _check_projector(Path(mmproj))
         layers.append(layer_from_file(Path(mmproj), artifact.MMPROJ))
     if chat_template is not None:
+        _check_chat_template(Path(chat_template))
         layers.append(layer_from_file(Path(chat_template), artifact.CHAT_TEMPLATE))
     config = model_config(shards, context_size)
     return artifact.build_artifact(config, layers, created or datetime.now(timezone.utc))

@@ -1,15 +1,38 @@
-"""`python -m docker_model.runner`: the runner host process, serving the API over TCP."""
+"""`python -m docker_model.runner`: the runner host process, serving the API over TCP.
+
+It binds its port itself, before anything else: a port that is taken is a one-line error naming it, and
+the pid file is written only by the process that holds the port.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import sys
 
 import uvicorn
 
-from docker_model import settings
+from docker_model import runner_pid, settings
 from docker_model.runner.app import create_app
 from docker_model.runner.backend.handoff import HandOverProtocol
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        sys.exit(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; "
+            "stop what uses that port or choose another with MODEL_RUNNER_PORT"
+        )
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def main() -> None:
@@ -20,18 +43,23 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         port = args.port if args.port is not None else settings.runner_port()
-        app = create_app(settings.models_path(), settings.state_dir())
+        models_path, state_dir = settings.models_path(), settings.state_dir()
     except settings.SettingsError as error:
         parser.error(str(error))
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=port,
-        http=HandOverProtocol,
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    listener = bind(args.host, port)
+    record = runner_pid.write_pid_file(port)
+    logging.getLogger("docker_model.runner").info("listening on http://%s:%d (pid %d)", args.host, port, record.pid)
+    try:
+        config = uvicorn.Config(
+            create_app(models_path, state_dir),
+            http=HandOverProtocol,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        runner_pid.remove_pid_file(record)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -80,6 +81,7 @@ def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Acc
         middleware=[Middleware(OriginGuard), Middleware(BodyLimit)],
         exception_handlers={
             APIError: handle_error,
+            HTTPException: handle_error,  # unknown routes and methods answer in the same JSON shape
             distribution.DistributionError: handle_error,
             distribution.InvalidReferenceError: handle_error,
             Exception: handle_error,  # anything unexpected still answers with a JSON error body

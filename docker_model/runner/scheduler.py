@@ -13,6 +13,7 @@ import contextlib
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,9 +100,14 @@ class Scheduler:
         loaded.last_used = time.time()
 
     async def _load(self, model: Model, name: str) -> LoadedModel:
+        """Start the model's worker. Other models make room only as far as memory requires before the load,
+        and for the slot limit only once it succeeded: a model that fails to load evicts nothing."""
         settings = self.settings.get(model.id)
         context_size = effective_context_size(settings, model.config)
-        await self._make_room(model)
+        await self._evict_idle(lambda: self._short_of_memory(model), model)
+        async with self.lock:
+            if len(self.loaded) >= self.max_loaded and not any(m.in_flight == 0 for m in self.loaded.values()):
+                raise APIError(503, f"{self.max_loaded} models are loaded and busy; retry when one is idle")
         bundle = await asyncio.to_thread(self.store.bundle, model)
         spec = WorkerSpec(
             model_path=bundle.gguf_path,
@@ -125,23 +131,21 @@ class Scheduler:
         loaded = LoadedModel(model, name, worker, context_size, keep_alive)
         async with self.lock:
             self.loaded[model.id] = loaded
+        await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model)
         return loaded
 
-    async def _make_room(self, model: Model) -> None:
-        """Evict idle models, least recently used first, while the slots or the memory are short."""
+    def _short_of_memory(self, model: Model) -> bool:
+        available = available_memory_bytes()
+        return available is not None and available < model.size * 1.2
+
+    async def _evict_idle(self, short: Callable[[], bool], model: Model) -> None:
+        """Evict idle models other than `model`, least recently used first, while `short()` holds."""
         while True:
             async with self.lock:
-                idle = sorted((m for m in self.loaded.values() if m.in_flight == 0), key=lambda m: m.last_used)
-                short_of_slots = len(self.loaded) >= self.max_loaded
-                available = available_memory_bytes()
-                short_of_memory = available is not None and available < model.size * 1.2
-                if not (short_of_slots or short_of_memory):
-                    return
-                if not idle:
-                    if short_of_slots:
-                        raise APIError(503, f"{self.max_loaded} models are loaded and busy; retry when one is idle")
-                    return  # memory looks short but nothing can be freed: let llama.cpp try
-                victim = idle[0]
+                idle = [m for m in self.loaded.values() if m.in_flight == 0 and m.model.id != model.id]
+                if not short() or not idle:
+                    return  # memory may still look short with nothing to free: let llama.cpp try
+                victim = min(idle, key=lambda m: m.last_used)
                 del self.loaded[victim.model.id]
             log.info("evicting %s to make room for %s", victim.name, model.tags[0] if model.tags else model.id)
             await victim.worker.stop()
@@ -161,6 +165,10 @@ class Scheduler:
     async def forget(self, model_id: str) -> None:
         """A deleted model must not keep running."""
         await self.unload([model_id])
+
+    def requests_in_flight(self, model_id: str) -> int:
+        loaded = self.loaded.get(model_id)
+        return 0 if loaded is None else loaded.in_flight
 
     def running(self) -> list[LoadedModel]:
         return sorted(self.loaded.values(), key=lambda m: m.name)

@@ -24,7 +24,7 @@ def test_other_flags_are_refused(flag: str) -> None:
 def test_argv_puts_runtime_flags_last() -> None:
     spec = WorkerSpec(Path("/m.gguf"), ctx_size=8192, parallel=2, runtime_flags=("--threads", "3"))
     argv = spec.argv(Path("/run/w.sock"))
-    assert argv[:3] == [sys.executable, "-m", "docker_model.runner.backend.worker"]
+    assert argv[:5] == [sys.executable, "-I", "-u", "-m", "docker_model.runner.backend.worker"]
     assert argv[argv.index("--ctx-size") + 1] == "8192"
     assert argv[argv.index("--parallel") + 1] == "2"
     assert argv[-2:] == ["--threads", "3"]

@@ -160,4 +160,4 @@ def test_repl_ctrl_c_cancels_a_reply(repl: pexpect.spawn) -> None:
 def test_logs_show_the_runner_log(chat_cli: DockerCLI, runner_env: RunnerEnv) -> None:
     result = chat_cli.run("model", "logs")
     assert result.returncode == 0, result.stderr
-    assert f"Uvicorn running on http://127.0.0.1:{runner_env.port}" in result.stdout
+    assert f"listening on http://127.0.0.1:{runner_env.port}" in result.stdout

@@ -1,4 +1,4 @@
-"""Packaging: GGUF metadata in the config, and the artifact's exact format (SPEC §2)."""
+"""Packaging: GGUF metadata in the config, and the artifact's exact format."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ def test_gguf_model_config_and_manifest(tmp_path: Path, tiny_gguf: Path) -> None
     license_file.write_text("Apache-2.0\n")
     template = tmp_path / "chat.jinja"
     template.write_text("{{ messages }}")
-    projector = tmp_path / "proj.mmproj"
-    projector.write_bytes(b"projector")
+    projector = write_gguf(tmp_path / "proj.mmproj", seed=9, architecture="clip")
 
     art = package(tiny_gguf, licenses=[license_file], chat_template=template, mmproj=projector, created=CREATED)
 
@@ -139,3 +138,26 @@ def test_gguf_writer_fixture_is_deterministic(tmp_path: Path) -> None:
     a = write_gguf(tmp_path / "a.gguf", seed=3)
     b = write_gguf(tmp_path / "b.gguf", seed=3)
     assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"{{ messages }", "is not valid Jinja"),
+        ("{% for m in messages %}{{ m.content }}{% endfor %} caf\xe9".encode("latin-1"), "is not UTF-8 text"),
+    ],
+)
+def test_a_chat_template_must_be_utf8_jinja(tmp_path: Path, tiny_gguf: Path, content: bytes, problem: str) -> None:
+    template = tmp_path / "chat.jinja"
+    template.write_bytes(content)
+    with pytest.raises(UnsupportedFormatError, match=problem):
+        package(tiny_gguf, chat_template=template)
+
+
+def test_a_projector_must_be_a_gguf_projector(tmp_path: Path, tiny_gguf: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a projector")
+    with pytest.raises(UnsupportedFormatError, match="is not a GGUF file"):
+        package(tiny_gguf, mmproj=text)
+    with pytest.raises(UnsupportedFormatError, match="is not a multimodal projector"):
+        package(tiny_gguf, mmproj=tiny_gguf)

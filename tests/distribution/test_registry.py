@@ -67,7 +67,7 @@ def test_smollm2_round_trip_byte_for_byte(tmp_path: Path, registry: RegistryServ
     final = {e.layer_digest: e.current for e in events}
     assert final == {la.digest: la.size for la in art.layers}
 
-    # An independent client reads back what the SPEC says.
+    # An independent client reads back the exact artifact format.
     manifest = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert manifest["config"]["mediaType"] == "application/vnd.docker.ai.model.config.v0.1+json"

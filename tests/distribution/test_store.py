@@ -1,4 +1,4 @@
-"""The local store (SPEC §3): layout, lookups, tags, delete semantics, bundles, load, integrity check."""
+"""The local store: layout, lookups, tags, delete semantics, bundles, load, integrity check."""
 
 from __future__ import annotations
 
@@ -145,8 +145,7 @@ def test_id_prefix_needs_12_digits(tmp_path: Path, store: Store) -> None:
 def test_bundle_hard_links_blobs(tmp_path: Path, store: Store) -> None:
     template = tmp_path / "t.jinja"
     template.write_text("{{ x }}")
-    projector = tmp_path / "p.mmproj"
-    projector.write_bytes(b"proj")
+    projector = write_gguf(tmp_path / "p.mmproj", seed=9, architecture="clip")
     art = package(write_gguf(tmp_path / "m.gguf"), chat_template=template, mmproj=projector)
     model = store.write_artifact(art, ["m"])
     bundle = store.bundle(model)
@@ -236,9 +235,12 @@ def test_integrity_check_finds_and_repairs(tmp_path: Path, store: Store) -> None
 
 def test_purge(tmp_path: Path, store: Store) -> None:
     store.write_artifact(tiny_artifact(tmp_path, 1), ["x"])
+    store.bundle(store.get("x"))
+    (store.layout.incomplete("sha256:" + "ab" * 32)).write_bytes(b"partial")
     store.purge()
     assert store.list() == []
     assert store.disk_usage() == 0
+    assert sorted(p.name for p in store.root.iterdir()) == [".lock"]
     not_a_store = tmp_path / "home"
     not_a_store.mkdir()
     (not_a_store / "precious.txt").write_text("keep")
@@ -251,3 +253,25 @@ def test_disk_usage_counts_blobs(tmp_path: Path, store: Store) -> None:
     art = tiny_artifact(tmp_path, 1)
     store.write_artifact(art, ["x"])
     assert store.disk_usage() == sum(la.size for la in art.layers) + len(art.config_bytes)
+    store.layout.incomplete("sha256:" + "ab" * 32).write_bytes(b"x" * 1000)  # a pull that stopped half-way
+    assert store.disk_usage() == sum(la.size for la in art.layers) + len(art.config_bytes) + 1000
+
+
+def test_purge_keeps_files_the_store_did_not_write(tmp_path: Path, store: Store) -> None:
+    store.root.mkdir(parents=True, exist_ok=True)
+    own_gguf = store.root / "my-model.gguf"
+    own_gguf.write_bytes(b"mine")
+    (store.root / "blobs").mkdir()
+    own_in_blobs = store.root / "blobs" / "README"
+    own_in_blobs.write_text("mine too")
+    store.write_artifact(tiny_artifact(tmp_path, 1), ["x"])
+    store.write_artifact(tiny_artifact(tmp_path, 2), ["y"])
+    store.purge()
+    assert store.list() == []
+    assert own_gguf.read_bytes() == b"mine" and own_in_blobs.read_text() == "mine too"
+    assert sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*")) == [
+        ".lock",
+        "blobs",
+        "blobs/README",
+        "my-model.gguf",
+    ]

@@ -1,4 +1,4 @@
-"""Which scheme and host a registry is reached at (SPEC §1)."""
+"""Which scheme and host a registry is reached at."""
 
 from __future__ import annotations
 

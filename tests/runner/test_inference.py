@@ -154,8 +154,7 @@ def test_a_killed_worker_gives_a_500_and_the_next_request_succeeds(served: Runne
     pid = worker_pid(served)
     threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()
     crashed = requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120)
-    assert crashed.status_code == 500
-    assert crashed.json()["error"]["message"]
+    assert error_of(crashed, 500)["code"] == "worker_failed"
     assert requests.get(served.base_url, timeout=5).ok  # the runner itself survived
     again = requests.post(f"{served.base_url}/v1/completions", json={**body, "max_tokens": 4}, timeout=120)
     assert again.status_code == 200, again.text
@@ -232,8 +231,7 @@ def test_a_model_that_cannot_load_is_a_json_500_and_the_runner_stays_up(served: 
     load_model(served.base_url, tiny_gguf, "ai/not-a-real-model")  # valid GGUF metadata, no usable weights
     body = {"model": "ai/not-a-real-model", "prompt": "hi", "max_tokens": 1}
     response = requests.post(f"{served.base_url}/v1/completions", json=body, timeout=120)
-    assert response.status_code == 500
-    assert response.json()["error"]["message"].startswith("model ai/not-a-real-model failed to load: ")
+    assert error_of(response, 500)["message"].startswith("model ai/not-a-real-model failed to load: ")
     assert requests.get(served.base_url, timeout=5).ok
 
 
@@ -301,3 +299,36 @@ def test_an_http_1_0_client_gets_a_stream_it_can_read(served: RunnerEnv) -> None
     assert headers.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding" not in headers.lower()
     assert content.startswith(b"data: {") and content.endswith(b"data: [DONE]\n\n")
+
+
+def error_of(response: requests.Response, status: int) -> dict:
+    """The error object of a response, checked to have the one shape every route answers with."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["type"], str) and isinstance(error["code"], str)
+    return error
+
+
+def test_every_status_of_the_runner_has_the_one_error_shape(served: RunnerEnv) -> None:
+    base = served.base_url
+    assert error_of(requests.post(f"{base}/v1/chat/completions", data=b"{", timeout=30), 400)["code"] == (
+        "invalid_request"
+    )
+    unknown = error_of(requests.post(f"{base}/v1/completions", json={"model": "ai/nope", "prompt": "x"}), 404)
+    assert (unknown["code"], unknown["param"]) == ("model_not_found", "model")
+    assert error_of(requests.get(f"{base}/models/ai/nope", timeout=30), 404)["code"] == "model_not_found"
+    assert error_of(requests.get(f"{base}/no/such/route", timeout=30), 404)["code"] == "not_found"
+    assert error_of(requests.put(f"{base}/models", timeout=30), 405)["code"] == "method_not_allowed"
+    assert error_of(requests.get(base, headers={"Origin": "https://evil.example"}, timeout=30), 403)["code"] == (
+        "forbidden"
+    )
+    too_large = requests.post(f"{base}/v1/completions", data=b" " * (10 * 1024 * 1024 + 1), timeout=30)
+    assert error_of(too_large, 413)["code"] == "request_too_large"
+    unreachable = requests.post(f"{base}/models/create", json={"from": "127.0.0.1:1/ai/x"}, timeout=60)
+    assert error_of(unreachable, 502)["code"] == "upstream_error"
+    model_id = requests.get(f"{base}/models/{MODEL}", timeout=30).json()["id"]
+    requests.post(f"{base}/models/{MODEL}/tag", params={"repo": "ai/second-name"}, timeout=30).raise_for_status()
+    assert error_of(requests.delete(f"{base}/models/{model_id}", timeout=30), 409)["code"] == "conflict"
+    requests.delete(f"{base}/models/ai/second-name", timeout=30).raise_for_status()

@@ -51,7 +51,7 @@ def new_session(pool_size: int = 8) -> requests.Session:
 
 
 def is_insecure(registry: str, insecure_registries: frozenset[str]) -> bool:
-    """Plain HTTP for loopback, `*.local` and registries configured as insecure (SPEC §1)."""
+    """Plain HTTP for loopback, `*.local` and registries configured as insecure."""
     host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
     return host in ("localhost", "127.0.0.1") or host.endswith(".local") or registry in insecure_registries
 

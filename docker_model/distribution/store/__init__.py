@@ -1,4 +1,4 @@
-"""The local model store (SPEC §3): one Store over blobs, manifests, the index and runtime bundles.
+"""The local model store: one Store over blobs, manifests, the index and runtime bundles.
 
 Reads need no lock (every file is replaced atomically); writes to the index, manifests and bundles hold
 an exclusive file lock on `<root>/.lock`, and blob downloads lock their own `.incomplete` file.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -205,8 +205,12 @@ class Store:
             return make_bundle(self.layout, self.blobs, model)
 
     def disk_usage(self) -> int:
-        """Bytes used by complete blobs."""
-        return sum(self.blobs.size(d) for d in self.blobs.digests())
+        """Bytes used by blobs, partial downloads included: they take the disk too, until resumed or purged."""
+        partial = 0
+        for path in self.blobs.incomplete_files():
+            with suppress(FileNotFoundError):  # finished (renamed) since it was listed: counted as a blob
+                partial += path.stat().st_size
+        return sum(self.blobs.size(d) for d in self.blobs.digests()) + partial
 
     def check(self, repair: bool = False) -> list[str]:
         """Problems found (an empty list when healthy); with `repair`, also fix them."""
@@ -216,15 +220,17 @@ class Store:
             return check_store(self, repair)
 
     def purge(self) -> None:
-        """Delete every model, blob and partial download."""
-        if not self.root.is_dir():
+        """Delete every model, blob and partial download: only what the store wrote, so a `MODELS_PATH`
+        shared with other files keeps them."""
+        if not self.layout.layout_file.exists():
+            if self.root.is_dir() and any(p.name != self.layout.lock_file.name for p in self.root.iterdir()):
+                raise DistributionError(
+                    f"refusing to purge {self.root}: it has no layout.json, so it is not a model store"
+                )
             return
-        entries = [p for p in self.root.iterdir() if p.name != self.layout.lock_file.name]
-        if entries and not self.layout.layout_file.exists():
-            raise DistributionError(f"refusing to purge {self.root}: it has no layout.json, so it is not a model store")
         with self.locked():
-            for path in entries:
-                if path.is_dir():
-                    shutil.rmtree(path)
+            for path in list(self.layout.written_paths()):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)  # a bundle, or a folder of the store's that is empty by now
                 else:
                     path.unlink(missing_ok=True)

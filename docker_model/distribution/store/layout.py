@@ -1,10 +1,12 @@
-"""Where everything lives in a store directory (DMR's layout, SPEC §3) and how files are written."""
+"""Where everything lives in a store directory (DMR's layout) and how files are written."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,9 @@ from docker_model.distribution.artifact import check_digest
 
 LAYOUT_VERSION = "1.0.0"
 INCOMPLETE_SUFFIX = ".incomplete"
+# Names the store gives entries of its blobs, manifests and bundles folders: a digest's hex, a partial
+# download, or a temporary file or folder on its way to being renamed into place.
+_ENTRY_NAME = re.compile(rf"[0-9a-f]{{64}}(?:{re.escape(INCOMPLETE_SUFFIX)})?|\.[0-9a-f]{{64}}\..+\.tmp")
 
 
 class Layout:
@@ -55,6 +60,27 @@ class Layout:
 
     def bundle(self, model_id: str) -> Path:
         return self.bundles_dir / check_digest(model_id).removeprefix("sha256:")
+
+    def written_paths(self) -> Iterator[Path]:
+        """Every file and folder the store wrote, deepest first, and nothing else of the root.
+
+        A folder the store uses (`blobs/sha256`, `blobs`) comes after its entries and is listed only when
+        nothing foreign is in it, so that removing the listed paths in order leaves foreign files untouched.
+        """
+        for directory in (self.blobs_dir, self.manifests_dir, self.bundles_dir):
+            if directory.is_dir():
+                entries = list(directory.iterdir())
+                owned = [entry for entry in entries if _ENTRY_NAME.fullmatch(entry.name)]
+                yield from owned
+                if len(owned) == len(entries):
+                    yield directory
+                    if not any(other != directory for other in directory.parent.iterdir()):
+                        yield directory.parent
+        for name in (self.index_file.name, self.layout_file.name):
+            yield from self.root.glob(f".{name}.*.tmp")
+            path = self.root / name
+            if path.exists():
+                yield path
 
     def ensure(self) -> None:
         """Create the directories and `layout.json` if missing (the store is made lazily, on first write)."""

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_json, state_of
 from docker_model.runner.api.errors import APIError
 from docker_model.runner.backend.launcher import check_runtime_flags
@@ -105,7 +106,15 @@ async def engines_configure(request: Request) -> JSONResponse:
     current = state.settings.get(model.id)
     context_size = body.get("context-size", body.get("context_size", current.context_size))
     if context_size is not None and (not isinstance(context_size, int) or context_size <= 0):
-        raise APIError(400, '"context-size" must be a positive whole number of tokens')
+        raise APIError(400, '"context-size" must be a positive whole number of tokens', param="context-size")
+    trained = trained_context_length(model.config)
+    if context_size is not None and trained is not None and context_size > trained:
+        raise APIError(
+            400,
+            f"a context size of {context_size} tokens is more than the {trained} {name} was trained for: "
+            f"choose {trained} or less",
+            param="context-size",
+        )
     keep_alive = current.keep_alive
     if body.get("keep_alive") is not None:
         try:
@@ -115,9 +124,14 @@ async def engines_configure(request: Request) -> JSONResponse:
     flags = body.get("runtime-flags", body.get("runtime_flags"))
     runtime_flags = current.runtime_flags if flags is None else checked_runtime_flags(flags)
     state.settings.set(model.id, ModelSettings(context_size, keep_alive, runtime_flags))
-    # New settings apply at the next load: unload now, then preload as DMR does.
+    # New settings apply at the next load: unload now, then preload as DMR does. Settings the model
+    # cannot load with are taken back, so that a failed configure never breaks every later load.
     await state.scheduler.unload([model.id])
-    loaded = await state.scheduler.acquire(model, name)
+    try:
+        loaded = await state.scheduler.acquire(model, name)
+    except Exception:
+        state.settings.set(model.id, current)
+        raise
     state.scheduler.release(loaded)
     return JSONResponse(
         {"model": name, "context_size": loaded.context_size, "keep_alive": loaded.keep_alive}, status_code=202

@@ -1,22 +1,16 @@
-"""Errors as the API returns them: an HTTP status and an OpenAI-style JSON body naming the problem."""
+"""Errors as the runner's routes return them: domain errors mapped to an HTTP status, in the one error
+shape of `backend/errors.py` (`message`, `type`, `param`, string `code`)."""
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from docker_model import distribution
+from docker_model.runner.backend.errors import error_body, error_response
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    502: "upstream_error",
-    503: "server_overloaded",
-}
+__all__ = ["APIError", "error_body", "handle_error", "response_for", "status_for"]
 
 DISTRIBUTION_STATUS: list[tuple[type[Exception], int]] = [
     (distribution.ModelNotFoundError, 404),
@@ -32,29 +26,37 @@ DISTRIBUTION_STATUS: list[tuple[type[Exception], int]] = [
 class APIError(Exception):
     """Raised by a route to answer with `status` and a one-line message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def error_body(status: int, message: str) -> dict:
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": status}}
-
-
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse(error_body(status, message), status_code=status)
+        self.param = param
+        self.code = code
 
 
 def status_for(error: Exception) -> int:
-    """The HTTP status of an error raised by the distribution library (500 when unexpected)."""
+    """The HTTP status of an error raised by a route or the distribution library (500 when unexpected)."""
     if isinstance(error, APIError):
         return error.status
+    if isinstance(error, HTTPException):
+        return error.status_code
     for error_type, status in DISTRIBUTION_STATUS:
         if isinstance(error, error_type):
             return status
     return 500
 
 
+def response_for(error: Exception) -> JSONResponse:
+    """The JSON error response of any error a route raised."""
+    status = status_for(error)
+    if isinstance(error, APIError):
+        return error_response(error.message, status, error.param, error.code)
+    if isinstance(error, distribution.ModelNotFoundError):
+        return error_response(str(error), status, "model", "model_not_found")
+    if isinstance(error, HTTPException):
+        return error_response(str(error.detail), status)
+    return error_response(str(error) or type(error).__name__, status)
+
+
 async def handle_error(request: Request, error: Exception) -> JSONResponse:
-    return error_response(status_for(error), str(error) or type(error).__name__)
+    return response_for(error)

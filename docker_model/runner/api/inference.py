@@ -42,7 +42,9 @@ async def find_model(request: Request, name: str) -> Model:
     try:
         return await asyncio.to_thread(state_of(request).store.get, name)
     except ModelNotFoundError:
-        raise APIError(404, f"model not found: {name}; pull it first with `docker model pull {name}`") from None
+        raise APIError(
+            404, f"model not found: {name}; pull it first with `docker model pull {name}`", "model", "model_not_found"
+        ) from None
 
 
 async def complete(request: Request) -> ReleaseAfter:

@@ -16,7 +16,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 async def send_error(send: Send, status: int, message: str) -> None:
-    body = json.dumps(error_body(status, message)).encode()
+    body = json.dumps(error_body(message, status)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,11 @@
-"""Model management routes (`/models/...`): create (pull), list, get, delete, tag, push, load, purge."""
+"""Model management routes (`/models/...`): create (pull), list, get, delete, tag, push, load, purge.
+
+No model name can reach a route meant for something else. A route word (`create`, `load`, `purge`) alone
+after `/models/` is never read as a model name, whatever the method: such a model is named with its
+namespace or in full (`ai/purge`, `docker.io/ai/purge:latest`), as the CLI always does. Per-model actions
+are suffixes after the full name (`/models/{name}/tag`), so a name ending in `tag` or `push` is read whole
+by GET and DELETE, and POST has no per-model route without a suffix.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +20,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from docker_model.distribution import Model, ProgressEvent
-from docker_model.reference import parse_reference
+from docker_model.reference import is_model_id, parse_reference
 from docker_model.runner.api.common import read_json, state_of
 from docker_model.runner.api.errors import APIError
 from docker_model.runner.api.progress import stream_job
+
+ROUTE_WORDS = ("create", "load", "purge")
+
+
+def model_name(request: Request) -> str:
+    """The model a per-model route names; a bare route word is refused, never taken for `ai/<word>`."""
+    name = request.path_params["name"]
+    if name in ROUTE_WORDS:
+        raise APIError(
+            400,
+            f"'{name}' is a route of this API, not a model name here: "
+            f"name the model with its namespace, e.g. /models/ai/{name}",
+            param="name",
+        )
+    return name
 
 
 def model_json(model: Model) -> dict:
@@ -45,15 +67,28 @@ async def list_models(request: Request) -> JSONResponse:
 
 
 async def get_model(request: Request) -> JSONResponse:
-    model = await asyncio.to_thread(state_of(request).store.get, request.path_params["name"])
+    model = await asyncio.to_thread(state_of(request).store.get, model_name(request))
     return JSONResponse(model_json(model))
 
 
+def forced(request: Request) -> bool:
+    return request.query_params.get("force", "").lower() in ("1", "true", "yes")
+
+
 async def delete_model(request: Request) -> JSONResponse:
-    name = request.path_params["name"]
-    force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+    name = model_name(request)
+    force = forced(request)
     state = state_of(request)
     model = await asyncio.to_thread(state.store.get, name)
+    serving = state.scheduler.requests_in_flight(model.id)
+    deletes = is_model_id(name) or len(model.tags) <= 1  # untagging one of several names stops nothing
+    if serving and deletes and not force:
+        raise APIError(
+            409,
+            f"model {name} is answering {serving} request(s): wait for them to finish, "
+            "or remove it anyway with --force (their answers stop)",
+            param="force",
+        )
     events = await asyncio.to_thread(state.store.remove, name, force)
     if any(kind == "Deleted" for kind, _ in events):
         await state.scheduler.forget(model.id)
@@ -66,12 +101,12 @@ async def tag_model(request: Request) -> JSONResponse:
     if not repository:
         raise APIError(400, "missing query parameter 'repo': the repository of the new tag")
     target = str(parse_reference(f"{repository}:{tag}"))
-    await asyncio.to_thread(state_of(request).store.tag, request.path_params["name"], target)
+    await asyncio.to_thread(state_of(request).store.tag, model_name(request), target)
     return JSONResponse({"message": f"Model tagged successfully with {target}", "target": target}, status_code=201)
 
 
 async def push_model(request: Request) -> Response:
-    name = request.path_params["name"]
+    name = model_name(request)
     state = state_of(request)
     await asyncio.to_thread(state.store.get, name)
 
@@ -97,10 +132,19 @@ async def load_model(request: Request) -> JSONResponse:
 
 
 async def purge_models(request: Request) -> JSONResponse:
+    """Deletes every model; only with `?force=true`, so that no plain DELETE of a model can purge."""
+    if not forced(request):
+        raise APIError(
+            400,
+            "purging deletes every model: confirm with DELETE /models/purge?force=true; "
+            "to remove a model named purge, use DELETE /models/ai/purge",
+            param="force",
+        )
     state = state_of(request)
+    models = await asyncio.to_thread(state.store.list)
     await state.scheduler.unload_all()
     await asyncio.to_thread(state.store.purge)
-    return JSONResponse({"message": "Model store purged"})
+    return JSONResponse({"message": "Model store purged", "deleted": [model.id for model in models]})
 
 
 routes = [

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.responses import Response, StreamingResponse
 
 from docker_model.distribution import ProgressEvent
-from docker_model.runner.api.errors import error_response, status_for
+from docker_model.runner.api.errors import response_for
 from docker_model.units import human_bytes
 
 PROGRESS_INTERVAL_SECONDS = 0.1
@@ -78,7 +78,7 @@ async def stream_job(verb: str, job: Job) -> Response:
     threading.Thread(target=run, name=f"{verb.lower()}-job", daemon=True).start()
     first = await queue.get()
     if isinstance(first, Exception):
-        return error_response(status_for(first), str(first))
+        return response_for(first)
 
     async def lines() -> AsyncIterator[bytes]:
         item = first

@@ -176,7 +176,7 @@ async def _stream(
     job: CompletionJob, fmt: CompletionFormat, splitter: ReasoningSplitter | None, include_usage: bool
 ) -> AsyncIterator[bytes]:
     if fmt.chat:
-        yield fmt.chunk({"role": "assistant", "content": ""})
+        yield fmt.chunk({"role": "assistant", "content": "", "refusal": None})
     async for text in job.stream():
         if splitter is None:
             yield fmt.content_chunk(text)

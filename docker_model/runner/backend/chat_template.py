@@ -26,11 +26,25 @@ def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
-def _text_content(content: Any) -> Any:
-    """Flatten OpenAI content parts (`[{"type": "text", "text": ...}]`) into a string for text models."""
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content
+def _text_content(content: Any, where: str) -> str:
+    """A message's content as the text a template expects: null (an assistant message that only calls
+    tools) is empty, and text parts (`[{"type": "text", "text": ...}]`) are joined. Parts this text model
+    cannot take are refused, naming the part."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        param = f"{where}[{index}]"
+        if kind not in ("text", "refusal"):
+            raise RequestError(
+                f"{param}: content parts of type {kind!r} are not supported: this model reads text only", param=param
+            )
+        text = part.get(kind)
+        if not isinstance(text, str):
+            raise RequestError(f"{param}.{kind} must be a string", param=f"{param}.{kind}")
+        texts.append(text)
+    return "".join(texts)
 
 
 class ChatTemplate:
@@ -54,7 +68,10 @@ class ChatTemplate:
         extra: dict[str, Any] | None = None,
     ) -> str:
         """The prompt for `messages`, ending with the assistant's generation prompt."""
-        prepared = [{**m, "content": _text_content(m.get("content"))} for m in messages]
+        prepared = [
+            {**message, "content": _text_content(message.get("content"), f"messages[{index}].content")}
+            for index, message in enumerate(messages)
+        ]
         try:
             return self._template.render(
                 **(extra or {}),

@@ -198,14 +198,24 @@ class Engine:
             if not free:
                 return
             job = self._waiting.popleft()
-            if isinstance(job, EmbeddingJob):
-                self._embed(job, min(free, key=lambda s: len(s.cached)))
-            else:
-                busy = {s.seq for s in self._active}
-                seq = choose_slot({s.seq: s.cached for s in free}, busy, job.prompt)
-                self._place(job, self._slots[seq])
+            try:
+                if isinstance(job, EmbeddingJob):
+                    self._embed(job, min(free, key=lambda s: len(s.cached)))
+                else:
+                    busy = {s.seq for s in self._active}
+                    seq = choose_slot({s.seq: s.cached for s in free}, busy, job.prompt)
+                    self._place(job, self._slots[seq])
+            except Exception as error:  # this request alone fails; the others carry on
+                self._reject(job, f"the request could not be started: {error}")
+
+    def _reject(self, job: Job, message: str) -> None:
+        traceback.print_exc()
+        args = ("", FINISH_ERROR, 0, message) if isinstance(job, CompletionJob) else (None, message)
+        self._events.append((job, args, True))
 
     def _place(self, job: CompletionJob, slot: _Slot) -> None:
+        # First: a failure here leaves the slot as it was.
+        sampler = build_sampler(job.sampling, self.model, job.prompt)
         keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
         if keep < len(slot.cached):
             self._truncate(slot, keep)
@@ -215,7 +225,7 @@ class Engine:
         slot.generated = 0
         room = self.n_ctx_seq - len(job.prompt)
         slot.limit = min(room, job.max_tokens) if job.max_tokens else room
-        slot.sampler = build_sampler(job.sampling, self.model)
+        slot.sampler = sampler
         slot.text = TokenText(job.stop)
         bisect.insort(self._active, slot, key=attrgetter("seq"))
 
@@ -271,7 +281,12 @@ class Engine:
             return
         sample = lc.llama_sampler_sample
         for slot, index in outputs:
-            self._accept(slot, sample(slot.sampler, self.ctx, index))
+            try:
+                self._accept(slot, sample(slot.sampler, self.ctx, index))
+            except Exception as error:  # this sequence alone fails; the others carry on
+                traceback.print_exc()
+                if slot.job is not None:
+                    self._finish(slot, "", FINISH_ERROR, f"generation failed: {error}")
 
     def _accept(self, slot: _Slot, token: int) -> None:
         text_stream = slot.text

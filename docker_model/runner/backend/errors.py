@@ -1,4 +1,8 @@
-"""OpenAI-style error objects, shared by the worker's API and the runner's hand-over."""
+"""OpenAI-style error objects, the one shape of every error of the runner and its workers.
+
+`{"error": {"message", "type", "param", "code"}}`: `type` and the default `code` follow from the HTTP
+status; `code` is always a string (OpenAI's own, such as `context_length_exceeded`, where one applies).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,25 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error"}
+# status -> (type, default code)
+_KINDS = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("authentication_error", "unauthorized"),
+    403: ("permission_error", "forbidden"),
+    404: ("not_found_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    409: ("conflict_error", "conflict"),
+    413: ("invalid_request_error", "request_too_large"),
+    500: ("server_error", "internal_error"),
+    502: ("upstream_error", "upstream_error"),
+    503: ("server_overloaded", "overloaded"),
+}
 
 
 def error_body(message: str, status: int = 500, param: str | None = None, code: str | None = None) -> dict:
-    """`{"error": {...}}` as OpenAI returns it; the type follows from the HTTP status."""
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    """`{"error": {...}}` as OpenAI returns it."""
+    kind, default_code = _KINDS.get(status, ("server_error", "internal_error") if status >= 500 else _KINDS[400])
+    return {"error": {"message": message, "type": kind, "param": param, "code": code or default_code}}
 
 
 def error_response(message: str, status: int = 500, param: str | None = None, code: str | None = None) -> JSONResponse:

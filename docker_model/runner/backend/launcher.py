@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -22,34 +23,54 @@ from .handoff import HandedRequest, HandOver
 
 WORKER_MODULE = "docker_model.runner.backend.worker"
 
-RUNTIME_FLAG_ALLOWLIST: frozenset[str] = frozenset(
-    {
-        "-t", "--threads",
-        "-b", "--batch-size",
-        "-ngl", "--n-gpu-layers",
-        "-np", "--parallel",
-        "--max-queue",
-        "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
-    }
-)  # fmt: skip
+
+@dataclass(frozen=True)
+class FlagValue:
+    """What one allowed runtime flag takes: a number of `kind` from `low` to `high` (inclusive)."""
+
+    kind: type[int] | type[float]
+    low: float
+    high: float = math.inf
+
+    def check(self, flag: str, text: str) -> None:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high or math.isnan(value):
+            bounds = f"at least {self.low:g}" if self.high == math.inf else f"from {self.low:g} to {self.high:g}"
+            what = "a whole number" if self.kind is int else "a number"
+            raise ValueError(f"runtime flag {flag} needs {what} {bounds}, not {text!r}")
+
+
+_COUNT, _PROBABILITY = FlagValue(int, 1), FlagValue(float, 0, 1)
+RUNTIME_FLAGS: dict[str, FlagValue] = {
+    "-t": _COUNT, "--threads": _COUNT,
+    "-b": _COUNT, "--batch-size": _COUNT,
+    "-ngl": FlagValue(int, -1), "--n-gpu-layers": FlagValue(int, -1),
+    "-np": _COUNT, "--parallel": _COUNT,
+    "--max-queue": FlagValue(int, 0),
+    "--temp": FlagValue(float, 0), "--top-k": FlagValue(int, 0), "--top-p": _PROBABILITY, "--min-p": _PROBABILITY,
+    "--repeat-penalty": FlagValue(float, 0.0001),
+}  # fmt: skip
 
 
 def check_runtime_flags(flags: Sequence[str]) -> tuple[str, ...]:
-    """Return the flags unchanged, or raise ValueError naming the first one not on the allowlist."""
-    for item in flags:
-        name = item.split("=", 1)[0]
-        if item.startswith("-") and not _is_number(item) and name not in RUNTIME_FLAG_ALLOWLIST:
-            allowed = ", ".join(sorted(f for f in RUNTIME_FLAG_ALLOWLIST if f.startswith("--")))
+    """Return the flags unchanged, or raise ValueError naming the first one that is not allowed or whose
+    value the worker would refuse (so that a bad flag is refused when it is configured, not at every load)."""
+    items = list(flags)
+    while items:
+        name, has_value, value = items.pop(0).partition("=")
+        spec = RUNTIME_FLAGS.get(name)
+        if spec is None:
+            allowed = ", ".join(sorted(f for f in RUNTIME_FLAGS if f.startswith("--")))
             raise ValueError(f"runtime flag {name} is not allowed (allowed: {allowed})")
+        if not has_value:
+            if not items:
+                raise ValueError(f"runtime flag {name} needs a value")
+            value = items.pop(0)
+        spec.check(name, value)
     return tuple(flags)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,8 @@ class WorkerSpec:
         check_runtime_flags(self.runtime_flags)
 
     def argv(self, socket_path: Path) -> list[str]:
-        args = [sys.executable, "-m", WORKER_MODULE, "--model", str(self.model_path)]
+        # Isolated mode (-I), unbuffered (-u): only the installed package supplies the worker's code.
+        args = [sys.executable, "-I", "-u", "-m", WORKER_MODULE, "--model", str(self.model_path)]
         args += ["--socket", str(socket_path), "--handoff-socket", str(handoff_path(socket_path))]
         args += ["--parent-pid", str(os.getpid())]
         args += ["--ctx-size", str(self.ctx_size), "--parallel", str(self.parallel)]
@@ -131,8 +153,8 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
+                cwd="/",
             )
         worker = cls(spec, process, socket_path, log_path)
         try:

@@ -69,7 +69,7 @@ class CompletionFormat:
     ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish_reason}
         if self.chat:
-            message: dict[str, Any] = {"role": "assistant", "content": text}
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
             if reasoning:
                 message["reasoning_content"] = reasoning
             choice["message"] = message

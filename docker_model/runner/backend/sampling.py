@@ -31,8 +31,12 @@ class SamplingParams:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def build_sampler(params: SamplingParams, model: LlamaModel) -> ctypes.c_void_p:
-    """A new sampler chain; free it with `lc.llama_sampler_free`."""
+def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) -> ctypes.c_void_p:
+    """A new sampler chain; free it with `lc.llama_sampler_free`.
+
+    Penalties count the end of the prompt as well as the answer, as llama-server's do: a model asked to
+    continue a repetitive text is kept from repeating it.
+    """
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
 
     def add(sampler: ctypes.c_void_p) -> None:
@@ -46,12 +50,15 @@ def build_sampler(params: SamplingParams, model: LlamaModel) -> ctypes.c_void_p:
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         add(
             lc.llama_sampler_init_penalties(
+                model.n_vocab,
                 params.penalty_last_n,
                 params.repeat_penalty,
                 params.frequency_penalty,
                 params.presence_penalty,
             )
         )
+        for token in prompt[-params.penalty_last_n :] if params.penalty_last_n > 0 else prompt:
+            lc.llama_sampler_accept(chain, token)
     if params.temperature <= 0:
         add(lc.llama_sampler_init_greedy())
         return chain

@@ -14,6 +14,10 @@ class _Body(BaseModel):
 
     model: str | None = None
 
+    def refused_field(self) -> str | None:
+        """The first field set to something this server does not do yet (its default is accepted)."""
+        return None
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
@@ -64,10 +68,24 @@ class ChatCompletionBody(GenerationBody):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    def refused_field(self) -> str | None:
+        if self.logprobs:
+            return "logprobs"
+        return "top_logprobs" if self.top_logprobs else None
 
 
 class CompletionBody(GenerationBody):
     prompt: str | list[str] | list[int]
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool = False
+
+    def refused_field(self) -> str | None:
+        if self.logprobs:
+            return "logprobs"
+        return "echo" if self.echo else None
 
     @field_validator("prompt")
     @classmethod
@@ -104,7 +122,7 @@ class EmbeddingBody(_Body):
 def parse_body(model: type[_Body], raw: bytes) -> Any:
     """Validate a JSON body, turning any problem into a 400 RequestError naming the field."""
     try:
-        return model.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -112,3 +130,11 @@ def parse_body(model: type[_Body], raw: bytes) -> Any:
             raise RequestError(f"the request body is not valid JSON: {first['msg']}") from None
         message = f"{where}: {first['msg']}" if where else first["msg"]
         raise RequestError(message, param=where or None) from None
+    refused = body.refused_field()
+    if refused is not None:
+        raise RequestError(
+            f"{refused} is not supported yet: leave it out (or set it to its default) and send the request again",
+            param=refused,
+            code="unsupported_parameter",
+        )
+    return body

@@ -1,0 +1,88 @@
+"""The runner's pid file: written by the runner once it has bound its port, trusted only after a check.
+
+A pid file can outlive its runner (a crash, a reboot) and name a process that has nothing to do with
+it. Before any signal, the CLI checks that the process is the one that wrote the file: its start time
+and its command line must match. Shared by the CLI (reads, stops) and the runner (writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker_model import settings
+
+RUNNER_MODULE = "docker_model.runner"
+START_TIME_TOLERANCE_SECONDS = 0.5
+
+
+def pid_path(port: int) -> Path:
+    return settings.state_dir() / f"runner-{port}.pid"
+
+
+@dataclass(frozen=True)
+class RunnerRecord:
+    pid: int
+    port: int
+    started: float  # the process's start time, as psutil reports it
+
+
+def process_start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def write_pid_file(port: int) -> RunnerRecord:
+    """Called by the runner itself, after binding `port`."""
+    record = RunnerRecord(os.getpid(), port, process_start_time(os.getpid()) or 0.0)
+    path = pid_path(port)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{record.pid}.tmp")
+    temporary.write_text(json.dumps(record.__dict__))
+    temporary.replace(path)
+    return record
+
+
+def remove_pid_file(record: RunnerRecord) -> None:
+    """Called by the runner as it exits: removes the file only while it still names this process."""
+    if read_pid_file(record.port) == record:
+        pid_path(record.port).unlink(missing_ok=True)
+
+
+def read_pid_file(port: int) -> RunnerRecord | None:
+    try:
+        data = json.loads(pid_path(port).read_text())
+        return RunnerRecord(int(data["pid"]), int(data["port"]), float(data["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def is_the_runner(record: RunnerRecord) -> bool:
+    """Whether the process the record names is still the runner that wrote it."""
+    import psutil
+
+    try:
+        process = psutil.Process(record.pid)
+        started, command = process.create_time(), process.cmdline()
+    except psutil.Error:
+        return False
+    return abs(started - record.started) <= START_TIME_TOLERANCE_SECONDS and RUNNER_MODULE in command
+
+
+def live_runner(port: int) -> RunnerRecord | None:
+    """The runner serving `port` according to its pid file; a stale file is removed, nothing signalled."""
+    record = read_pid_file(port)
+    if record is None:
+        return None
+    if is_the_runner(record):
+        return record
+    with contextlib.suppress(OSError):
+        pid_path(port).unlink()
+    return None
