@@ -1,6 +1,7 @@
 """Model references: parsing, normalisation and display.
 
-`smollm2` means `docker.io/ai/smollm2:latest`; `localhost:5000/x:v1` names another registry;
+`smollm2` means `docker.io/ai/smollm2:latest`; `localhost:5000/x:v1` names another registry; capitals in
+a repository name are refused as Docker refuses them (tags keep their case);
 `hf.co/org/repo:Q4_K_M` names a GGUF repository on Hugging Face. Pure: no I/O.
 """
 
@@ -26,6 +27,7 @@ _REGISTRY = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*(?::[0-9]{{1,5}})?")
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MODEL_ID = re.compile(r"(?:sha256:)?[0-9a-f]{12,64}")
+_ID_PREFIX = re.compile(r"(?:sha256:)?[0-9a-f]{1,64}")
 
 
 class InvalidReferenceError(ValueError):
@@ -105,12 +107,28 @@ def parse_reference(text: str) -> Reference:
     if not name:
         raise InvalidReferenceError(original, "the repository name is missing")
 
-    registry, repository = _split_registry(name.lower(), original)
+    registry, repository = _split_registry(_lowercase(name, original), original)
     if len(registry) + 1 + len(repository) > _MAX_NAME_LENGTH:
         raise InvalidReferenceError(original, f"the name is longer than {_MAX_NAME_LENGTH} characters")
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(registry, repository, tag, digest)
+
+
+def _lowercase(name: str, original: str) -> str:
+    """Registry hosts are case-insensitive, and so are Hugging Face repositories (lower-cased here); any
+    other repository name with capitals is refused, as Docker refuses it, rather than changed silently."""
+    first, sep, rest = name.partition("/")
+    host = first.lower()
+    if sep and ("." in host or ":" in host or host == "localhost"):
+        if _REGISTRY_ALIASES.get(host, host) == HUGGINGFACE_REGISTRY:
+            return name.lower()
+        path = rest
+    else:
+        host, sep, path = "", "", name
+    if path != path.lower():
+        raise InvalidReferenceError(original, f"repository name {path!r} must be lowercase: use {path.lower()!r}")
+    return f"{host}{sep}{path}"
 
 
 def _split_registry(name: str, original: str) -> tuple[str, str]:
@@ -152,3 +170,8 @@ def display_name(canonical: str) -> str:
 def is_model_id(text: str) -> bool:
     """True for `sha256:<64 hex>` and for a model ID prefix of 12 or more hex digits."""
     return _MODEL_ID.fullmatch(text) is not None
+
+
+def is_id_prefix(text: str) -> bool:
+    """True for text that can be the start of a model ID (`4a1b`, `sha256:4a1b...`); it may be a name too."""
+    return _ID_PREFIX.fullmatch(text) is not None

@@ -25,7 +25,8 @@ DIGEST = "sha256:" + "ab" * 32
         ("library/smollm2", "docker.io/ai/smollm2:latest", "smollm2"),
         ("docker.io/ai/gemma3:4B-Q4_K_M", "docker.io/ai/gemma3:4B-Q4_K_M", "gemma3:4B-Q4_K_M"),
         ("index.docker.io/ai/gemma3", "docker.io/ai/gemma3:latest", "gemma3"),
-        ("SmolLM2:Q4_K_M", "docker.io/ai/smollm2:Q4_K_M", "smollm2:Q4_K_M"),
+        ("smollm2:Q4_K_M", "docker.io/ai/smollm2:Q4_K_M", "smollm2:Q4_K_M"),
+        ("LocalHost:5000/ai/x", "localhost:5000/ai/x:latest", "localhost:5000/ai/x"),
         ("myorg/llm:v2", "docker.io/myorg/llm:v2", "myorg/llm:v2"),
         ("localhost:5000/ai/x:v1", "localhost:5000/ai/x:v1", "localhost:5000/ai/x:v1"),
         ("localhost/x", "localhost/x:latest", "localhost/x"),
@@ -58,6 +59,8 @@ def test_parts_and_huggingface_flag() -> None:
     ("text", "problem"),
     [
         ("", "empty"),
+        ("SmolLM2:Q4_K_M", "repository name 'SmolLM2' must be lowercase: use 'smollm2'"),
+        ("localhost:5000/Team/x", "repository name 'Team/x' must be lowercase"),
         ("   ", "empty"),
         ("smol lm", "whitespace"),
         ("model:", "tag ''"),
@@ -128,11 +131,12 @@ def test_canonical_form_is_a_fixed_point(text: str) -> None:
 
 
 @given(first_component, st.lists(component, max_size=2), tag)
-def test_names_are_lowercased_tags_are_not(first: str, rest: list[str], tag_text: str) -> None:
+def test_capital_names_are_refused_tags_keep_their_case(first: str, rest: list[str], tag_text: str) -> None:
     name = "/".join([first, *rest])
-    ref = parse_reference(f"{name.upper()}:{tag_text}")
-    assert ref == parse_reference(f"{name}:{tag_text}")
-    assert ref.tag == tag_text
+    if name != name.upper():
+        with pytest.raises(InvalidReferenceError, match="must be lowercase"):
+            parse_reference(f"{name.upper()}:{tag_text}")
+    assert parse_reference(f"{name}:{tag_text}").tag == tag_text
 
 
 @given(st.text(max_size=80))

@@ -68,6 +68,17 @@ def pieces_of(chunk: dict) -> Iterator[Piece]:
             yield Piece(delta["content"])
 
 
+def checked_text(text: str, what: str) -> str:
+    """Text from the command line or the terminal, refused when it holds bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.ClickException(
+            f"{what} is not UTF-8 text: set your terminal to UTF-8, or convert the text first"
+        ) from None
+    return text
+
+
 def safe_for_terminal(text: str) -> str:
     return CONTROL.sub("", text)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import socket
 import sys
 import time
@@ -20,7 +21,7 @@ import click
 
 from docker_model import settings
 from docker_model.cli import runner_process
-from docker_model.reference import InvalidReferenceError, is_model_id, parse_reference
+from docker_model.reference import InvalidReferenceError, is_id_prefix, parse_reference
 
 NOT_RUNNING = "Docker Model Runner is not running"
 RUNNING = "Docker Model Runner is running"
@@ -30,9 +31,9 @@ PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def qualified(name: str) -> str:
-    """A model ID (or ID prefix) as given, any other name as its full reference (`docker.io/ai/purge:latest`),
+    """Hex digits as given (an ID or its prefix), any other name as its full reference (`docker.io/ai/purge:latest`),
     so that the runner never reads a model name as one of its route words (`purge`, `create`, `load`)."""
-    if is_model_id(name):
+    if is_id_prefix(name):  # an ID, a prefix of one, or a name: the runner tries them in Docker's order
         return name
     try:
         return str(parse_reference(name))
@@ -121,12 +122,13 @@ class RunnerClient:
         json_body: Any = None,
         data: bytes | Iterable[bytes] | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> Reply:
         """One request, whatever its status; raises OSError when the runner cannot be reached."""
         connection_type = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         connection = connection_type(self.host, self.port, timeout=timeout)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         body: bytes | Iterable[bytes] | None = data
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -134,7 +136,12 @@ class RunnerClient:
         target = self.prefix + path + (f"?{urlencode(params)}" if params else "")
         chunked = body is not None and not isinstance(body, bytes)
         try:
-            connection.request(method, target, body=body, headers=headers, encode_chunked=chunked)
+            try:
+                connection.request(method, target, body=body, headers=headers, encode_chunked=chunked)
+            except (BrokenPipeError, ConnectionResetError):
+                if not chunked:
+                    raise
+                # The runner answered before the whole body was sent (a refusal): read that answer.
             return Reply(connection, connection.getresponse(), self.base_url)
         except BaseException:
             connection.close()
@@ -154,16 +161,35 @@ class RunnerClient:
 
     def ensure_running(self) -> None:
         """Start the runner in the background when it is local and not answering, then wait for it."""
-        if self.checked or self.found_running():
+        if self.checked:
+            return
+        if self.found_running():
             self.checked = True
+            self.warn_if_another_store()
             return
         port = runner_process.runner_port_of(self.base_url)
         if port is None:
             raise click.ClickException(f"{NOT_RUNNING} at {self.base_url}; start it there, or unset MODEL_RUNNER_HOST")
-        with runner_process.start_lock(port):
-            if not self.found_running():  # another CLI may have started it while this one waited
-                self.start_and_wait(port)
+        try:
+            with runner_process.start_lock(port):
+                if not self.found_running():  # another CLI may have started it while this one waited
+                    self.start_and_wait(port)
+        except runner_process.StateDirError as error:
+            raise click.ClickException(str(error)) from None
         self.checked = True
+
+    def warn_if_another_store(self) -> None:
+        """A runner already up keeps the store it started with: say so when MODELS_PATH names another."""
+        wanted = os.environ.get("MODELS_PATH")
+        if not wanted:
+            return
+        serving = self.send("GET", "/version").json().get("models_path")
+        if serving and os.path.realpath(os.path.expanduser(wanted)) != os.path.realpath(serving):
+            click.echo(
+                f"Warning: MODELS_PATH is {wanted}, but the running runner uses the store {serving}; "
+                "run `docker model restart-runner` to use MODELS_PATH",
+                err=True,
+            )
 
     def found_running(self) -> bool:
         """Whether the runner answers; another program on its address is an error naming the way out."""
@@ -182,6 +208,8 @@ class RunnerClient:
             while not self.found_running():
                 if process.poll() is not None:
                     tail = runner_process.last_log_lines(port)
+                    if not tail:  # it could not even write its log
+                        raise click.ClickException(str(runner_process.StateDirError.unwritable_log(port)))
                     raise click.ClickException(f"the runner failed to start:\n{tail}")
                 if time.monotonic() > deadline:
                     raise click.ClickException(

@@ -38,11 +38,12 @@ def matches(model: dict, wanted: str) -> bool:
     return False
 
 
-def list_rows(models: list[dict]) -> list[list[str]]:
+def list_rows(models: list[dict], contexts: dict[str, int]) -> list[list[str]]:
+    """Table rows; CONTEXT is the context each model runs with (`contexts`, by model ID)."""
     rows = []
     for model in models:
         config = model.get("config") or {}
-        context = context_length(config)
+        context = contexts.get(model["id"]) or context_length(config)
         for tag in model["tags"] or [None]:
             rows.append(
                 [
@@ -80,7 +81,9 @@ def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> 
     elif quiet:
         click.echo("\n".join(dict.fromkeys(short_id(entry["id"]) for entry in models)))
     else:
-        click.echo(table(LIST_HEADERS, list_rows(models)))
+        settings = client.get_json("/engines/_configure")["models"]
+        contexts = {entry["model"]: entry["context_size"] for entry in settings}
+        click.echo(table(LIST_HEADERS, list_rows(models, contexts)))
 
 
 @click.command()

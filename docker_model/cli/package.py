@@ -78,5 +78,8 @@ def package(
             raise click.ClickException(str(error)) from None
         click.echo(f"Model pushed successfully to {reference}")
         return
-    RunnerClient().request("POST", "/models/load", params={"tag": reference}, data=tar_chunks(artifact)).close()
+    size = str(len(artifact.config_bytes) + sum(layer.size for layer in artifact.layers))
+    RunnerClient().request(
+        "POST", "/models/load", params={"tag": reference}, headers={"X-Model-Size": size}, data=tar_chunks(artifact)
+    ).close()
     click.echo(f"Model packaged successfully as {reference}")

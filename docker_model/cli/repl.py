@@ -6,7 +6,7 @@ import contextlib
 
 import click
 
-from docker_model.cli.chat_stream import print_reply, stream_chat
+from docker_model.cli.chat_stream import checked_text, print_reply, stream_chat
 from docker_model.cli.client import RunnerClient, RunnerError
 
 PROMPT = "> "
@@ -116,6 +116,11 @@ def answer(
     """One turn. Errors are shown and the chat goes on; when the history outgrows the model's context,
     the oldest turns are dropped, as long as any are left."""
     client.checked = False  # the runner may have stopped since the last turn: start it again if so
+    try:
+        checked_text(text, "the message")
+    except click.ClickException as error:
+        click.echo(f"Error: {error.message}", err=True)
+        return
     while True:
         pieces = stream_chat(client, model, conversation.messages(text), debug, conversation.options)
         try:

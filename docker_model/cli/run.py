@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from docker_model.cli.chat_stream import print_reply, stream_chat
+from docker_model.cli.chat_stream import checked_text, print_reply, stream_chat
 from docker_model.cli.client import RunnerClient, model_path
 from docker_model.cli.transfer import pull_model
 
@@ -24,9 +24,16 @@ def ensure_model(client: RunnerClient, model: str) -> None:
 
 def prompt_from(words: tuple[str, ...]) -> str:
     """The prompt: the arguments, plus piped standard input after a blank line."""
-    prompt = " ".join(words)
+    prompt = checked_text(" ".join(words), "the prompt")
     if not sys.stdin.isatty():
-        piped = sys.stdin.read().strip()
+        data = sys.stdin.buffer.read()
+        try:
+            piped = data.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            raise click.ClickException(
+                f"standard input is not UTF-8 text (byte {error.start} is {data[error.start]:#04x}): "
+                "convert it first, e.g. `iconv -f latin1 -t utf-8 FILE`"
+            ) from None
         prompt = f"{prompt}\n\n{piped}" if prompt and piped else prompt or piped
     return prompt
 
@@ -45,6 +52,10 @@ def run(model: str, prompt: tuple[str, ...], detach: bool, debug: bool, color: s
     """Run a model: answer PROMPT, or chat when no prompt is given."""
     if detach and prompt:
         raise click.UsageError("--detach only loads the model: leave out the prompt, or drop --detach to get an answer")
+    one_shot = bool(prompt) or not sys.stdin.isatty()
+    text = prompt_from(prompt) if one_shot and not detach else ""  # checked before anything starts
+    if one_shot and not detach and not text:
+        raise click.UsageError("the prompt is empty: give one as arguments or on standard input")
     client = RunnerClient()
     client.ensure_running()
     ensure_model(client, model)
@@ -54,10 +65,7 @@ def run(model: str, prompt: tuple[str, ...], detach: bool, debug: bool, color: s
         click.echo(f"Model {model} is loaded")
         return
     markdown = use_markdown(color)
-    if prompt or not sys.stdin.isatty():
-        text = prompt_from(prompt)
-        if not text:
-            raise click.UsageError("the prompt is empty: give one as arguments or on standard input")
+    if one_shot:
         try:
             print_reply(stream_chat(client, model, [{"role": "user", "content": text}], debug), markdown)
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ process that the pid file names *and* that is still that runner is ever signalle
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -39,11 +40,31 @@ def log_path(port: int) -> Path:
     return settings.state_dir() / f"runner-{port}.log"
 
 
+class StateDirError(Exception):
+    """The runner's state directory cannot be written; the message names it and the way out."""
+
+    def __init__(self, error: OSError) -> None:
+        where = error.filename or settings.state_dir()
+        super().__init__(
+            f"cannot write the runner's state in {where}: {error.strerror}; "
+            "free some space there, or set DOCKER_MODEL_STATE_DIR to a writable folder"
+        )
+
+    @classmethod
+    def unwritable_log(cls, port: int) -> StateDirError:
+        """The runner exited without a word in its log: its state directory is full or not writable."""
+        return cls(OSError(errno.ENOSPC, "the runner exited and its log is empty (is it full?)", str(log_path(port))))
+
+
 @contextlib.contextmanager
 def start_lock(port: int) -> Iterator[None]:
     """Held while one CLI starts the runner of `port`; others wait, then find it running."""
-    settings.state_dir().mkdir(parents=True, exist_ok=True)
-    with open(settings.state_dir() / f"runner-{port}.lock", "a") as lock:
+    try:
+        settings.state_dir().mkdir(parents=True, exist_ok=True)
+        lock = open(settings.state_dir() / f"runner-{port}.lock", "a")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise StateDirError(error) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -53,8 +74,11 @@ def start_lock(port: int) -> Iterator[None]:
 
 def start(port: int) -> subprocess.Popen[bytes]:
     """Start the runner detached from this terminal, logging to its log file; it writes its own pid file."""
-    settings.state_dir().mkdir(parents=True, exist_ok=True)
-    with open(log_path(port), "ab") as log:
+    try:
+        log = open(log_path(port), "ab")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise StateDirError(error) from None
+    with log:
         return subprocess.Popen(
             [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)],
             stdin=subprocess.DEVNULL,

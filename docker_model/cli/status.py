@@ -32,13 +32,17 @@ def status(as_json: bool) -> None:
             click.echo("Start it with: docker model start-runner", err=True)
         sys.exit(1)
     backends = client.get_json("/engines/status")
+    models_path = client.get_json("/version").get("models_path")
     if as_json:
-        click.echo(json.dumps({"running": True, "backends": backends, "endpoint": endpoint}))
+        click.echo(
+            json.dumps({"running": True, "backends": backends, "endpoint": endpoint, "models_path": models_path})
+        )
         return
     click.echo("Docker Model Runner is running\n")
     click.echo(
         table(("BACKEND", "STATUS", "DETAILS"), [[name, *split_status(text)] for name, text in backends.items()])
     )
+    click.echo(f"\nModel store: {models_path}")
 
 
 def local_port(client: RunnerClient) -> int:

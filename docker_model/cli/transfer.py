@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import click
 
 from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
+from docker_model.reference import display_name
 
 PLAIN_PROGRESS_INTERVAL_SECONDS = 1.0
 
@@ -17,18 +18,21 @@ def render_progress(events: Iterator[dict], err: bool = False) -> str:
     """Show progress events on stdout (stderr with `err`); returns the final success message."""
     if (sys.stderr if err else sys.stdout).isatty():
         return render_bars(events, err)
-    last_line_at = 0.0
+    last_line_at, last_line = 0.0, ""
     for event in events:
         if event.get("type") == "success":
             return event.get("message", "")
+        message = event.get("message", "")
         if event.get("type") == "progress":
             layer = event.get("layer") or {}
             finished = layer.get("current") == layer.get("size")
-            if finished or time.monotonic() - last_line_at >= PLAIN_PROGRESS_INTERVAL_SECONDS:
-                click.echo(event.get("message", ""), err=err)
-                last_line_at = time.monotonic()
-        elif event.get("message"):
-            click.echo(event["message"], err=err)
+            due = finished or time.monotonic() - last_line_at >= PLAIN_PROGRESS_INTERVAL_SECONDS
+            if not due or message == last_line:  # a line says something new, or nothing is printed
+                continue
+            last_line_at = time.monotonic()
+        if message:
+            click.echo(message, err=err)
+            last_line = message
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
 
@@ -61,7 +65,30 @@ def pull_model(client: RunnerClient, model: str, err: bool = False) -> None:
     except KeyboardInterrupt:
         click.echo("\nPull interrupted; run the same command again to resume the download.", err=True)
         sys.exit(130)
+    except click.ClickException as error:
+        near = near_local_models(client, model)
+        if near:
+            error.message += f"; did you mean {' or '.join(near)}?"
+        raise
     click.echo(message, err=err)
+
+
+def near_local_models(client: RunnerClient, wanted: str) -> list[str]:
+    """Local models whose name is one typo (an edit of one character) away from `wanted`."""
+    wanted = display_name(qualified(wanted))
+    names = {display_name(tag) for model in client.get_json("/models") for tag in model.get("tags") or []}
+    return sorted(name for name in names if one_edit_apart(name, wanted))
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """True when one insertion, deletion, substitution or swap of two neighbours turns `a` into `b`."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    swapped = len(a) == len(b) and a[start : start + 2] == b[start : start + 2][::-1]
+    if swapped and a[start + 2 :] == b[start + 2 :]:
+        return True
+    return a[start + (len(a) >= len(b)) :] == b[start + (len(b) >= len(a)) :]
 
 
 @click.command()

@@ -40,7 +40,7 @@ class UnsupportedFormatError(DistributionError):
 
 class RegistryUnreachableError(DistributionError):
     def __init__(self, registry: str, cause: object) -> None:
-        super().__init__(f"cannot reach registry {registry} ({cause}): check the network and the registry address")
+        super().__init__(f"cannot reach registry {registry}: {cause}; check the network and the registry address")
         self.registry = registry
 
 

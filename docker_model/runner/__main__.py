@@ -47,7 +47,13 @@ def main() -> None:
     except settings.SettingsError as error:
         parser.error(str(error))
     listener = bind(args.host, port)
-    record = runner_pid.write_pid_file(port)
+    try:
+        record = runner_pid.write_pid_file(port)
+    except OSError as error:
+        sys.exit(
+            f"cannot write the pid file {runner_pid.pid_path(port)}: {error.strerror}; free some space there "
+            "or set DOCKER_MODEL_STATE_DIR to a writable folder"
+        )
     logging.getLogger("docker_model.runner").info("listening on http://%s:%d (pid %d)", args.host, port, record.pid)
     try:
         config = uvicorn.Config(

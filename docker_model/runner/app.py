@@ -32,9 +32,9 @@ async def root(request: Request) -> PlainTextResponse:
 
 
 async def version(request: Request) -> JSONResponse:
-    accelerator = request.app.state.runner.accelerator
-    engine = f"llama.cpp (llama-cpp-python {engines.engine_version()}, {accelerator.kind})"
-    return JSONResponse({"version": __version__, "engine": engine})
+    state = request.app.state.runner
+    engine = f"llama.cpp (llama-cpp-python {engines.engine_version()}, {state.accelerator.kind})"
+    return JSONResponse({"version": __version__, "engine": engine, "models_path": str(state.store.root)})
 
 
 def build_state(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator) -> RunnerState:

@@ -86,7 +86,8 @@ def test_pull_shows_the_true_model_facts(model_cli: DockerCLI, remote_name: str)
     assert "Downloaded" in result.stdout
     row = list_row(model_cli, remote_name)
     assert row["PARAMETERS"].startswith("134.")  # SmolLM2-135M has 134.5M parameters
-    assert (row["QUANTIZATION"], row["ARCHITECTURE"], row["CONTEXT"]) == ("Q4_1", "llama", "8192")
+    # CONTEXT is what the model runs with: not packaged with one, so 4096 (capped at the trained 8192).
+    assert (row["QUANTIZATION"], row["ARCHITECTURE"], row["CONTEXT"]) == ("Q4_1", "llama", "4096")
     assert row["SIZE"].endswith("MiB")
     assert len(row["MODEL ID"]) == 12
 

@@ -4,29 +4,24 @@ real pseudo-terminal, all through the real docker CLI and a runner it started.""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pexpect
 import pytest
+import requests
 
+from tests.cli.conftest import MODEL
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.runner import RunnerEnv
 
 pytestmark = pytest.mark.integration
-
-MODEL = "ai/smollm2"
-
-
-@pytest.fixture(scope="module")
-def chat_cli(model_cli: DockerCLI, smollm2_gguf: Path) -> DockerCLI:
-    packaged = model_cli.run("model", "package", "--gguf", str(smollm2_gguf), MODEL)
-    assert packaged.returncode == 0, packaged.stderr
-    # Greedy sampling keeps a 135M model's answers short and repeatable (at 0.8 it may ramble for minutes).
-    configured = model_cli.run("model", "configure", MODEL, "--", "--temp", "0")
-    assert configured.returncode == 0, configured.stderr
-    return model_cli
 
 
 def test_run_answers_a_prompt_and_exits(chat_cli: DockerCLI) -> None:
@@ -161,3 +156,80 @@ def test_logs_show_the_runner_log(chat_cli: DockerCLI, runner_env: RunnerEnv) ->
     result = chat_cli.run("model", "logs")
     assert result.returncode == 0, result.stderr
     assert f"listening on http://127.0.0.1:{runner_env.port}" in result.stdout
+
+
+def test_configure_with_a_lone_separator_clears_the_runtime_flags(chat_cli: DockerCLI, runner_env: RunnerEnv) -> None:
+    def flags() -> list[str]:
+        entries = requests.get(f"{runner_env.base_url}/engines/_configure", timeout=10).json()["models"]
+        model_id = json.loads(chat_cli.run("model", "inspect", MODEL).stdout)["id"]
+        return next(entry["runtime_flags"] for entry in entries if entry["model"] == model_id)
+
+    assert chat_cli.run("model", "configure", MODEL, "--", "--top-k", "5", "--temp", "0").returncode == 0
+    assert flags() == ["--top-k", "5", "--temp", "0"]
+    assert chat_cli.run("model", "configure", "--keep-alive", "5m", MODEL).returncode == 0
+    assert flags() == ["--top-k", "5", "--temp", "0"]  # no `--`: the flags stay
+    assert chat_cli.run("model", "configure", MODEL, "--").returncode == 0
+    assert flags() == []
+    assert chat_cli.run("model", "configure", MODEL, "--", "--temp", "0").returncode == 0
+
+
+def long_stream(runner_env: RunnerEnv, started: threading.Event, finish: list) -> None:
+    client = openai.OpenAI(base_url=f"{runner_env.base_url}/engines/v1", api_key="-", max_retries=0)
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count."}],
+        max_tokens=120,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    try:
+        for chunk in stream:
+            started.set()
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish.append(chunk.choices[0].finish_reason)
+    except Exception as error:  # the test reads what happened
+        finish.append(error)
+
+
+def test_rm_refuses_a_model_that_is_answering_unless_forced(
+    chat_cli: DockerCLI, runner_env: RunnerEnv, smollm2_gguf: Path
+) -> None:
+    started, finish = threading.Event(), []
+    streamer = threading.Thread(target=long_stream, args=(runner_env, started, finish))
+    streamer.start()
+    assert started.wait(60)
+    refused = chat_cli.run("model", "rm", MODEL)
+    assert refused.returncode == 1
+    assert "is answering 1 request(s)" in refused.stderr and "--force" in refused.stderr
+    streamer.join(120)
+    assert finish == ["length"]  # the answer went on, whole
+    assert json.loads(chat_cli.run("model", "list", "--json").stdout)  # the model is still there
+
+    started, finish = threading.Event(), []
+    streamer = threading.Thread(target=long_stream, args=(runner_env, started, finish))
+    streamer.start()
+    assert started.wait(60)
+    forced = chat_cli.run("model", "rm", "--force", MODEL)
+    assert forced.returncode == 0, forced.stderr
+    streamer.join(120)
+    assert finish and finish[0] != "length"  # forced: that answer stopped
+    assert chat_cli.run("model", "package", "--gguf", str(smollm2_gguf), MODEL).returncode == 0
+    assert chat_cli.run("model", "configure", MODEL, "--", "--temp", "0").returncode == 0
+
+
+def test_an_answer_cut_off_by_a_dying_worker_is_an_error(chat_cli: DockerCLI, runner_env: RunnerEnv) -> None:
+    chat_cli.run("model", "run", "--detach", MODEL)
+    answer = subprocess.Popen(
+        ["docker", "model", "run", MODEL, "Write a very long story about a dragon, with many chapters."],
+        env=chat_cli.environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert answer.stdout is not None
+    answer.stdout.read(20)  # the answer is streaming
+    running = requests.get(f"{runner_env.base_url}/engines/ps", timeout=10).json()
+    os.kill(next(entry["pid"] for entry in running if entry["model_name"].endswith("smollm2")), signal.SIGKILL)
+    _, err = answer.communicate(timeout=120)
+    assert answer.returncode == 1
+    assert err.decode().startswith("Error: ")
+    assert "incomplete" in err.decode() or "stopped unexpectedly" in err.decode()

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from tests.fixtures.docker_cli import DockerCLI
+from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.runner import RunnerEnv, make_runner_env
 
 pytestmark = pytest.mark.integration
@@ -165,3 +167,21 @@ def test_a_runner_on_a_taken_port_says_so_in_one_line(fresh_env: RunnerEnv, othe
         "stop what uses that port or choose another with MODEL_RUNNER_PORT"
     )
     assert not (fresh_env.state_dir / f"runner-{other_program}.pid").exists()
+
+
+def test_a_model_that_fails_to_load_leaves_the_loaded_one_serving(
+    installed_plugin: Path, fresh_env: RunnerEnv, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    cli = DockerCLI(installed_plugin, {**fresh_env.variables(), "DOCKER_MODEL_MAX_LOADED_MODELS": "1"})
+    assert cli.run("model", "package", "--gguf", str(smollm2_gguf), "working").returncode == 0
+    broken = write_gguf(tmp_path / "broken.gguf")  # valid metadata, no usable weights
+    assert cli.run("model", "package", "--gguf", str(broken), "broken").returncode == 0
+    assert cli.run("model", "run", "--detach", "working").returncode == 0
+    before = requests.get(f"{fresh_env.base_url}/engines/ps", timeout=10).json()
+    failed = cli.run("model", "run", "broken", "hi")
+    assert failed.returncode == 1
+    assert "model broken failed to load" in failed.stderr
+    after = requests.get(f"{fresh_env.base_url}/engines/ps", timeout=10).json()
+    assert [(m["model_name"], m["pid"]) for m in after] == [(m["model_name"], m["pid"]) for m in before]
+    answered = cli.run("model", "run", "working", "Say hi.")
+    assert answered.returncode == 0, answered.stderr

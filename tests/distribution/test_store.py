@@ -135,11 +135,18 @@ def test_untagged_model_is_listed_and_deleted_by_id(tmp_path: Path, store: Store
     assert store.remove(model.short_id) == [("Deleted", model.id)]
 
 
-def test_id_prefix_needs_12_digits(tmp_path: Path, store: Store) -> None:
-    model = store.write_artifact(tiny_artifact(tmp_path, 1), ["x"])
+def test_any_unique_id_prefix_names_a_model(tmp_path: Path, store: Store) -> None:
+    models = [store.write_artifact(tiny_artifact(tmp_path, seed), [f"m{seed}"]) for seed in range(17)]
+    model = models[0]
     assert store.get(model.id[7:19]).id == model.id
-    with pytest.raises(ModelNotFoundError):  # 8 hex digits read as a model name
-        store.get(model.id[7:15])
+    shortest = next(n for n in range(1, 65) if sum(m.id[7:].startswith(model.id[7 : 7 + n]) for m in models) == 1)
+    assert store.get(model.id[7 : 7 + shortest]).id == model.id
+    digit = next(d for d in "0123456789abcdef" if sum(m.id[7] == d for m in models) > 1)  # 17 models, 16 digits
+    with pytest.raises(ConflictError, match=f"model ID prefix '{digit}' is ambiguous: it starts ") as ambiguous:
+        store.get(digit)
+    assert all(m.id[7:19] in str(ambiguous.value) for m in models if m.id[7] == digit)
+    named = store.write_artifact(tiny_artifact(tmp_path, 99), [model.id[7:11]])  # a model named like a prefix
+    assert store.get(model.id[7:11]).id == named.id  # a name comes before an ID prefix
 
 
 def test_bundle_hard_links_blobs(tmp_path: Path, store: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -135,10 +136,31 @@ def retrying(
             if attempt == attempts:
                 if exc.status is not None:
                     raise RegistryError(where, exc.status, f"server error, {attempt} attempts") from exc
-                raise RegistryUnreachableError(where, exc) from exc
+                raise RegistryUnreachableError(where, plain_cause(exc)) from exc
             pause = backoff * 2 ** (attempt - 1)
             if cancel is None:
                 time.sleep(pause)
             elif cancel.wait(pause):
                 raise PullCancelledError() from exc
     raise AssertionError("unreachable")
+
+
+# What the network libraries' nested messages mean, in a few words a user can act on.
+_CAUSES = (
+    ("Name or service not known|Failed to resolve|nodename nor servname|getaddrinfo failed", "host name not found"),
+    ("Connection refused", "connection refused"),
+    ("timed out|Timeout", "timed out"),
+    ("CERTIFICATE_VERIFY_FAILED|certificate verify failed", "its TLS certificate is not trusted"),
+    ("SSLError|SSL:", "TLS handshake failed"),
+    ("Connection reset|RemoteDisconnected|Connection aborted", "connection closed by the server"),
+    ("Network is unreachable|No route to host", "network unreachable"),
+)
+
+
+def plain_cause(error: BaseException) -> str:
+    """The cause of a network error without urllib3's internals (pools, retries, object reprs)."""
+    text = str(error)
+    for pattern, words in _CAUSES:
+        if re.search(pattern, text):
+            return words
+    return text.splitlines()[0][:120] if text else type(error).__name__

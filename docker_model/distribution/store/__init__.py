@@ -27,7 +27,7 @@ from docker_model.distribution.store.index import Index, IndexEntry, read_index,
 from docker_model.distribution.store.layout import Layout
 from docker_model.distribution.store.locks import exclusive
 from docker_model.distribution.store.manifests import ManifestStore
-from docker_model.reference import InvalidReferenceError, display_name, is_model_id, parse_reference
+from docker_model.reference import InvalidReferenceError, display_name, is_id_prefix, parse_reference
 
 __all__ = ["Bundle", "Store"]
 
@@ -100,23 +100,39 @@ class Store:
         return self.read_index().find(model_id) is not None
 
     def _resolve(self, index: Index, text: str) -> tuple[IndexEntry, str | None]:
-        """The model `text` names and, when named by tag, that tag (canonical)."""
-        if is_model_id(text):
-            prefix = text.removeprefix("sha256:")
-            matches = [m for m in index.models if m.id.removeprefix("sha256:").startswith(prefix)]
-            if len(matches) > 1:
-                raise ConflictError(f"model ID {text!r} is ambiguous ({len(matches)} models): give more digits")
-            if matches:
-                return matches[0], None
-        ref = parse_reference(text)
-        if ref.digest is not None:
+        """The model `text` names and, when named by tag, that tag (canonical).
+
+        As Docker does: a full ID, else a name, else any unique prefix of an ID (an ambiguous one is
+        refused, listing the models it could mean).
+        """
+        hex_digits = text.removeprefix("sha256:")
+        if is_id_prefix(text) and len(hex_digits) == 64:
+            entry = index.find(f"sha256:{hex_digits}")
+            if entry is not None:
+                return entry, None
+        try:
+            ref = parse_reference(text)
+        except InvalidReferenceError:
+            if not is_id_prefix(text):
+                raise
+            ref = None
+        if ref is not None and ref.digest is not None:
             entry = index.find(ref.digest)
             if entry is not None:
                 return entry, None
-        else:
+        elif ref is not None:
             entry = index.with_tag(str(ref))
             if entry is not None:
                 return entry, str(ref)
+        if is_id_prefix(text):
+            matches = [m for m in index.models if m.id.removeprefix("sha256:").startswith(hex_digits)]
+            if len(matches) > 1:
+                candidates = ", ".join(
+                    f"{m.id[7:19]} ({', '.join(display_name(t) for t in m.tags) or 'untagged'})" for m in matches
+                )
+                raise ConflictError(f"model ID prefix {text!r} is ambiguous: it starts {candidates}; give more digits")
+            if matches:
+                return matches[0], None
         raise ModelNotFoundError(text)
 
     def tag(self, source: str, target: str) -> None:

@@ -15,7 +15,7 @@ from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_json, state_of
 from docker_model.runner.api.errors import APIError
 from docker_model.runner.backend.launcher import check_runtime_flags
-from docker_model.runner.model_settings import ModelSettings
+from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, ModelSettings, effective_context_size
 from docker_model.units import parse_duration
 
 BACKEND_NAME = "llama.cpp"
@@ -138,11 +138,32 @@ async def engines_configure(request: Request) -> JSONResponse:
     )
 
 
+async def configured_settings(request: Request) -> JSONResponse:
+    """Every model's settings in effect: what `configure` set, else the defaults it loads with."""
+    state = state_of(request)
+    models = await asyncio.to_thread(state.store.list)
+    entries = []
+    for model in models:
+        settings = state.settings.get(model.id)
+        keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
+        entries.append(
+            {
+                "model": model.id,
+                "context_size": effective_context_size(settings, model.config),
+                "keep_alive": keep_alive,
+                "runtime_flags": settings.runtime_flags,
+                "configured": settings != ModelSettings(),
+            }
+        )
+    return JSONResponse({"models": entries})
+
+
 routes = [
     Route("/engines/status", engines_status, methods=["GET"]),
     Route("/engines/ps", engines_ps, methods=["GET"]),
     Route("/engines/df", engines_df, methods=["GET"]),
     Route("/engines/unload", engines_unload, methods=["POST"]),
     Route("/engines/_configure", engines_configure, methods=["POST"]),
+    Route("/engines/_configure", configured_settings, methods=["GET"]),
     Route(f"/engines/{BACKEND_NAME}/_configure", engines_configure, methods=["POST"]),
 ]

@@ -3,14 +3,28 @@ shape of `backend/errors.py` (`message`, `type`, `param`, string `code`)."""
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from docker_model import distribution
 from docker_model.runner.backend.errors import error_body, error_response
+from docker_model.units import human_bytes
 
-__all__ = ["APIError", "error_body", "handle_error", "response_for", "status_for"]
+__all__ = [
+    "APIError",
+    "error_body",
+    "free_bytes",
+    "handle_error",
+    "message_of",
+    "response_for",
+    "status_for",
+    "storage_problem",
+]
 
 DISTRIBUTION_STATUS: list[tuple[type[Exception], int]] = [
     (distribution.ModelNotFoundError, 404),
@@ -34,10 +48,36 @@ class APIError(Exception):
         self.code = code
 
 
+def free_bytes(path: str) -> int:
+    """Free space on the file system of `path` (or of its nearest existing parent folder)."""
+    while path and not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path or ".").free
+
+
+def storage_problem(error: OSError, where: str | None = None) -> str | None:
+    """What a failed write to the disk means for the user, naming the path; None for other errors."""
+    where = error.filename or where or "the model store"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left for {where} ({human_bytes(free_bytes(where))} free): free some, or move MODELS_PATH"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {where}: {error.strerror}; make it writable, or point MODELS_PATH elsewhere"
+    return None
+
+
+def message_of(error: Exception) -> str:
+    """The one-line message of any error a route raised."""
+    if isinstance(error, OSError) and (problem := storage_problem(error)):
+        return problem
+    return str(error) or type(error).__name__
+
+
 def status_for(error: Exception) -> int:
     """The HTTP status of an error raised by a route or the distribution library (500 when unexpected)."""
     if isinstance(error, APIError):
         return error.status
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 507
     if isinstance(error, HTTPException):
         return error.status_code
     for error_type, status in DISTRIBUTION_STATUS:
@@ -55,7 +95,7 @@ def response_for(error: Exception) -> JSONResponse:
         return error_response(str(error), status, "model", "model_not_found")
     if isinstance(error, HTTPException):
         return error_response(str(error.detail), status)
-    return error_response(str(error) or type(error).__name__, status)
+    return error_response(message_of(error), status)
 
 
 async def handle_error(request: Request, error: Exception) -> JSONResponse:

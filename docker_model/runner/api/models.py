@@ -14,18 +14,21 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from docker_model.distribution import Model, ProgressEvent
-from docker_model.reference import is_model_id, parse_reference
+from docker_model.reference import InvalidReferenceError, parse_reference
 from docker_model.runner.api.common import read_json, state_of
-from docker_model.runner.api.errors import APIError
+from docker_model.runner.api.errors import APIError, free_bytes, status_for, storage_problem
 from docker_model.runner.api.progress import stream_job
+from docker_model.units import human_bytes
 
 ROUTE_WORDS = ("create", "load", "purge")
+MODEL_SIZE_HEADER = "x-model-size"  # bytes of the model a `POST /models/load` sends, for an early room check
 
 
 def model_name(request: Request) -> str:
@@ -39,6 +42,13 @@ def model_name(request: Request) -> str:
             param="name",
         )
     return name
+
+
+def names_a_tag(model: Model, name: str) -> bool:
+    try:
+        return str(parse_reference(name)) in model.tags
+    except InvalidReferenceError:
+        return False
 
 
 def model_json(model: Model) -> dict:
@@ -81,7 +91,7 @@ async def delete_model(request: Request) -> JSONResponse:
     state = state_of(request)
     model = await asyncio.to_thread(state.store.get, name)
     serving = state.scheduler.requests_in_flight(model.id)
-    deletes = is_model_id(name) or len(model.tags) <= 1  # untagging one of several names stops nothing
+    deletes = len(model.tags) <= 1 or not names_a_tag(model, name)  # untagging one of several stops nothing
     if serving and deletes and not force:
         raise APIError(
             409,
@@ -122,13 +132,33 @@ async def load_model(request: Request) -> JSONResponse:
     store = state_of(request).store
     tag = request.query_params.get("tag")
     tags = [str(parse_reference(tag))] if tag else []
-    store.root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=os.fspath(store.root)) as spool:
-        async for chunk in request.stream():
-            await asyncio.to_thread(spool.write, chunk)
-        spool.seek(0)
-        model = await asyncio.to_thread(store.load, spool, tags)
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+        check_room(store.root, request.headers.get(MODEL_SIZE_HEADER, ""))
+        with tempfile.TemporaryFile(dir=os.fspath(store.root)) as spool:
+            async for chunk in request.stream():
+                await asyncio.to_thread(spool.write, chunk)
+            spool.seek(0)
+            model = await asyncio.to_thread(store.load, spool, tags)
+    except OSError as error:
+        problem = storage_problem(error, str(store.root))
+        if problem is None:
+            raise
+        raise APIError(status_for(error), problem) from None
     return JSONResponse(model_json(model), status_code=201)
+
+
+def check_room(root: Path, declared_size: str) -> None:
+    """Refuse at once a model the store has no room for: the upload is spooled, then stored as blobs."""
+    if not declared_size.isdigit():
+        return
+    needed, free = 2 * int(declared_size), free_bytes(str(root))
+    if free < needed:
+        raise APIError(
+            507,
+            f"no space left for this model in the store {root}: {human_bytes(free)} free, "
+            f"{human_bytes(needed)} needed while it is stored; free some, or move MODELS_PATH",
+        )
 
 
 async def purge_models(request: Request) -> JSONResponse:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.responses import Response, StreamingResponse
 
 from docker_model.distribution import ProgressEvent
-from docker_model.runner.api.errors import response_for
+from docker_model.runner.api.errors import message_of, response_for
 from docker_model.units import human_bytes
 
 PROGRESS_INTERVAL_SECONDS = 0.1
@@ -52,7 +52,9 @@ class ProgressThrottle:
         self.emit(
             {
                 "type": "progress",
-                "message": event.message or f"{self.verb} {human_bytes(done)} of {human_bytes(event.total)}",
+                "message": f"{event.layer_digest.removeprefix('sha256:')[:12]}: {event.message}"
+                if event.message  # a layer's own news ("Pushed"): say which layer
+                else f"{self.verb} {human_bytes(done)} of {human_bytes(event.total)}",
                 "total": event.total,
                 "layer": {"id": event.layer_digest, "size": event.layer_size, "current": event.current},
             }
@@ -85,7 +87,7 @@ async def stream_job(verb: str, job: Job) -> Response:
         try:
             while item is not _DONE:
                 if isinstance(item, Exception):
-                    item = {"type": "error", "message": str(item)}
+                    item = {"type": "error", "message": message_of(item)}
                 yield json.dumps(item).encode() + b"\n"
                 item = await queue.get()
         finally:

@@ -23,6 +23,7 @@ _KINDS = {
     500: ("server_error", "internal_error"),
     502: ("upstream_error", "upstream_error"),
     503: ("server_overloaded", "overloaded"),
+    507: ("server_error", "insufficient_storage"),
 }
 
 
