@@ -9,10 +9,10 @@ DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
 def human_bytes(count: float) -> str:
-    """Decimal units as docker prints them: `98.36MB`, `512B`."""
+    """Decimal units with two decimals, as Docker Model Runner prints sizes: `98.36MB`, `512.00B`."""
     for unit in DECIMAL_UNITS:
         if abs(count) < 1000 or unit == DECIMAL_UNITS[-1]:
-            return f"{int(count)}{unit}" if unit == "B" else f"{count:.2f}{unit}"
+            return f"{count:.2f}{unit}"
         count /= 1000
     raise AssertionError("unreachable")
 

@@ -20,7 +20,8 @@ def test_bad_durations_name_the_form(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("count", "text"), [(512, "512B"), (98_362_432, "98.36MB"), (1_500, "1.50kB"), (2_000_000_000, "2.00GB")]
+    ("count", "text"),
+    [(0, "0.00B"), (512, "512.00B"), (98_362_432, "98.36MB"), (1_500, "1.50kB"), (2_000_000_000, "2.00GB")],
 )
 def test_human_bytes(count: int, text: str) -> None:
     assert human_bytes(count) == text

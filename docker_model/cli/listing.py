@@ -101,10 +101,9 @@ def inspect(model: str, openai: bool) -> None:
 def df() -> None:
     """Show the disk used by models and the inference engine."""
     usage = RunnerClient().get_json("/engines/df")
-    rows = [
-        ["Models", human_bytes(usage["models_disk_usage"])],
-        ["Inference engine", human_bytes(usage["default_backend_disk_usage"])],
-    ]
+    rows = [["Models", human_bytes(usage["models_disk_usage"])]]
+    if usage["default_backend_disk_usage"]:  # as Docker Model Runner does: no engine, no row
+        rows.append(["Inference engine", human_bytes(usage["default_backend_disk_usage"])])
     click.echo(table(("TYPE", "SIZE"), rows))
 
 

@@ -316,3 +316,23 @@ def test_push_progress_without_a_terminal_prints_each_line_once_and_names_layers
         model_cli.run("model", "rm", target)
     finally:
         registry.stop()
+
+
+def test_a_read_only_model_store_names_the_store(installed_plugin: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(store)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (not root?): {mounted.stderr.decode().strip()}")
+    from tests.fixtures.registry import free_port
+
+    env = RunnerEnv(free_port(), store / "models", tmp_path / "state")
+    try:
+        gguf = write_gguf(tmp_path / "m.gguf")
+        line = one_line_error(
+            DockerCLI(installed_plugin, env.variables()).run("model", "package", "--gguf", str(gguf), "m")
+        )
+        assert f"cannot write {store / 'models'}: Read-only file system" in line
+    finally:
+        env.stop()
+        subprocess.run(["umount", "-l", str(store)], check=False)
