@@ -64,7 +64,7 @@ def llama_server(gguf: Path, workdir: Path, parallel: int, threads: int, ctx_per
 
 @cache
 def _end_of_generation_tokens(gguf: Path) -> frozenset[int]:
-    from docker_model.runner.backend.llama import LlamaModel
+    from docker_model.runner.worker.llama import LlamaModel
 
     model = LlamaModel(gguf)
     try:

@@ -159,6 +159,17 @@ def _split_registry(name: str, original: str) -> tuple[str, str]:
     return registry, "/".join(components)
 
 
+def short_id(digest: str) -> str:
+    """The 12 hex digits that name a model or a layer to users: `sha256:4a1b...` -> `4a1b...`."""
+    return digest.removeprefix("sha256:")[:12]
+
+
+def familiar_name(canonical: str) -> str:
+    """A stored tag as `rm` and `tag` report it, as Docker does: Docker Hub's registry left out, the
+    namespace and tag kept (`docker.io/ai/smollm2:latest` -> `ai/smollm2:latest`)."""
+    return canonical.removeprefix(f"{DEFAULT_REGISTRY}/")
+
+
 def display_name(canonical: str) -> str:
     """The display form of a stored tag; text that does not parse is shown as it is."""
     try:

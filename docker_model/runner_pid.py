@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docker_model import settings
+from docker_model.files import write_json
 
 RUNNER_MODULE = "docker_model.runner"
 START_TIME_TOLERANCE_SECONDS = 0.5
@@ -42,11 +43,7 @@ def process_start_time(pid: int) -> float | None:
 def write_pid_file(port: int) -> RunnerRecord:
     """Called by the runner itself, after binding `port`."""
     record = RunnerRecord(os.getpid(), port, process_start_time(os.getpid()) or 0.0)
-    path = pid_path(port)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{record.pid}.tmp")
-    temporary.write_text(json.dumps(record.__dict__))
-    temporary.replace(path)
+    write_json(pid_path(port), record.__dict__, sync=False)
     return record
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 APP_NAME = "docker-model"
 DEFAULT_RUNNER_PORT = 12434
 DEFAULT_RUNNER_BIND = "127.0.0.1"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # names of this machine in a URL or an Origin
+DEFAULT_CONTEXT_SIZE = 4096  # tokens per request, when neither `configure` nor the model's package set one
 
 
 class SettingsError(ValueError):

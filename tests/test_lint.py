@@ -1,4 +1,4 @@
-"""ruff keeps the code base clean: lint and formatting are part of the test suite, and so of CI."""
+"""ruff and mypy keep the code base clean: lint, formatting and types are part of the test suite, and so of CI."""
 
 from __future__ import annotations
 
@@ -15,4 +15,9 @@ def test_ruff_is_clean(command: list[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ruff", *command, "."], cwd=REPO_ROOT, capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,7 @@ import http.client
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import click
@@ -37,7 +37,7 @@ class Piece:
 
 def stream_chat(
     client: RunnerClient, model: str, messages: list[dict], debug: bool = False, options: dict | None = None
-) -> Iterator[Piece]:
+) -> Generator[Piece, None, None]:
     body = {"model": model, "messages": messages, "stream": True, **(options or {})}
     if debug:
         click.echo(f"POST {client.url('/engines/v1/chat/completions')}\n{json.dumps(body, indent=2)}", err=True)

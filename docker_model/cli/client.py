@@ -14,14 +14,19 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
 from docker_model import settings
+from docker_model.api_types import ProgressLine, VersionInfo
 from docker_model.cli import runner_process
+from docker_model.files import log_tail
 from docker_model.reference import InvalidReferenceError, is_id_prefix, parse_reference
+
+if TYPE_CHECKING:
+    from rich.status import Status
 
 NOT_RUNNING = "Docker Model Runner is not running"
 RUNNING = "Docker Model Runner is running"
@@ -183,7 +188,8 @@ class RunnerClient:
         wanted = os.environ.get("MODELS_PATH")
         if not wanted:
             return
-        serving = self.send("GET", "/version").json().get("models_path")
+        version: VersionInfo = self.send("GET", "/version").json()
+        serving = version.get("models_path")
         if serving and os.path.realpath(os.path.expanduser(wanted)) != os.path.realpath(serving):
             click.echo(
                 f"Warning: MODELS_PATH is {wanted}, but the running runner uses the store {serving}; "
@@ -207,7 +213,7 @@ class RunnerClient:
             deadline = time.monotonic() + runner_process.START_TIMEOUT_SECONDS
             while not self.found_running():
                 if process.poll() is not None:
-                    tail = runner_process.last_log_lines(port)
+                    tail = log_tail(runner_process.log_path(port), 5)
                     if not tail:  # it could not even write its log
                         raise click.ClickException(str(runner_process.StateDirError.unwritable_log(port)))
                     raise click.ClickException(f"the runner failed to start:\n{tail}")
@@ -233,7 +239,7 @@ class RunnerClient:
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
 
-    def stream_lines(self, method: str, path: str, **kwargs: Any) -> Iterator[dict]:
+    def stream_lines(self, method: str, path: str, **kwargs: Any) -> Iterator[ProgressLine]:
         """JSON lines of a progress stream; an `error` line becomes a one-line CLI error."""
         with self.request(method, path, **kwargs) as reply:
             for line in reply.iter_lines():
@@ -247,7 +253,7 @@ class RunnerClient:
                     raise unexpected_answer(reply, f"a progress line that is not a JSON object ({line[:60]!r})")
                 if event.get("type") == "error":
                     raise click.ClickException(event.get("message", "the runner reported an error"))
-                yield event
+                yield cast(ProgressLine, event)
 
 
 class RunnerError(click.ClickException):
@@ -277,7 +283,7 @@ class spinner:
 
     def __init__(self, message: str) -> None:
         self.message = message
-        self.status = None
+        self.status: Status | None = None
 
     def __enter__(self) -> spinner:
         if sys.stderr.isatty():

@@ -6,21 +6,17 @@ import json
 
 import click
 
+from docker_model.api_types import ConfiguredModels, DiskUsage, ModelInfo, RunningModel
 from docker_model.cli.client import RunnerClient, about_model, model_path
 from docker_model.cli.render import table, time_ago, time_until
-from docker_model.distribution.config_fields import context_length
-from docker_model.reference import display_name, is_model_id, parse_reference
+from docker_model.reference import display_name, is_model_id, parse_reference, short_id
 from docker_model.units import human_bytes
 
 LIST_HEADERS = ("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE")
 NONE = "<none>"
 
 
-def short_id(model_id: str) -> str:
-    return model_id.removeprefix("sha256:")[:12]
-
-
-def matches(model: dict, wanted: str) -> bool:
+def matches(model: ModelInfo, wanted: str) -> bool:
     """Whether a model answers to a `list MODEL` filter: an ID prefix, a tag, or a repository."""
     if is_model_id(wanted):
         return model["id"].removeprefix("sha256:").startswith(wanted.removeprefix("sha256:"))
@@ -38,16 +34,16 @@ def matches(model: dict, wanted: str) -> bool:
     return False
 
 
-def list_rows(models: list[dict], contexts: dict[str, int]) -> list[list[str]]:
+def list_rows(models: list[ModelInfo], contexts: dict[str, int]) -> list[list[str]]:
     """Table rows; CONTEXT is the context each model runs with (`contexts`, by model ID)."""
     rows = []
     for model in models:
         config = model.get("config") or {}
-        context = contexts.get(model["id"]) or context_length(config)
-        for tag in model["tags"] or [None]:
+        context = contexts.get(model["id"])
+        for tag in model["tags"] or [NONE]:
             rows.append(
                 [
-                    display_name(tag) if tag else NONE,
+                    NONE if tag == NONE else display_name(tag),
                     config.get("parameters", ""),
                     config.get("quantization", ""),
                     config.get("architecture", ""),
@@ -73,7 +69,7 @@ def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> 
     if openai:
         click.echo(json.dumps(client.get_json("/engines/v1/models"), indent=2))
         return
-    models = client.get_json("/models")
+    models: list[ModelInfo] = client.get_json("/models")
     if model:
         models = [entry for entry in models if matches(entry, model)]
     if as_json:
@@ -81,8 +77,8 @@ def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> 
     elif quiet:
         click.echo("\n".join(dict.fromkeys(short_id(entry["id"]) for entry in models)))
     else:
-        settings = client.get_json("/engines/_configure")["models"]
-        contexts = {entry["model"]: entry["context_size"] for entry in settings}
+        configured: ConfiguredModels = client.get_json("/engines/_configure")
+        contexts = {entry["model"]: entry["context_size"] for entry in configured["models"]}
         click.echo(table(LIST_HEADERS, list_rows(models, contexts)))
 
 
@@ -100,7 +96,7 @@ def inspect(model: str, openai: bool) -> None:
 @click.command()
 def df() -> None:
     """Show the disk used by models and the inference engine."""
-    usage = RunnerClient().get_json("/engines/df")
+    usage: DiskUsage = RunnerClient().get_json("/engines/df")
     rows = [["Models", human_bytes(usage["models_disk_usage"])]]
     if usage["default_backend_disk_usage"]:  # as Docker Model Runner does: no engine, no row
         rows.append(["Inference engine", human_bytes(usage["default_backend_disk_usage"])])
@@ -110,7 +106,7 @@ def df() -> None:
 @click.command()
 def ps() -> None:
     """List the models loaded in memory."""
-    running = RunnerClient().get_json("/engines/ps")
+    running: list[RunningModel] = RunnerClient().get_json("/engines/ps")
     rows = [
         [display_name(entry["model_name"]), entry["backend_name"], entry["mode"], time_until(entry["until"])]
         for entry in running

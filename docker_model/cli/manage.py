@@ -6,21 +6,10 @@ import sys
 
 import click
 
+from docker_model.api_types import DiskUsage, ModelInfo, TagResult, UnloadResult
 from docker_model.cli.client import Reply, RunnerClient, about_model, model_path, unexpected_answer
+from docker_model.reference import DEFAULT_TAG, familiar_name, parse_reference
 from docker_model.units import human_bytes
-
-
-def familiar(name: str) -> str:
-    """A tag as users write it: Docker Hub's registry name left out."""
-    return name.removeprefix("docker.io/")
-
-
-def split_target(target: str) -> tuple[str, str]:
-    """`localhost:5000/ai/x:v1` -> (`localhost:5000/ai/x`, `v1`); the tag defaults to `latest`."""
-    repository, _, tag = target.rpartition(":")
-    if not repository or "/" in tag:
-        return target, "latest"
-    return repository, tag
 
 
 @click.command()
@@ -35,7 +24,7 @@ def rm(models: tuple[str, ...], force: bool) -> None:
             with about_model(model):
                 reply = client.request("DELETE", model_path(model), params={"force": "true"} if force else None)
             for kind, value in removal_events(reply):
-                click.echo(f"{kind}: {familiar(value)}")
+                click.echo(f"{kind}: {familiar_name(value)}")
         except click.ClickException as error:
             click.echo(f"Error: {error.message}", err=True)
             failed = True
@@ -60,11 +49,12 @@ def removal_events(reply: Reply) -> list[tuple[str, str]]:
 def purge(force: bool) -> None:
     """Remove every model from the local store (files that are not the store's stay)."""
     client = RunnerClient()
-    models = client.get_json("/models")
+    models: list[ModelInfo] = client.get_json("/models")
     if not models:
         click.echo("No models to remove")
         return
-    size = human_bytes(client.get_json("/engines/df")["models_disk_usage"])
+    usage: DiskUsage = client.get_json("/engines/df")
+    size = human_bytes(usage["models_disk_usage"])
     question = f"This removes all {len(models)} model(s) from the store, freeing {size}. Continue?"
     if not force and not click.confirm(question, default=False, err=True):
         raise click.ClickException("nothing was removed (pass --force to purge without this question)")
@@ -77,12 +67,14 @@ def purge(force: bool) -> None:
 @click.argument("target")
 def tag(source: str, target: str) -> None:
     """Create a tag TARGET that refers to the model SOURCE."""
-    repository, tag_name = split_target(target)
+    reference = parse_reference(target)  # checked here, before the runner is asked
+    if reference.digest is not None:
+        raise click.UsageError(f"a tag cannot contain a digest: {target}")
+    params = {"repo": reference.name, "tag": reference.tag or DEFAULT_TAG}
     with about_model(source):
-        result = RunnerClient().request(
-            "POST", model_path(source, "/tag"), params={"repo": repository, "tag": tag_name}
-        )
-    click.echo(f"Model {source} tagged successfully with {familiar(result.json()['target'])}")
+        result = RunnerClient().request("POST", model_path(source, "/tag"), params=params)
+    tagged: TagResult = result.json()
+    click.echo(f"Model {source} tagged successfully with {familiar_name(tagged['target'])}")
 
 
 @click.command()
@@ -93,7 +85,7 @@ def unload(models: tuple[str, ...], unload_all: bool) -> None:
     if not models and not unload_all:
         raise click.UsageError("name the models to unload, or pass --all")
     body = {"all": True} if unload_all else {"models": list(models)}
-    result = RunnerClient().request("POST", "/engines/unload", json_body=body).json()
+    result: UnloadResult = RunnerClient().request("POST", "/engines/unload", json_body=body).json()
     click.echo(f"Unloaded {result['unloaded_runners']} model(s)")
 
 

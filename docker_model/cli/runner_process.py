@@ -24,14 +24,13 @@ from docker_model import runner_pid, settings
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 NEUTRAL_DIRECTORY = "/"
 
 
 def runner_port_of(base_url: str) -> int | None:
     """The port of a runner this machine can start (a loopback URL), else None."""
     parts = urlsplit(base_url)
-    if parts.hostname not in LOCAL_HOSTS:
+    if parts.hostname not in settings.LOCAL_HOSTS:
         return None
     return parts.port or (443 if parts.scheme == "https" else 80)
 
@@ -87,14 +86,6 @@ def start(port: int) -> subprocess.Popen[bytes]:
             start_new_session=True,
             cwd=NEUTRAL_DIRECTORY,
         )
-
-
-def last_log_lines(port: int, count: int = 5) -> str:
-    try:
-        lines = log_path(port).read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-count:])
 
 
 def stop(port: int) -> bool:

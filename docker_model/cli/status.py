@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from docker_model.api_types import VersionInfo
 from docker_model.cli import runner_process
 from docker_model.cli.client import NOT_RUNNING, RunnerClient
 from docker_model.cli.render import table
@@ -32,7 +33,8 @@ def status(as_json: bool) -> None:
             click.echo("Start it with: docker model start-runner", err=True)
         sys.exit(1)
     backends = client.get_json("/engines/status")
-    models_path = client.get_json("/version").get("models_path")
+    version: VersionInfo = client.get_json("/version")
+    models_path = version.get("models_path")
     if as_json:
         click.echo(
             json.dumps({"running": True, "backends": backends, "endpoint": endpoint, "models_path": models_path})

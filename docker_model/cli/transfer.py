@@ -8,13 +8,14 @@ from collections.abc import Iterator
 
 import click
 
+from docker_model.api_types import ModelInfo, ProgressLine
 from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
-from docker_model.reference import display_name
+from docker_model.reference import display_name, short_id
 
 PLAIN_PROGRESS_INTERVAL_SECONDS = 1.0
 
 
-def render_progress(events: Iterator[dict], err: bool = False) -> str:
+def render_progress(events: Iterator[ProgressLine], err: bool = False) -> str:
     """Show progress events on stdout (stderr with `err`); returns the final success message."""
     if (sys.stderr if err else sys.stdout).isatty():
         return render_bars(events, err)
@@ -24,8 +25,8 @@ def render_progress(events: Iterator[dict], err: bool = False) -> str:
             return event.get("message", "")
         message = event.get("message", "")
         if event.get("type") == "progress":
-            layer = event.get("layer") or {}
-            finished = layer.get("current") == layer.get("size")
+            layer = event.get("layer")
+            finished = layer is not None and layer["current"] == layer["size"]
             due = finished or time.monotonic() - last_line_at >= PLAIN_PROGRESS_INTERVAL_SECONDS
             if not due or message == last_line:  # a line says something new, or nothing is printed
                 continue
@@ -36,13 +37,13 @@ def render_progress(events: Iterator[dict], err: bool = False) -> str:
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
 
-def render_bars(events: Iterator[dict], err: bool) -> str:
+def render_bars(events: Iterator[ProgressLine], err: bool) -> str:
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=Console(stderr=err), transient=False) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
         for event in events:
             if event.get("type") == "success":
                 return event.get("message", "")
@@ -52,7 +53,7 @@ def render_bars(events: Iterator[dict], err: bool) -> str:
                     progress.console.print(event["message"])
                 continue
             if layer["id"] not in tasks:
-                tasks[layer["id"]] = progress.add_task(layer["id"].removeprefix("sha256:")[:12], total=layer["size"])
+                tasks[layer["id"]] = progress.add_task(short_id(layer["id"]), total=layer["size"])
             progress.update(tasks[layer["id"]], completed=layer["current"])
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
@@ -67,16 +68,17 @@ def pull_model(client: RunnerClient, model: str, err: bool = False) -> None:
         sys.exit(130)
     except click.ClickException as error:
         near = near_local_models(client, model)
-        if near:
-            error.message += f"; did you mean {' or '.join(near)}?"
-        raise
+        if not near:
+            raise
+        raise click.ClickException(f"{error.message}; did you mean {' or '.join(near)}?") from None
     click.echo(message, err=err)
 
 
 def near_local_models(client: RunnerClient, wanted: str) -> list[str]:
     """Local models whose name is one typo (an edit of one character) away from `wanted`."""
     wanted = display_name(qualified(wanted))
-    names = {display_name(tag) for model in client.get_json("/models") for tag in model.get("tags") or []}
+    models: list[ModelInfo] = client.get_json("/models")
+    names = {display_name(tag) for model in models for tag in model.get("tags") or []}
     return sorted(name for name in names if one_edit_apart(name, wanted))
 
 

@@ -7,6 +7,7 @@ import platform
 import click
 
 from docker_model import __version__
+from docker_model.api_types import VersionInfo
 
 
 def platform_name() -> str:
@@ -28,6 +29,6 @@ def version() -> None:
     if not client.is_running():
         click.echo(f" Docker Model Runner is not running at {client.base_url}")
         return
-    server = client.get_json("/version")
+    server: VersionInfo = client.get_json("/version")
     click.echo(f" Version:    {server['version']}")
     click.echo(f" Engine:     {server.get('engine', '')}")

@@ -20,7 +20,7 @@ RegistryClient(store, docker_config=None, insecure_registries=(), attempts=4, ba
 package(gguf, licenses=(), chat_template=None, mmproj=None, context_size=None, created=None) -> Artifact
     (a sharded GGUF is named by its first `*-00001-of-0000N.gguf`).
 write_model_tar(artifact, sink): the artifact as the tar `Store.load` (DMR's `POST /models/load`) reads.
-config_fields.context_length(config) / trained_context_length(config): context facts of a config.
+config_fields.trained_context_length(config): the context a model was trained for.
 
 Model(id, tags, created, config, manifest, size) with short_id, layers, config_digest.
 

@@ -22,8 +22,6 @@ GGUF = "application/vnd.docker.ai.gguf.v3"
 LICENSE = "application/vnd.docker.ai.license"
 MMPROJ = "application/vnd.docker.ai.mmproj"
 CHAT_TEMPLATE = "application/vnd.docker.ai.chat.template.jinja"
-SAFETENSORS = "application/vnd.docker.ai.safetensors"
-MODEL_FILE = "application/vnd.docker.ai.model.file"
 
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"
 ANNOTATION_FILE_METADATA = "org.cncf.model.file.metadata+json"

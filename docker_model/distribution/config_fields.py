@@ -14,9 +14,3 @@ def trained_context_length(config: dict[str, Any]) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def context_length(config: dict[str, Any]) -> int | None:
-    """The context a model is packaged for, else the one it was trained for."""
-    packaged = config.get("context_size")
-    return int(packaged) if packaged else trained_context_length(config)

@@ -83,4 +83,7 @@ class PullCancelledError(DistributionError):
 
 class StoreCorruptError(DistributionError):
     def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"model store file {path} is damaged ({problem}): run the store check with repair")
+        super().__init__(
+            f"model store file {path} is damaged ({problem}): remove the model and pull it again "
+            "(docker model rm, then docker model pull)"
+        )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from docker_model.distribution.artifact import Layer, manifest_layers
+from docker_model.reference import short_id
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Model:
 
     @property
     def short_id(self) -> str:
-        return self.id.removeprefix("sha256:")[:12]
+        return short_id(self.id)
 
     @property
     def layers(self) -> list[Layer]:

@@ -15,7 +15,7 @@ import uvicorn
 
 from docker_model import runner_pid, settings
 from docker_model.runner.app import create_app
-from docker_model.runner.backend.handoff import HandOverProtocol
+from docker_model.runner.handover import HandOverProtocol
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from docker_model import __version__, distribution, settings
+from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner.api import engines, inference, models
-from docker_model.runner.api.errors import APIError, handle_error
+from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit, OriginGuard
 from docker_model.runner.model_settings import SettingsBook
 from docker_model.runner.scheduler import Scheduler
@@ -34,7 +34,8 @@ async def root(request: Request) -> PlainTextResponse:
 async def version(request: Request) -> JSONResponse:
     state = request.app.state.runner
     engine = f"llama.cpp (llama-cpp-python {engines.engine_version()}, {state.accelerator.kind})"
-    return JSONResponse({"version": __version__, "engine": engine, "models_path": str(state.store.root)})
+    info: VersionInfo = {"version": __version__, "engine": engine, "models_path": str(state.store.root)}
+    return JSONResponse(info)
 
 
 def build_state(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator) -> RunnerState:
@@ -80,10 +81,7 @@ def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Acc
         ],
         middleware=[Middleware(OriginGuard), Middleware(BodyLimit)],
         exception_handlers={
-            APIError: handle_error,
-            HTTPException: handle_error,  # unknown routes and methods answer in the same JSON shape
-            distribution.DistributionError: handle_error,
-            distribution.InvalidReferenceError: handle_error,
+            **dict.fromkeys(EXPECTED_ERRORS, handle_error),  # HTTPException: unknown routes and methods too
             Exception: handle_error,  # anything unexpected still answers with a JSON error body
         },
         lifespan=lifespan,

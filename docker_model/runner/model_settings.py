@@ -7,14 +7,14 @@ packaged `context_size`, else 4096 capped at the model's trained maximum.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from docker_model.distribution.config_fields import trained_context_length
+from docker_model.files import write_json
+from docker_model.settings import DEFAULT_CONTEXT_SIZE
 
-DEFAULT_CONTEXT_SIZE = 4096
 DEFAULT_KEEP_ALIVE_SECONDS = 300.0
 
 
@@ -54,7 +54,4 @@ class SettingsBook:
     def set(self, model_id: str, settings: ModelSettings) -> None:
         with self.lock:
             self.by_model[model_id] = settings
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(json.dumps({key: asdict(value) for key, value in self.by_model.items()}, indent=2))
-            os.replace(temporary, self.path)
+            write_json(self.path, {key: asdict(value) for key, value in self.by_model.items()})

@@ -13,20 +13,29 @@ import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_model.distribution import Model, Store
 from docker_model.runner.accelerator import Accelerator
-from docker_model.runner.api.errors import APIError
-from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec, WorkerStartError
 from docker_model.runner.memory import available_memory_bytes
 from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, SettingsBook, effective_context_size
+from docker_model.runner.workers import WorkerProcess, WorkerSpec, WorkerStartError
 
 log = logging.getLogger(__name__)
+# (spec, socket path, log path) -> a started worker; WorkerProcess.start, or a stand-in in fast tests
+StartWorker = Callable[[WorkerSpec, Path, Path], Awaitable[WorkerProcess]]
 REAP_INTERVAL_SECONDS = 1.0
 ALL_LAYERS = 999  # offload every layer to the GPU
+
+
+class ModelLoadError(Exception):
+    """The model's worker did not start: the message ends with the last line of its log."""
+
+
+class ModelsBusyError(Exception):
+    """Every loaded model is busy and no other may be loaded."""
 
 
 @dataclass
@@ -57,6 +66,7 @@ class Scheduler:
         log_dir: Path,
         max_loaded: int = 2,
         parallel: int = 4,
+        start_worker: StartWorker = WorkerProcess.start,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -64,6 +74,7 @@ class Scheduler:
         self.log_dir = log_dir
         self.max_loaded = max_loaded
         self.parallel = parallel
+        self.start_worker = start_worker
         self.socket_dir = Path(tempfile.mkdtemp(prefix="docker-model-"))  # short: UNIX socket paths are limited
         self.loaded: dict[str, LoadedModel] = {}
         self.loading: dict[str, asyncio.Task[LoadedModel]] = {}
@@ -86,6 +97,7 @@ class Scheduler:
                     task = asyncio.create_task(self._load(model, name))
                     self.loading[model.id] = task
             if task is None:  # a dead worker: clean it up, then load afresh on the next turn
+                assert loaded is not None
                 await loaded.worker.stop()
                 continue
             try:
@@ -107,7 +119,7 @@ class Scheduler:
         await self._evict_idle(lambda: self._short_of_memory(model), model)
         async with self.lock:
             if len(self.loaded) >= self.max_loaded and not any(m.in_flight == 0 for m in self.loaded.values()):
-                raise APIError(503, f"{self.max_loaded} models are loaded and busy; retry when one is idle")
+                raise ModelsBusyError(f"{self.max_loaded} models are loaded and busy; retry when one is idle")
         bundle = await asyncio.to_thread(self.store.bundle, model)
         spec = WorkerSpec(
             model_path=bundle.gguf_path,
@@ -118,15 +130,15 @@ class Scheduler:
             runtime_flags=tuple(settings.runtime_flags),
             model_name=name,
         )
-        short_id = model.id.removeprefix("sha256:")[:12]
+        short_id = model.short_id
         log.info("loading %s (context %d per sequence)", name, context_size)
         log_path = self.log_dir / f"model-{short_id}.log"
         try:
-            worker = await WorkerProcess.start(spec, self.socket_dir / f"{short_id}.sock", log_path)
+            worker = await self.start_worker(spec, self.socket_dir / f"{short_id}.sock", log_path)
         except WorkerStartError as error:
             log.error("%s failed to load: %s", name, error)
             last_line = (error.log_tail.strip().splitlines() or [str(error)])[-1]
-            raise APIError(500, f"model {name} failed to load: {last_line} (full log: {log_path})") from None
+            raise ModelLoadError(f"model {name} failed to load: {last_line} (full log: {log_path})") from None
         keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
         loaded = LoadedModel(model, name, worker, context_size, keep_alive)
         async with self.lock:

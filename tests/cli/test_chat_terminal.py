@@ -96,7 +96,7 @@ def answer_lines(text: str, question: str) -> list[str]:
 
 
 def test_an_answer_taller_than_the_window_appears_once(chat: Tmux) -> None:
-    chat.type("/set parameter max_tokens 400")
+    chat.type("/set parameter max_tokens 240")
     chat.wait_for_prompt(2)
     question = "Write a long story about a dragon named Ember who guards a library."
     chat.type(question)

@@ -225,16 +225,26 @@ def test_status_when_down_says_how_to_start(installed_plugin: Path, tmp_path: Pa
     assert "docker model start-runner" in down.stderr
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs, as a full disk (the tests run as root, as CI does)."""
-    mount_point = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A 1 MiB tmpfs at `mount_point` (`ro` for a read-only disk): the tests run as root, as CI does."""
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"{options},size=1m", "tmpfs", str(mount_point)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (not root?): {mounted.stderr.decode().strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB disk, to fill."""
+    with tmpfs(tmp_path / "small", "rw") as mount_point:
+        yield mount_point
 
 
 def test_a_full_state_directory_is_one_line_and_leaves_no_runner(
@@ -278,13 +288,11 @@ def test_a_full_model_store_names_the_store_and_the_sizes(
 
 
 def test_a_read_only_home_is_one_line(installed_plugin: Path, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(home)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (not root?): {mounted.stderr.decode().strip()}")
-    try:
-        variables = {"HOME": str(home), "XDG_STATE_HOME": "", "XDG_DATA_HOME": "", "MODEL_RUNNER_PORT": "1"}
+    from tests.fixtures.registry import free_port
+
+    with tmpfs(tmp_path / "home", "ro") as home:
+        port = str(free_port())
+        variables = {"HOME": str(home), "XDG_STATE_HOME": "", "XDG_DATA_HOME": "", "MODEL_RUNNER_PORT": port}
         cli = DockerCLI(installed_plugin, variables)
         environment = {k: v for k, v in cli.environment().items() if v != "" and k not in ("MODELS_PATH",)}
         environment.pop("DOCKER_MODEL_STATE_DIR", None)
@@ -293,8 +301,6 @@ def test_a_read_only_home_is_one_line(installed_plugin: Path, tmp_path: Path) ->
         )
         line = one_line_error(result)
         assert "cannot write the runner's state in" in line and "Read-only file system" in line
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
 
 
 def test_push_progress_without_a_terminal_prints_each_line_once_and_names_layers(
@@ -319,20 +325,14 @@ def test_push_progress_without_a_terminal_prints_each_line_once_and_names_layers
 
 
 def test_a_read_only_model_store_names_the_store(installed_plugin: Path, tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(store)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (not root?): {mounted.stderr.decode().strip()}")
     from tests.fixtures.registry import free_port
 
-    env = RunnerEnv(free_port(), store / "models", tmp_path / "state")
-    try:
-        gguf = write_gguf(tmp_path / "m.gguf")
-        line = one_line_error(
-            DockerCLI(installed_plugin, env.variables()).run("model", "package", "--gguf", str(gguf), "m")
-        )
-        assert f"cannot write {store / 'models'}: Read-only file system" in line
-    finally:
-        env.stop()
-        subprocess.run(["umount", "-l", str(store)], check=False)
+    with tmpfs(tmp_path / "store", "ro") as store:
+        env = RunnerEnv(free_port(), store / "models", tmp_path / "state")
+        try:
+            gguf = write_gguf(tmp_path / "m.gguf")
+            cli = DockerCLI(installed_plugin, env.variables())
+            line = one_line_error(cli.run("model", "package", "--gguf", str(gguf), "m"))
+            assert f"cannot write {store / 'models'}: Read-only file system" in line
+        finally:
+            env.stop()

@@ -14,19 +14,12 @@ import requests
 
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.gguf_files import write_gguf
-from tests.fixtures.registry import RegistryServer, start_registry
+from tests.fixtures.registry import RegistryServer
 from tests.fixtures.runner import RunnerEnv
 
 pytestmark = pytest.mark.integration
 
 NAMES = ("purge", "create", "load", "smollm2")
-
-
-@pytest.fixture(scope="module")
-def module_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = start_registry(tmp_path_factory.mktemp("registry"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ The tests of this module share one runner and one registry and run in order, as 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
@@ -21,13 +20,6 @@ from tests.fixtures.runner import RunnerEnv
 pytestmark = pytest.mark.integration
 
 LIST_HEADERS = ("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE")
-
-
-@pytest.fixture(scope="module")
-def module_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = start_registry(tmp_path_factory.mktemp("registry"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

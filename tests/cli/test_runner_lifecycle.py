@@ -61,7 +61,7 @@ def test_a_docker_model_folder_where_the_user_stands_is_never_run(
 ) -> None:
     marker = tmp_path / "foreign-code-ran"
     project = tmp_path / "project"
-    for package in ("docker_model", "docker_model/runner", "docker_model/runner/backend"):
+    for package in ("docker_model", "docker_model/runner", "docker_model/runner/worker"):
         (project / package).mkdir(parents=True)
         (project / package / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     (project / "docker_model/runner/__main__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")

@@ -8,6 +8,7 @@ sha256 is known in advance, so they resume and verify the same way). `HF_TOKEN` 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -170,7 +171,7 @@ def pull_huggingface(
             store.blobs,
             f"sha256:{f.sha256}",
             f.size,
-            lambda headers, url=url, what=what: hub.get(url, what, headers, stream=True),
+            functools.partial(hub.get, url, what, stream=True),
             lambda action: retry(action, stop),
             tracker,
             stop,

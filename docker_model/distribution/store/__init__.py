@@ -6,6 +6,7 @@ an exclusive file lock on `<root>/.lock`, and blob downloads lock their own `.in
 
 from __future__ import annotations
 
+import builtins
 import json
 import shutil
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,7 @@ from docker_model.distribution.store.index import Index, IndexEntry, read_index,
 from docker_model.distribution.store.layout import Layout
 from docker_model.distribution.store.locks import exclusive
 from docker_model.distribution.store.manifests import ManifestStore
-from docker_model.reference import InvalidReferenceError, display_name, is_id_prefix, parse_reference
+from docker_model.reference import InvalidReferenceError, display_name, is_id_prefix, parse_reference, short_id
 
 __all__ = ["Bundle", "Store"]
 
@@ -128,7 +129,7 @@ class Store:
             matches = [m for m in index.models if m.id.removeprefix("sha256:").startswith(hex_digits)]
             if len(matches) > 1:
                 candidates = ", ".join(
-                    f"{m.id[7:19]} ({', '.join(display_name(t) for t in m.tags) or 'untagged'})" for m in matches
+                    f"{short_id(m.id)} ({', '.join(display_name(t) for t in m.tags) or 'untagged'})" for m in matches
                 )
                 raise ConflictError(f"model ID prefix {text!r} is ambiguous: it starts {candidates}; give more digits")
             if matches:
@@ -151,7 +152,7 @@ class Store:
                 index.tag(model_id, canonical_tag(tag))
             self.write_index(index)
 
-    def remove(self, name_or_id: str, force: bool = False) -> list[tuple[str, str]]:
+    def remove(self, name_or_id: str, force: bool = False) -> builtins.list[tuple[str, str]]:
         """Untag, and delete the model once no tag is left: `[("Untagged", tag), ("Deleted", id)]`.
 
         A model with several tags named by ID is only deleted with `force` (else ConflictError); blobs
@@ -167,7 +168,7 @@ class Store:
             if tag is None and len(entry.tags) > 1 and not force:
                 names = ", ".join(display_name(t) for t in entry.tags)
                 raise ConflictError(
-                    f"model {entry.id[7:19]} has several tags ({names}): remove it by name, or force it"
+                    f"model {short_id(entry.id)} has several tags ({names}): remove it by name, or force it"
                 )
             in_use = index.blobs_in_use(excluding=entry.id)
             index.remove(entry.id)
@@ -228,7 +229,7 @@ class Store:
                 partial += path.stat().st_size
         return sum(self.blobs.size(d) for d in self.blobs.digests()) + partial
 
-    def check(self, repair: bool = False) -> list[str]:
+    def check(self, repair: bool = False) -> builtins.list[str]:
         """Problems found (an empty list when healthy); with `repair`, also fix them."""
         from docker_model.distribution.store.check import check_store
 

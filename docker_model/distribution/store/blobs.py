@@ -11,8 +11,9 @@ from typing import BinaryIO
 
 from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.errors import DigestMismatchError
-from docker_model.distribution.store.layout import Layout, atomic_write
+from docker_model.distribution.store.layout import Layout
 from docker_model.distribution.store.locks import lock_file_in_place
+from docker_model.files import atomic_write
 
 _CHUNK = 1 << 20
 

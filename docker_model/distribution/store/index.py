@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_model.distribution.errors import StoreCorruptError
-from docker_model.distribution.store.layout import write_json
+from docker_model.files import write_json
 
 
 @dataclass

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from docker_model.distribution.artifact import check_digest
+from docker_model.files import write_json
 
 LAYOUT_VERSION = "1.0.0"
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -88,24 +85,3 @@ class Layout:
             directory.mkdir(parents=True, exist_ok=True)
         if not self.layout_file.exists():
             write_json(self.layout_file, {"version": LAYOUT_VERSION})
-
-
-def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
-    """Write `data` to a temp file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=2).encode() + b"\n")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from docker_model.distribution.artifact import sha256_digest
 from docker_model.distribution.errors import StoreCorruptError
-from docker_model.distribution.store.layout import Layout, atomic_write
+from docker_model.distribution.store.layout import Layout
+from docker_model.files import atomic_write
 
 
 class ManifestStore:

@@ -11,11 +11,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from docker_model.api_types import (
+    ConfiguredModels,
+    ConfigureRequest,
+    DiskUsage,
+    ModelSettingsInfo,
+    RunningModel,
+    UnloadRequest,
+    UnloadResult,
+)
 from docker_model.distribution.config_fields import trained_context_length
-from docker_model.runner.api.common import read_json, state_of
-from docker_model.runner.api.errors import APIError
-from docker_model.runner.backend.launcher import check_runtime_flags
+from docker_model.runner.api.common import read_body, state_of
+from docker_model.runner.api.error_table import APIError
 from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, ModelSettings, effective_context_size
+from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.units import parse_duration
 
 BACKEND_NAME = "llama.cpp"
@@ -49,63 +58,62 @@ async def engines_status(request: Request) -> JSONResponse:
 
 
 async def engines_ps(request: Request) -> JSONResponse:
-    return JSONResponse(
-        [
-            {
-                "model_name": loaded.name,
-                "model_id": loaded.model.id,
-                "backend_name": BACKEND_NAME,
-                "mode": "completion",
-                "last_used": int(loaded.last_used),
-                "until": None if loaded.expires_at is None else int(loaded.expires_at),
-                "in_use": loaded.in_flight > 0,
-                "context_size": loaded.context_size,
-                "pid": loaded.worker.pid,
-            }
-            for loaded in state_of(request).scheduler.running()
-        ]
-    )
+    running: list[RunningModel] = [
+        {
+            "model_name": loaded.name,
+            "model_id": loaded.model.id,
+            "backend_name": BACKEND_NAME,
+            "mode": "completion",
+            "last_used": int(loaded.last_used),
+            "until": None if loaded.expires_at is None else int(loaded.expires_at),
+            "in_use": loaded.in_flight > 0,
+            "context_size": loaded.context_size,
+            "pid": loaded.worker.pid,
+        }
+        for loaded in state_of(request).scheduler.running()
+    ]
+    return JSONResponse(running)
 
 
 async def engines_df(request: Request) -> JSONResponse:
     store = state_of(request).store
     models, engine = await asyncio.gather(asyncio.to_thread(store.disk_usage), asyncio.to_thread(engine_disk_usage))
-    return JSONResponse({"models_disk_usage": models, "default_backend_disk_usage": engine})
+    usage: DiskUsage = {"models_disk_usage": models, "default_backend_disk_usage": engine}
+    return JSONResponse(usage)
 
 
 async def engines_unload(request: Request) -> JSONResponse:
-    body = await read_json(request)
+    body = await read_body(request, UnloadRequest)
     state = state_of(request)
     if body.get("all"):
         unloaded = await state.scheduler.unload_all()
     else:
         names = body.get("models")
-        if not isinstance(names, list) or not names:
+        if not names:
             raise APIError(400, 'name the models to unload ({"models": [...]}) or ask for {"all": true}')
         models = [await asyncio.to_thread(state.store.get, name) for name in names]
         unloaded = await state.scheduler.unload([model.id for model in models])
-    return JSONResponse({"unloaded_runners": len(unloaded), "models": unloaded})
+    result: UnloadResult = {"unloaded_runners": len(unloaded), "models": unloaded}
+    return JSONResponse(result)
 
 
-def checked_runtime_flags(flags: object) -> list[str]:
-    if not isinstance(flags, list) or not all(isinstance(flag, str) for flag in flags):
-        raise APIError(400, '"runtime-flags" must be a list of strings')
+def checked_runtime_flags(flags: list[str]) -> list[str]:
     try:
         return list(check_runtime_flags(flags))
     except ValueError as error:
-        raise APIError(400, str(error)) from None
+        raise APIError(400, str(error), param="runtime-flags") from None
 
 
 async def engines_configure(request: Request) -> JSONResponse:
-    body = await read_json(request)
+    body = await read_body(request, ConfigureRequest)
     name = body.get("model")
-    if not isinstance(name, str) or not name:
-        raise APIError(400, 'missing "model": name the model to configure')
+    if not name:
+        raise APIError(400, 'missing "model": name the model to configure', param="model")
     state = state_of(request)
     model = await asyncio.to_thread(state.store.get, name)
     current = state.settings.get(model.id)
     context_size = body.get("context-size", body.get("context_size", current.context_size))
-    if context_size is not None and (not isinstance(context_size, int) or context_size <= 0):
+    if context_size is not None and context_size <= 0:
         raise APIError(400, '"context-size" must be a positive whole number of tokens', param="context-size")
     trained = trained_context_length(model.config)
     if context_size is not None and trained is not None and context_size > trained:
@@ -142,7 +150,7 @@ async def configured_settings(request: Request) -> JSONResponse:
     """Every model's settings in effect: what `configure` set, else the defaults it loads with."""
     state = state_of(request)
     models = await asyncio.to_thread(state.store.list)
-    entries = []
+    entries: list[ModelSettingsInfo] = []
     for model in models:
         settings = state.settings.get(model.id)
         keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
@@ -155,7 +163,8 @@ async def configured_settings(request: Request) -> JSONResponse:
                 "configured": settings != ModelSettings(),
             }
         )
-    return JSONResponse({"models": entries})
+    configured: ConfiguredModels = {"models": entries}
+    return JSONResponse(configured)
 
 
 routes = [

@@ -1,7 +1,7 @@
 """OpenAI-compatible routes, under `/engines/v1`, `/engines/llama.cpp/v1` and the alias `/v1`.
 
 Requests are routed by their `model` field: the scheduler loads the model (or reuses it) and the
-model's worker process answers, on the client's own connection (see `backend/handoff.py`).
+model's worker process answers, on the client's own connection (see `runner/handover.py`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docker_model.distribution import Model, ModelNotFoundError
+from docker_model.reference import familiar_name
 from docker_model.runner.api.common import state_of
-from docker_model.runner.api.errors import APIError
+from docker_model.runner.shared.error_body import APIError
 
 PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
 
 def openai_model(model: Model) -> dict:
-    name = model.tags[0].removeprefix("docker.io/") if model.tags else model.id
+    name = familiar_name(model.tags[0]) if model.tags else model.id
     return {"id": name, "object": "model", "created": model.created, "owned_by": "docker"}
 
 

@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docker_model.runner.api.errors import error_body
+from docker_model import settings
+from docker_model.runner.api.error_table import error_body
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 UNLIMITED_PATHS = ("/models/load",)  # model archives are large by nature
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 async def send_error(send: Send, status: int, message: str) -> None:
@@ -38,7 +38,11 @@ class OriginGuard:
         await self.app(scope, receive, send)
 
     def is_allowed(self, origin: str) -> bool:
-        return "*" in self.allowed or origin.rstrip("/") in self.allowed or urlsplit(origin).hostname in LOCAL_HOSTS
+        return (
+            "*" in self.allowed
+            or origin.rstrip("/") in self.allowed
+            or urlsplit(origin).hostname in settings.LOCAL_HOSTS
+        )
 
 
 class BodyLimit:

@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from docker_model.api_types import CreateRequest, ModelInfo, TagResult
 from docker_model.distribution import Model, ProgressEvent
 from docker_model.reference import InvalidReferenceError, parse_reference
-from docker_model.runner.api.common import read_json, state_of
-from docker_model.runner.api.errors import APIError, free_bytes, status_for, storage_problem
+from docker_model.runner.api.common import read_body, state_of
+from docker_model.runner.api.error_table import APIError, free_bytes, status_for, storage_problem
 from docker_model.runner.api.progress import stream_job
 from docker_model.units import human_bytes
 
@@ -51,15 +52,15 @@ def names_a_tag(model: Model, name: str) -> bool:
         return False
 
 
-def model_json(model: Model) -> dict:
+def model_json(model: Model) -> ModelInfo:
     """A model as DMR's API shows it."""
     return {"id": model.id, "tags": model.tags, "created": model.created, "config": model.config}
 
 
 async def create_model(request: Request) -> Response:
-    body = await read_json(request)
+    body = await read_body(request, CreateRequest)
     source = body.get("from")
-    if not isinstance(source, str) or not source.strip():
+    if not source or not source.strip():
         raise APIError(400, 'missing "from": name the model to pull, e.g. {"from": "ai/smollm2"}')
     parse_reference(source)
     registry = state_of(request).registry
@@ -112,7 +113,8 @@ async def tag_model(request: Request) -> JSONResponse:
         raise APIError(400, "missing query parameter 'repo': the repository of the new tag")
     target = str(parse_reference(f"{repository}:{tag}"))
     await asyncio.to_thread(state_of(request).store.tag, model_name(request), target)
-    return JSONResponse({"message": f"Model tagged successfully with {target}", "target": target}, status_code=201)
+    result: TagResult = {"message": f"Model tagged successfully with {target}", "target": target}
+    return JSONResponse(result, status_code=201)
 
 
 async def push_model(request: Request) -> Response:

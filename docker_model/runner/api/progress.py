@@ -15,16 +15,18 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import Response, StreamingResponse
 
+from docker_model.api_types import ProgressLine
 from docker_model.distribution import ProgressEvent
-from docker_model.runner.api.errors import message_of, response_for
+from docker_model.reference import short_id
+from docker_model.runner.api.error_table import message_of, response_for
 from docker_model.units import human_bytes
 
 PROGRESS_INTERVAL_SECONDS = 0.1
 PROGRESS_INTERVAL_BYTES = 1 << 20
 
-Emit = Callable[[dict], None]
+Emit = Callable[[ProgressLine], None]
 Job = Callable[[Callable[[ProgressEvent], None], threading.Event], str]
-_DONE = object()
+_END = object()
 
 
 class ProgressThrottle:
@@ -52,7 +54,7 @@ class ProgressThrottle:
         self.emit(
             {
                 "type": "progress",
-                "message": f"{event.layer_digest.removeprefix('sha256:')[:12]}: {event.message}"
+                "message": f"{short_id(event.layer_digest)}: {event.message}"
                 if event.message  # a layer's own news ("Pushed"): say which layer
                 else f"{self.verb} {human_bytes(done)} of {human_bytes(event.total)}",
                 "total": event.total,
@@ -75,7 +77,7 @@ async def stream_job(verb: str, job: Job) -> Response:
         except Exception as error:
             put(error)
         finally:
-            put(_DONE)
+            put(_END)
 
     threading.Thread(target=run, name=f"{verb.lower()}-job", daemon=True).start()
     first = await queue.get()
@@ -85,7 +87,7 @@ async def stream_job(verb: str, job: Job) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         item = first
         try:
-            while item is not _DONE:
+            while item is not _END:
                 if isinstance(item, Exception):
                     item = {"type": "error", "message": message_of(item)}
                 yield json.dumps(item).encode() + b"\n"

@@ -1,5 +1,6 @@
-"""The worker's side of the hand-over (see `handoff.py`): answering requests on client connections
-that the runner passed over, one request per connection, ended by `Connection: close`.
+"""The worker's side of the hand-over (`runner/handover.py`, wire protocol in `runner/shared/wire.py`):
+answering requests on client connections that the runner passed over, one request per connection,
+ended by `Connection: close`.
 
 Each connection gets a minimal HTTP/1.1 server of its own around the worker's ASGI app: the request
 is already parsed, so this only writes the response (with `content-length` when the app gives one,
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message
 
-from .handoff import DONE, STARTED, HandedRequest
+from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ async def _adopt(app: ASGIApp, control: socket.socket) -> None:
             writer.close()  # after what is still buffered has been sent
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        reports.write(DONE + b"\n")
+        reports.write(REPORT_DONE + b"\n")
         await reports.drain()
     except Exception:  # without `done`, the runner tells the client what it still can
         log.exception("a handed-over request failed")
@@ -163,7 +164,7 @@ class AdoptedConnection:
             lines.append(b"transfer-encoding: chunked")
         lines.append(b"connection: close")
         await self._write(b"\r\n".join(lines) + b"\r\n\r\n")
-        self.reports.write(STARTED + b" " + named.get(b"content-type", b"") + b"\n")
+        self.reports.write(REPORT_STARTED + b" " + named.get(b"content-type", b"") + b"\n")
 
     async def _write(self, data: bytes) -> None:
         if self.gone or not data:

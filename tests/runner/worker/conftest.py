@@ -43,7 +43,7 @@ class Worker:
 
 def start_worker(model: Path, log: Path, *args: str) -> Worker:
     port = free_port()
-    command = [sys.executable, "-m", "docker_model.runner.backend.worker", "--model", str(model)]
+    command = [sys.executable, "-m", "docker_model.runner.worker", "--model", str(model)]
     with open(log, "wb") as out:
         process = subprocess.Popen([*command, "--port", str(port), *args], stdout=out, stderr=subprocess.STDOUT)
     worker = Worker(process, f"http://127.0.0.1:{port}/v1", log)

@@ -47,7 +47,6 @@ class LlamaModel:
         self.vocab = lc.llama_model_get_vocab(self.ptr)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self.vocab)
         self.n_embd: int = lc.llama_model_n_embd(self.ptr)
-        self.n_ctx_train: int = lc.llama_model_n_ctx_train(self.ptr)
         self.bos: int = lc.llama_vocab_bos(self.vocab)
         self.eos: int = lc.llama_vocab_eos(self.vocab)
         self.eog_tokens = frozenset(t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self.vocab, t))

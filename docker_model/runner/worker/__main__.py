@@ -1,7 +1,7 @@
 """One model's worker process: loads a GGUF file and serves the OpenAI-compatible API on a UNIX socket
 or a TCP port.
 
-    python -m docker_model.runner.backend.worker --model PATH (--socket PATH | --host H --port P)
+    python -m docker_model.runner.worker --model PATH (--socket PATH | --host H --port P)
         [--handoff-socket PATH]
 """
 
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import uvicorn
 
-from .app import WorkerState, build_app
+from docker_model.settings import DEFAULT_CONTEXT_SIZE
+
 from .chat_template import ChatTemplate
 from .engine import Engine
 from .llama import LlamaModel, ModelLoadError
+from .routes import WorkerState, build_app
 from .sampling import SamplingParams
 
-DEFAULT_CTX_SIZE = 4096
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_MAX_QUEUE = 512
 
@@ -37,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="TCP address with --port (default: %(default)s)")
     parser.add_argument("--handoff-socket", type=Path, help="UNIX socket on which the runner hands over clients")
     parser.add_argument("--model-name", help="name reported by /v1/models (default: the file's stem)")
-    parser.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX_SIZE, help="context per request")
+    parser.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CONTEXT_SIZE, help="context per request")
     parser.add_argument("-np", "--parallel", type=int, default=1, help="requests decoded together")
     parser.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tokens per decode")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docker_model.runner.backend.reasoning import ReasoningSplitter, prompt_opens_thinking
+from docker_model.runner.worker.reasoning import ReasoningSplitter, prompt_opens_thinking
 
 
 def split(pieces: list[str], thinking: bool = False) -> tuple[str, str]:

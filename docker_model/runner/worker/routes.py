@@ -11,18 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from docker_model.runner.shared.asgi import ClientGone, EventStreamResponse, until_disconnect
+from docker_model.runner.shared.error_body import APIError, error_response, sse_error_event
+
 from . import adopted
-from .asgi import ClientGone, EventStreamResponse, until_disconnect
 from .chat_template import ChatTemplate
 from .engine import Engine, EngineOverloaded
-from .errors import RequestError, error_response, sse_error_event
 from .jobs import FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
-from .openai_format import DONE, CompletionFormat, embeddings_response
+from .openai_format import SSE_DONE, CompletionFormat, embeddings_response
 from .reasoning import ReasoningSplitter, prompt_opens_thinking
 from .sampling import SamplingParams
 from .schemas import ChatCompletionBody, CompletionBody, EmbeddingBody, GenerationBody, parse_body
@@ -51,33 +53,24 @@ class OpenAIHandlers:
         return JSONResponse({"object": "list", "data": [entry]})
 
     async def chat(self, request: Request) -> Response:
-        try:
-            body = parse_body(ChatCompletionBody, await request.body())
-            messages = [m.model_dump(exclude_none=True) for m in body.messages]
-            prompt = self.state.template.render(messages, body.tools, body.chat_template_kwargs)
-            job = self._job(self.model.tokenize(prompt), body)
-        except RequestError as exc:
-            return exc.response()
+        body = parse_body(ChatCompletionBody, await request.body())
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        prompt = self.state.template.render(messages, body.tools, body.chat_template_kwargs)
+        job = self._job(self.model.tokenize(prompt), body)
         fmt = CompletionFormat(True, body.model or self.state.model_name)
         return await self._generate(request, job, body, fmt, ReasoningSplitter(prompt_opens_thinking(prompt)))
 
     async def completions(self, request: Request) -> Response:
-        try:
-            body = parse_body(CompletionBody, await request.body())
-            prompt = body.prompt
-            tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(prompt)
-            job = self._job(tokens, body)
-        except RequestError as exc:
-            return exc.response()
+        body = parse_body(CompletionBody, await request.body())
+        prompt = body.prompt
+        tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(prompt)
+        job = self._job(tokens, body)
         fmt = CompletionFormat(False, body.model or self.state.model_name)
         return await self._generate(request, job, body, fmt, None)
 
     async def embeddings(self, request: Request) -> Response:
-        try:
-            body = parse_body(EmbeddingBody, await request.body())
-            inputs = [self._embedding_tokens(item) for item in body.inputs]
-        except RequestError as exc:
-            return exc.response()
+        body = parse_body(EmbeddingBody, await request.body())
+        inputs = [self._embedding_tokens(item) for item in body.inputs]
         job = EmbeddingJob(inputs, asyncio.get_running_loop().create_future())
         if (busy := self._submit(job)) is not None:
             return busy
@@ -88,25 +81,27 @@ class OpenAIHandlers:
             return Response(status_code=499)
         except RuntimeError as exc:
             return error_response(str(exc), 500)
+        encoded: list[list[float]] | list[str] = vectors
         if body.encoding_format == "base64":
-            vectors = [base64.b64encode(array("f", v).tobytes()).decode() for v in vectors]
+            encoded = [base64.b64encode(array("f", v).tobytes()).decode() for v in vectors]
         name = body.model or self.state.model_name
-        return JSONResponse(embeddings_response(name, vectors, sum(len(t) for t in inputs)))
+        return JSONResponse(embeddings_response(name, encoded, sum(len(t) for t in inputs)))
 
     # -- helpers -----------------------------------------------------------------------------------
 
     def _checked_ids(self, tokens: list[int]) -> list[int]:
         if any(not 0 <= t < self.model.n_vocab for t in tokens):
-            raise RequestError(f"token ids must be between 0 and {self.model.n_vocab - 1}", param="prompt")
+            raise APIError(400, f"token ids must be between 0 and {self.model.n_vocab - 1}", param="prompt")
         return tokens
 
     def _embedding_tokens(self, item: str | list[int]) -> list[int]:
         tokens = self.model.tokenize(item) if isinstance(item, str) else self._checked_ids(item)
         limit = min(self.engine.n_batch, self.engine.n_ctx_seq)
         if not tokens:
-            raise RequestError("an embedding input is empty", param="input")
+            raise APIError(400, "an embedding input is empty", param="input")
         if len(tokens) > limit:
-            raise RequestError(
+            raise APIError(
+                400,
                 f"an input of {len(tokens)} tokens is longer than the {limit} tokens one embedding can take",
                 param="input",
                 code="context_length_exceeded",
@@ -116,9 +111,10 @@ class OpenAIHandlers:
     def _job(self, tokens: list[int], body: GenerationBody) -> CompletionJob:
         n_ctx = self.engine.n_ctx_seq
         if not tokens:
-            raise RequestError("the prompt is empty", param="prompt")
+            raise APIError(400, "the prompt is empty", param="prompt")
         if len(tokens) >= n_ctx:
-            raise RequestError(
+            raise APIError(
+                400,
                 f"the prompt is {len(tokens)} tokens long, which does not fit the context size of "
                 f"{n_ctx} tokens per request; shorten it or configure a larger context size",
                 param="messages" if isinstance(body, ChatCompletionBody) else "prompt",
@@ -198,10 +194,15 @@ async def _stream(
     yield fmt.chunk({}, job.finish)
     if include_usage:
         yield fmt.usage_chunk(len(job.prompt), job.completion_tokens)
-    yield DONE
+    yield SSE_DONE
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
+async def _api_error(request: Request, exc: Exception) -> Response:
+    """Every error in the one body: a request's own (APIError), an unknown route, or a bug."""
+    if isinstance(exc, APIError):
+        return exc.response()
+    if isinstance(exc, HTTPException):
+        return error_response(str(exc.detail), exc.status_code)
     return error_response(f"internal error: {exc}", 500)
 
 
@@ -229,4 +230,8 @@ def build_app(state: WorkerState, handoff_socket: Path | None = None) -> Starlet
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/embeddings", api.embeddings, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _server_error})
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={APIError: _api_error, HTTPException: _api_error, Exception: _api_error},
+    )

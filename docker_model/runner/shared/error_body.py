@@ -43,13 +43,13 @@ def sse_error_event(message: str, status: int = 500, code: str | None = None) ->
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-class RequestError(Exception):
-    """A client error that the API turns into an OpenAI-style error response."""
+class APIError(Exception):
+    """Raised by a route of the runner or of a worker to answer with `status` and a one-line message."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status
+        self.message = message
         self.param = param
         self.code = code
 

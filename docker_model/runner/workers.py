@@ -7,70 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from starlette.requests import Request
 
-from .handoff import HandedRequest, HandOver
+from docker_model.files import log_tail
+from docker_model.runner.handover import HandOver
+from docker_model.runner.runtime_flags import check_runtime_flags
+from docker_model.runner.shared.wire import HandedRequest
 
-WORKER_MODULE = "docker_model.runner.backend.worker"
-
-
-@dataclass(frozen=True)
-class FlagValue:
-    """What one allowed runtime flag takes: a number of `kind` from `low` to `high` (inclusive)."""
-
-    kind: type[int] | type[float]
-    low: float
-    high: float = math.inf
-
-    def check(self, flag: str, text: str) -> None:
-        try:
-            value = self.kind(text)
-        except ValueError:
-            value = None
-        if value is None or not self.low <= value <= self.high or math.isnan(value):
-            bounds = f"at least {self.low:g}" if self.high == math.inf else f"from {self.low:g} to {self.high:g}"
-            what = "a whole number" if self.kind is int else "a number"
-            raise ValueError(f"runtime flag {flag} needs {what} {bounds}, not {text!r}")
-
-
-_COUNT, _PROBABILITY = FlagValue(int, 1), FlagValue(float, 0, 1)
-RUNTIME_FLAGS: dict[str, FlagValue] = {
-    "-t": _COUNT, "--threads": _COUNT,
-    "-b": _COUNT, "--batch-size": _COUNT,
-    "-ngl": FlagValue(int, -1), "--n-gpu-layers": FlagValue(int, -1),
-    "-np": _COUNT, "--parallel": _COUNT,
-    "--max-queue": FlagValue(int, 0),
-    "--temp": FlagValue(float, 0), "--top-k": FlagValue(int, 0), "--top-p": _PROBABILITY, "--min-p": _PROBABILITY,
-    "--repeat-penalty": FlagValue(float, 0.0001),
-}  # fmt: skip
-
-
-def check_runtime_flags(flags: Sequence[str]) -> tuple[str, ...]:
-    """Return the flags unchanged, or raise ValueError naming the first one that is not allowed or whose
-    value the worker would refuse (so that a bad flag is refused when it is configured, not at every load)."""
-    items = list(flags)
-    while items:
-        name, has_value, value = items.pop(0).partition("=")
-        spec = RUNTIME_FLAGS.get(name)
-        if spec is None:
-            allowed = ", ".join(sorted(f for f in RUNTIME_FLAGS if f.startswith("--")))
-            raise ValueError(f"runtime flag {name} is not allowed (allowed: {allowed})")
-        if not has_value:
-            if not items:
-                raise ValueError(f"runtime flag {name} needs a value")
-            value = items.pop(0)
-        spec.check(name, value)
-    return tuple(flags)
+WORKER_MODULE = "docker_model.runner.worker"
 
 
 @dataclass(frozen=True)
@@ -118,15 +70,6 @@ class WorkerStartError(RuntimeError):
         self.log_tail = log_tail
 
 
-def _log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        with open(path, "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 16384))
-            return b"\n".join(log.read().splitlines()[-lines:]).decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 class WorkerProcess:
     """A running worker: hand requests to it, watch it, stop it."""
 
@@ -170,12 +113,12 @@ class WorkerProcess:
         while True:
             if not self.alive:
                 message = f"the model worker exited with code {self._process.returncode} while loading"
-                raise WorkerStartError(message, _log_tail(self.log_path))
+                raise WorkerStartError(message, log_tail(self.log_path))
             with contextlib.suppress(httpx.TransportError):
                 if (await self._client.get("/health", timeout=5.0)).status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise WorkerStartError(f"the model worker was not ready after {timeout:g}s", _log_tail(self.log_path))
+                raise WorkerStartError(f"the model worker was not ready after {timeout:g}s", log_tail(self.log_path))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 

@@ -8,7 +8,7 @@ the runner. On the control connection the worker reports when its response start
 if the worker dies before that, the runner answers the client itself: a JSON 500, or, for a stream
 already under way, an SSE error event.
 
-The worker's side is `adopted.py`. This module must not import `llama_cpp` (the runner imports it).
+The wire protocol is `shared/wire.py`; the worker's side is `worker/adopted.py`.
 """
 
 from __future__ import annotations
@@ -19,21 +19,17 @@ import json
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .asgi import wait_for_disconnect
-from .errors import error_body, error_response, sse_error_event
+from docker_model.runner.shared.asgi import wait_for_disconnect
+from docker_model.runner.shared.error_body import error_body, error_response, sse_error_event
+from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
 
 TRANSPORT = "docker_model.transport"  # key of the connection's asyncio transport in scope["extensions"]
-STARTED = b"started"  # report line: b"started <content-type>", once the response head is sent
-DONE = b"done"  # report line: the response is complete (or the client went away)
 WORKER_FAILED = "worker_failed"
-_NOT_HANDED = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 
 
 class HandOverProtocol(H11Protocol):
@@ -42,55 +38,8 @@ class HandOverProtocol(H11Protocol):
     def handle_events(self) -> None:
         super().handle_events()
         if self.cycle is not None:  # the request task is created above but runs only after this returns
-            self.cycle.scope.setdefault("extensions", {})[TRANSPORT] = self.transport
-
-
-@dataclass(frozen=True)
-class HandedRequest:
-    """What the worker needs to answer a request: everything but the connection."""
-
-    method: str
-    path: str
-    query_string: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    http_version: str = "1.1"
-
-    @classmethod
-    def of(cls, request: Request, path: str, body: bytes) -> HandedRequest:
-        """`request` as the worker sees it: at `path`, without the runner connection's own headers."""
-        scope = request.scope
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _NOT_HANDED]
-        return cls(request.method, path, scope["query_string"], headers, body, scope["http_version"])
-
-    @property
-    def can_chunk(self) -> bool:
-        """Whether the client understands a chunked body (HTTP/1.0 clients, like nginx's default proxy
-        requests, read a body until the connection closes)."""
-        return self.http_version != "1.0"
-
-    def encode(self) -> bytes:
-        head = {
-            "method": self.method,
-            "path": self.path,
-            "query": self.query_string.decode("latin-1"),
-            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
-            "body": len(self.body),
-            "http_version": self.http_version,
-        }
-        return json.dumps(head).encode() + b"\n" + self.body
-
-    @classmethod
-    async def read(cls, reader: asyncio.StreamReader) -> HandedRequest:
-        head = json.loads(await reader.readline())
-        return cls(
-            method=head["method"],
-            path=head["path"],
-            query_string=head["query"].encode("latin-1"),
-            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"]],
-            body=await reader.readexactly(head["body"]),
-            http_version=head["http_version"],
-        )
+            extensions: dict[str, object] = self.cycle.scope.setdefault("extensions", {})  # type: ignore[assignment]
+            extensions[TRANSPORT] = self.transport
 
 
 class HandOver:
@@ -117,7 +66,7 @@ class HandOver:
         transport.abort()
         try:
             await wait_for_disconnect(receive)  # uvicorn now forgets the connection, silently
-            started, done = await _read_reports(reports)
+            started, done = await read_reports(reports)
             if not done:
                 await _answer_failure(fallback, started, self.request.can_chunk, self.why_failed())
         finally:
@@ -143,14 +92,14 @@ async def _send_connection(
     return reader, writer
 
 
-async def _read_reports(reports: asyncio.StreamReader) -> tuple[str | None, bool]:
+async def read_reports(reports: asyncio.StreamReader) -> tuple[str | None, bool]:
     """Follow the worker's reports until it is done or gone: (content type once started, done)."""
     started = None
     while line := await reports.readline():
         word, _, detail = line.strip().partition(b" ")
-        if word == STARTED:
+        if word == REPORT_STARTED:
             started = detail.decode("latin-1")
-        elif word == DONE:
+        elif word == REPORT_DONE:
             return started, True
     return started, False
 

@@ -12,10 +12,10 @@ import httpx
 import openai
 import pytest
 
-from docker_model.runner.backend.engine import Engine
-from docker_model.runner.backend.jobs import FINISH_ERROR, CompletionJob
-from docker_model.runner.backend.llama import LlamaModel
-from docker_model.runner.backend.sampling import SamplingParams
+from docker_model.runner.worker.engine import Engine
+from docker_model.runner.worker.jobs import FINISH_ERROR, CompletionJob
+from docker_model.runner.worker.llama import LlamaModel
+from docker_model.runner.worker.sampling import SamplingParams
 
 from .conftest import FRANCE, Worker
 
@@ -192,3 +192,18 @@ def test_a_full_queue_is_a_503_in_the_one_error_shape(worker_factory: Callable[.
         "param": None,
         "code": "overloaded",
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("POST", "/chat/completions", 400, "invalid_request"),
+        ("GET", "/nowhere", 404, "not_found"),
+        ("GET", "/chat/completions", 405, "method_not_allowed"),
+    ],
+)
+def test_every_worker_error_has_the_one_shape(worker: Worker, method: str, path: str, status: int, code: str) -> None:
+    response = httpx.request(method, f"{worker.base_url}{path}", content=b"{", timeout=30)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docker_model.runner.backend.text import StopMatcher, TokenText, partial_suffix_len
+from docker_model.runner.worker.text import StopMatcher, TokenText, partial_suffix_len
 
 
 def run(pieces: list[bytes], stops: list[str]) -> tuple[str, bool]:

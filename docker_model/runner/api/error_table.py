@@ -1,5 +1,5 @@
 """Errors as the runner's routes return them: domain errors mapped to an HTTP status, in the one error
-shape of `backend/errors.py` (`message`, `type`, `param`, string `code`)."""
+shape of `runner/shared/error_body.py` (`message`, `type`, `param`, string `code`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from docker_model import distribution
-from docker_model.runner.backend.errors import error_body, error_response
+from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError
+from docker_model.runner.shared.error_body import APIError, error_body, error_response
 from docker_model.units import human_bytes
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "storage_problem",
 ]
 
-DISTRIBUTION_STATUS: list[tuple[type[Exception], int]] = [
+DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
+    (ModelLoadError, 500),
+    (ModelsBusyError, 503),
     (distribution.ModelNotFoundError, 404),
     (distribution.InvalidReferenceError, 400),
     (distribution.UnsupportedFormatError, 400),
@@ -37,15 +40,13 @@ DISTRIBUTION_STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
-class APIError(Exception):
-    """Raised by a route to answer with `status` and a one-line message."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
+# Errors a route may raise on purpose: answered without a traceback in the runner's log.
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    APIError,
+    HTTPException,
+    distribution.DistributionError,
+    *(error_type for error_type, _ in DOMAIN_STATUS),
+)
 
 
 def free_bytes(path: str) -> int:
@@ -80,7 +81,7 @@ def status_for(error: Exception) -> int:
         return 507
     if isinstance(error, HTTPException):
         return error.status_code
-    for error_type, status in DISTRIBUTION_STATUS:
+    for error_type, status in DOMAIN_STATUS:
         if isinstance(error, error_type):
             return status
     return 500
@@ -90,7 +91,7 @@ def response_for(error: Exception) -> JSONResponse:
     """The JSON error response of any error a route raised."""
     status = status_for(error)
     if isinstance(error, APIError):
-        return error_response(error.message, status, error.param, error.code)
+        return error.response()
     if isinstance(error, distribution.ModelNotFoundError):
         return error_response(str(error), status, "model", "model_not_found")
     if isinstance(error, HTTPException):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from docker_model.runner.backend.chat_template import ChatTemplate
-from docker_model.runner.backend.errors import RequestError
+from docker_model.runner.shared.error_body import APIError
+from docker_model.runner.worker.chat_template import ChatTemplate
 
 
 def test_chatml_fallback() -> None:
@@ -21,11 +21,11 @@ def test_bos_token_content_parts_and_tojson() -> None:
 
 def test_raise_exception_is_a_client_error() -> None:
     template = ChatTemplate("{{ raise_exception('roles must alternate') }}")
-    with pytest.raises(RequestError, match="roles must alternate"):
+    with pytest.raises(APIError, match="roles must alternate"):
         template.render([{"role": "user", "content": "x"}])
 
 
 def test_sandbox_blocks_attribute_escapes() -> None:
     template = ChatTemplate("{{ messages.__class__.__mro__ }}")
-    with pytest.raises(RequestError, match="is unsafe"):
+    with pytest.raises(APIError, match="is unsafe"):
         template.render([{"role": "user", "content": "x"}])

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import RequestError
+from docker_model.runner.shared.error_body import APIError
 
 
 class _Body(BaseModel):
@@ -89,7 +89,8 @@ class CompletionBody(GenerationBody):
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str] | list[int]) -> str | list[int]:
+    def _one_prompt(cls, value: str | list[str] | list[int]) -> str | list[str] | list[int]:
+        """One prompt per request: a list of one text is that text."""
         if isinstance(value, list) and value and isinstance(value[0], str):
             if len(value) != 1:
                 raise ValueError("only one prompt per request is supported")
@@ -120,19 +121,20 @@ class EmbeddingBody(_Body):
 
 
 def parse_body(model: type[_Body], raw: bytes) -> Any:
-    """Validate a JSON body, turning any problem into a 400 RequestError naming the field."""
+    """Validate a JSON body, turning any problem into a 400 APIError naming the field."""
     try:
         body = model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         if first.get("type") == "json_invalid":
-            raise RequestError(f"the request body is not valid JSON: {first['msg']}") from None
+            raise APIError(400, f"the request body is not valid JSON: {first['msg']}") from None
         message = f"{where}: {first['msg']}" if where else first["msg"]
-        raise RequestError(message, param=where or None) from None
+        raise APIError(400, message, param=where or None) from None
     refused = body.refused_field()
     if refused is not None:
-        raise RequestError(
+        raise APIError(
+            400,
             f"{refused} is not supported yet: leave it out (or set it to its default) and send the request again",
             param=refused,
             code="unsupported_parameter",

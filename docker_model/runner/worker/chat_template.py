@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import RequestError
+from docker_model.runner.shared.error_body import APIError
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -37,12 +37,14 @@ def _text_content(content: Any, where: str) -> str:
         kind = part.get("type") if isinstance(part, dict) else None
         param = f"{where}[{index}]"
         if kind not in ("text", "refusal"):
-            raise RequestError(
-                f"{param}: content parts of type {kind!r} are not supported: this model reads text only", param=param
+            raise APIError(
+                400,
+                f"{param}: content parts of type {kind!r} are not supported: this model reads text only",
+                param=param,
             )
         text = part.get(kind)
         if not isinstance(text, str):
-            raise RequestError(f"{param}.{kind} must be a string", param=f"{param}.{kind}")
+            raise APIError(400, f"{param}.{kind} must be a string", param=f"{param}.{kind}")
         texts.append(text)
     return "".join(texts)
 
@@ -81,4 +83,4 @@ class ChatTemplate:
                 add_generation_prompt=True,
             )
         except TemplateError as exc:
-            raise RequestError(f"the chat template could not render these messages: {exc}") from exc
+            raise APIError(400, f"the chat template could not render these messages: {exc}") from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docker_model.runner.backend.engine import FRAGMENT_COST, choose_slot, count_runs
+from docker_model.runner.worker.engine import FRAGMENT_COST, choose_slot, count_runs
 
 
 def test_runs_of_consecutive_sequence_ids() -> None:

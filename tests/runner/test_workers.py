@@ -1,4 +1,4 @@
-"""The runner-side launcher: a worker answering handed-over clients, killed mid-stream, then started afresh."""
+"""Starting workers from the runner: a worker answers handed-over clients, is killed mid-stream, starts afresh."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from docker_model.runner.backend.handoff import HandOver, HandOverProtocol
-from docker_model.runner.backend.launcher import WorkerProcess, WorkerSpec, WorkerStartError
+from docker_model.runner.handover import HandOver, HandOverProtocol
+from docker_model.runner.workers import WorkerProcess, WorkerSpec, WorkerStartError
 from tests.fixtures.registry import free_port
-
-from .conftest import FRANCE
+from tests.runner.worker.conftest import FRANCE
 
 pytestmark = pytest.mark.integration
 

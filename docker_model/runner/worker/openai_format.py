@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-DONE = b"data: [DONE]\n\n"
+SSE_DONE = b"data: [DONE]\n\n"  # the last event of an OpenAI stream
 
 
 def new_id(prefix: str) -> str:

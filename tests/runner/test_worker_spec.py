@@ -1,4 +1,4 @@
-"""Worker command lines and the runtime-flag allowlist (no model needed)."""
+"""Worker command lines, the runtime-flag allowlist, and a runner kept free of llama_cpp (no model needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from docker_model.runner.backend.launcher import WorkerSpec, check_runtime_flags
+from docker_model.runner.runtime_flags import check_runtime_flags
+from docker_model.runner.workers import WorkerSpec
 
 
 def test_allowed_flags_pass_with_their_values() -> None:
@@ -24,7 +25,7 @@ def test_other_flags_are_refused(flag: str) -> None:
 def test_argv_puts_runtime_flags_last() -> None:
     spec = WorkerSpec(Path("/m.gguf"), ctx_size=8192, parallel=2, runtime_flags=("--threads", "3"))
     argv = spec.argv(Path("/run/w.sock"))
-    assert argv[:5] == [sys.executable, "-I", "-u", "-m", "docker_model.runner.backend.worker"]
+    assert argv[:5] == [sys.executable, "-I", "-u", "-m", "docker_model.runner.worker"]
     assert argv[argv.index("--ctx-size") + 1] == "8192"
     assert argv[argv.index("--parallel") + 1] == "2"
     assert argv[-2:] == ["--threads", "3"]
@@ -35,9 +36,13 @@ def test_spec_refuses_bad_flags() -> None:
         WorkerSpec(Path("/m.gguf"), runtime_flags=("--port", "80"))
 
 
-def test_launcher_does_not_import_llama_cpp() -> None:
+def test_the_runner_never_imports_llama_cpp() -> None:
+    """Only the worker package loads the engine: the runner process stays small and starts fast."""
     import subprocess
 
-    code = "import sys, docker_model.runner.backend.launcher; print('llama_cpp' in sys.modules)"
+    code = (
+        "import sys, docker_model.runner.app, docker_model.runner.__main__, docker_model.runner.workers; "
+        "print('llama_cpp' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,0 +1,121 @@
+"""The JSON the CLI and the runner exchange on the runner's own routes, described once for both sides.
+
+Plain `TypedDict`s (hallway: no I/O, cheap to import): the runner builds its answers as these and
+validates request bodies against them with pydantic; the CLI reads answers as these. Keys with a hyphen
+(`context-size`) are Docker Model Runner's, hence the functional form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from typing_extensions import TypedDict  # not typing's: pydantic validates only this one before Python 3.12
+
+
+class ModelInfo(TypedDict):
+    """A model in the store (`GET /models`, `GET /models/{name}`, `list --json`)."""
+
+    id: str
+    tags: list[str]
+    created: int
+    config: dict[str, Any]
+
+
+class LayerProgress(TypedDict):
+    id: str
+    size: int
+    current: int
+
+
+class ProgressLine(TypedDict, total=False):
+    """One JSON line of a pull or push (`POST /models/create`, `POST /models/{name}/push`)."""
+
+    type: Literal["progress", "success", "warning", "error"]
+    message: str
+    total: int
+    layer: LayerProgress
+
+
+class RunningModel(TypedDict):
+    """A loaded model (`GET /engines/ps`)."""
+
+    model_name: str
+    model_id: str
+    backend_name: str
+    mode: str
+    last_used: int
+    until: int | None
+    in_use: bool
+    context_size: int
+    pid: int
+
+
+class DiskUsage(TypedDict):
+    """`GET /engines/df`: bytes."""
+
+    models_disk_usage: int
+    default_backend_disk_usage: int
+
+
+class ModelSettingsInfo(TypedDict):
+    """A model's settings in effect (`GET /engines/_configure`)."""
+
+    model: str
+    context_size: int
+    keep_alive: float
+    runtime_flags: list[str]
+    configured: bool
+
+
+class ConfiguredModels(TypedDict):
+    models: list[ModelSettingsInfo]
+
+
+class VersionInfo(TypedDict):
+    """`GET /version`."""
+
+    version: str
+    engine: str
+    models_path: str
+
+
+class UnloadResult(TypedDict):
+    """`POST /engines/unload`."""
+
+    unloaded_runners: int
+    models: list[str]
+
+
+class TagResult(TypedDict):
+    """`POST /models/{name}/tag`."""
+
+    message: str
+    target: str
+
+
+# Request bodies. All keys optional as far as the type goes: the runner checks what each route needs.
+CreateRequest = TypedDict("CreateRequest", {"from": str}, total=False)
+
+
+class UnloadRequest(TypedDict, total=False):
+    all: bool
+    models: list[str]
+
+
+ConfigureRequest = TypedDict(
+    "ConfigureRequest",
+    {
+        "model": str,
+        "context-size": int | None,
+        "context_size": int | None,
+        "runtime-flags": list[str] | None,
+        "runtime_flags": list[str] | None,
+        "keep_alive": str | float | None,
+    },
+    total=False,
+)
+
+# How the runner validates request bodies (pydantic reads this attribute): strict types, and a field
+# the route does not know is refused, never ignored.
+for _request in (CreateRequest, UnloadRequest, ConfigureRequest):
+    setattr(_request, "__pydantic_config__", {"extra": "forbid", "strict": True})  # noqa: B010

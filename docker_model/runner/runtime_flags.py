@@ -1,0 +1,57 @@
+"""The runtime flags `docker model configure MODEL -- FLAGS` may pass to a model's worker, and the values
+each takes: checked when they are configured, so that a bad flag never breaks every later load."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FlagValue:
+    """What one allowed runtime flag takes: a number of `kind` from `low` to `high` (inclusive)."""
+
+    kind: type[int] | type[float]
+    low: float
+    high: float = math.inf
+
+    def check(self, flag: str, text: str) -> None:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or not self.low <= value <= self.high or math.isnan(value):
+            bounds = f"at least {self.low:g}" if self.high == math.inf else f"from {self.low:g} to {self.high:g}"
+            what = "a whole number" if self.kind is int else "a number"
+            raise ValueError(f"runtime flag {flag} needs {what} {bounds}, not {text!r}")
+
+
+_COUNT, _PROBABILITY = FlagValue(int, 1), FlagValue(float, 0, 1)
+RUNTIME_FLAGS: dict[str, FlagValue] = {
+    "-t": _COUNT, "--threads": _COUNT,
+    "-b": _COUNT, "--batch-size": _COUNT,
+    "-ngl": FlagValue(int, -1), "--n-gpu-layers": FlagValue(int, -1),
+    "-np": _COUNT, "--parallel": _COUNT,
+    "--max-queue": FlagValue(int, 0),
+    "--temp": FlagValue(float, 0), "--top-k": FlagValue(int, 0), "--top-p": _PROBABILITY, "--min-p": _PROBABILITY,
+    "--repeat-penalty": FlagValue(float, 0.0001),
+}  # fmt: skip
+
+
+def check_runtime_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    """Return the flags unchanged, or raise ValueError naming the first one that is not allowed or whose
+    value the worker would refuse (so that a bad flag is refused when it is configured, not at every load)."""
+    items = list(flags)
+    while items:
+        name, has_value, value = items.pop(0).partition("=")
+        spec = RUNTIME_FLAGS.get(name)
+        if spec is None:
+            allowed = ", ".join(sorted(f for f in RUNTIME_FLAGS if f.startswith("--")))
+            raise ValueError(f"runtime flag {name} is not allowed (allowed: {allowed})")
+        if not has_value:
+            if not items:
+                raise ValueError(f"runtime flag {name} needs a value")
+            value = items.pop(0)
+        spec.check(name, value)
+    return tuple(flags)

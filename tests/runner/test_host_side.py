@@ -1,0 +1,244 @@
+"""The runner's host side, fast and without a model: the scheduler against stand-in workers, the
+hand-over's wire protocol over a socket pair, the progress throttle, and the middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from docker_model.distribution import Model, ProgressEvent, Store
+from docker_model.distribution.packaging import package
+from docker_model.runner.accelerator import Accelerator
+from docker_model.runner.api import progress
+from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit, OriginGuard
+from docker_model.runner.handover import read_reports
+from docker_model.runner.model_settings import ModelSettings, SettingsBook
+from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError, Scheduler
+from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
+from docker_model.runner.workers import WorkerSpec, WorkerStartError
+from tests.fixtures.gguf_files import write_gguf
+
+PIDS = itertools.count(1000)
+
+
+@dataclass
+class StandInWorker:
+    """What the scheduler uses of a worker process: a pid, whether it lives, and stop()."""
+
+    spec: WorkerSpec
+    pid: int = field(default_factory=lambda: next(PIDS))
+    alive: bool = True
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        self.alive, self.stopped = False, True
+
+
+@dataclass
+class StandInLauncher:
+    """Starts stand-in workers; a model whose GGUF is named in `broken` fails to load."""
+
+    broken: set[str] = field(default_factory=set)
+    started: list[StandInWorker] = field(default_factory=list)
+    delay: float = 0.0
+
+    async def __call__(self, spec: WorkerSpec, socket_path: Path, log_path: Path) -> StandInWorker:
+        await asyncio.sleep(self.delay)
+        if spec.model_name in self.broken:
+            raise WorkerStartError("the model worker exited with code 1 while loading", "error: bad weights")
+        worker = StandInWorker(spec)
+        self.started.append(worker)
+        return worker
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> tuple[Store, dict[str, Model]]:
+    store = Store(tmp_path / "models")
+    found = {}
+    for seed, name in enumerate(("a", "b", "c")):
+        found[name] = store.write_artifact(package(write_gguf(tmp_path / f"{name}.gguf", seed)), [name])
+    return store, found
+
+
+def scheduler_for(store: Store, tmp_path: Path, launcher: StandInLauncher, max_loaded: int = 2) -> Scheduler:
+    accelerator = Accelerator("cpu", "test")
+    return Scheduler(
+        store,
+        SettingsBook(tmp_path / "settings.json"),
+        accelerator,
+        tmp_path / "logs",
+        max_loaded=max_loaded,
+        start_worker=launcher,  # type: ignore[arg-type]
+    )
+
+
+def test_least_recently_used_idle_model_makes_room(models: tuple[Store, dict[str, Model]], tmp_path: Path) -> None:
+    store, found = models
+    launcher = StandInLauncher()
+
+    async def scenario() -> list[str]:
+        scheduler = scheduler_for(store, tmp_path, launcher)
+        for name in ("a", "b", "a", "c"):  # b is the least recently used when c arrives
+            scheduler.release(await scheduler.acquire(found[name], name))
+        return [loaded.name for loaded in scheduler.running()]
+
+    assert asyncio.run(scenario()) == ["a", "c"]
+    assert [w.spec.model_name for w in launcher.started] == ["a", "b", "c"]
+    assert [w.spec.model_name for w in launcher.started if w.stopped] == ["b"]
+
+
+def test_concurrent_requests_for_one_model_share_one_load(
+    models: tuple[Store, dict[str, Model]], tmp_path: Path
+) -> None:
+    store, found = models
+    launcher = StandInLauncher(delay=0.05)
+
+    async def scenario() -> None:
+        scheduler = scheduler_for(store, tmp_path, launcher)
+        loaded = await asyncio.gather(*(scheduler.acquire(found["a"], "a") for _ in range(5)))
+        assert len({id(m) for m in loaded}) == 1 and loaded[0].in_flight == 5
+
+    asyncio.run(scenario())
+    assert len(launcher.started) == 1
+
+
+def test_a_model_that_fails_to_load_evicts_nothing(models: tuple[Store, dict[str, Model]], tmp_path: Path) -> None:
+    store, found = models
+    launcher = StandInLauncher(broken={"b"})
+
+    async def scenario() -> None:
+        scheduler = scheduler_for(store, tmp_path, launcher, max_loaded=1)
+        scheduler.release(await scheduler.acquire(found["a"], "a"))
+        with pytest.raises(ModelLoadError, match="model b failed to load: error: bad weights"):
+            await scheduler.acquire(found["b"], "b")
+        assert [loaded.name for loaded in scheduler.running()] == ["a"]
+
+    asyncio.run(scenario())
+    assert not launcher.started[0].stopped
+
+
+def test_busy_models_are_not_evicted(models: tuple[Store, dict[str, Model]], tmp_path: Path) -> None:
+    store, found = models
+
+    async def scenario() -> None:
+        scheduler = scheduler_for(store, tmp_path, StandInLauncher(), max_loaded=1)
+        await scheduler.acquire(found["a"], "a")  # in use, never released
+        with pytest.raises(ModelsBusyError, match="1 models are loaded and busy"):
+            await scheduler.acquire(found["b"], "b")
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_worker_is_started_again_and_keep_alive_zero_unloads(
+    models: tuple[Store, dict[str, Model]], tmp_path: Path
+) -> None:
+    store, found = models
+    launcher = StandInLauncher()
+
+    async def scenario() -> None:
+        scheduler = scheduler_for(store, tmp_path, launcher)
+        first = await scheduler.acquire(found["a"], "a")
+        scheduler.release(first)
+        first.worker.alive = False  # it crashed
+        second = await scheduler.acquire(found["a"], "a")
+        assert second.worker is not first.worker
+        scheduler.release(second)
+        scheduler.settings.set(found["c"].id, ModelSettings(keep_alive=0))
+        scheduler.release(await scheduler.acquire(found["c"], "c"))
+        expired = [key for key, m in scheduler.loaded.items() if m.expired(m.last_used)]
+        assert expired == [found["c"].id]
+
+    asyncio.run(scenario())
+    assert len(launcher.started) == 3
+
+
+def test_a_handed_request_crosses_the_wire_whole() -> None:
+    request = HandedRequest(
+        "POST", "/v1/chat/completions", b"a=1", [(b"content-type", b"application/json")], b'{"x": "\xc3\xa9"}', "1.0"
+    )
+
+    async def scenario() -> tuple[HandedRequest, tuple[str | None, bool]]:
+        left, right = socket.socketpair()
+        reader, reader_side = await asyncio.open_connection(sock=left)
+        _, writer = await asyncio.open_connection(sock=right)
+        writer.write(request.encode())
+        writer.write(REPORT_STARTED + b" text/event-stream\n" + REPORT_DONE + b"\n")
+        await writer.drain()
+        writer.close()
+        try:
+            return await HandedRequest.read(reader), await read_reports(reader)
+        finally:
+            reader_side.close()
+
+    received, reports = asyncio.run(scenario())
+    assert received == request and not received.can_chunk
+    assert reports == ("text/event-stream", True)
+
+
+def test_reports_cut_short_say_the_worker_is_gone() -> None:
+    async def scenario() -> tuple[str | None, bool]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(REPORT_STARTED + b" application/json\n")
+        reader.feed_eof()
+        return await read_reports(reader)
+
+    assert asyncio.run(scenario()) == ("application/json", False)
+
+
+def test_progress_lines_are_throttled_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 0.01, 0.02, 0.03, 0.5, 0.51])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    lines: list[dict] = []
+    throttle = progress.ProgressThrottle("Downloaded", lines.append)  # type: ignore[arg-type]
+    size = 10 * 1024 * 1024
+    for current in (1000, 2000, 3000, 4000, 5000):  # small steps within 100 ms: one line, then one at 0.5 s
+        throttle(ProgressEvent("sha256:" + "a" * 64, size, current, size))
+    throttle(ProgressEvent("sha256:" + "a" * 64, size, size, size, "Download complete"))
+    assert [line["layer"]["current"] for line in lines] == [1000, 5000, size]
+    assert lines[-1]["message"] == "aaaaaaaaaaaa: Download complete"
+    assert lines[0]["message"] == "Downloaded 1.00kB of 10.49MB"
+
+
+@pytest.fixture
+def guarded() -> TestClient:
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(len(await request.body())))
+
+    routes = [Route("/echo", echo, methods=["GET", "POST"])]
+    return TestClient(Starlette(routes=routes, middleware=[Middleware(OriginGuard), Middleware(BodyLimit)]))
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [(None, 200), ("http://localhost:3000", 200), ("http://127.0.0.1", 200), ("https://evil.example", 403)],
+)
+def test_foreign_browser_origins_are_refused(guarded: TestClient, origin: str | None, status: int) -> None:
+    headers = {"Origin": origin} if origin else {}
+    response = guarded.get("/echo", headers=headers)
+    assert response.status_code == status
+    if status == 403:
+        assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_bodies_over_the_limit_are_refused_declared_or_streamed(guarded: TestClient) -> None:
+    assert guarded.post("/echo", content=b"x" * 10).text == "10"
+    declared = guarded.post("/echo", content=b"x" * (MAX_BODY_BYTES + 1))
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"
+
+    def chunks():  # no content-length: counted as it streams
+        for _ in range(11):
+            yield b"x" * (1024 * 1024)
+
+    streamed = guarded.post("/echo", content=chunks())
+    assert streamed.status_code == 413
