@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docker_model import settings
-from docker_model.files import write_json
 
 RUNNER_MODULE = "docker_model.runner"
 START_TIME_TOLERANCE_SECONDS = 0.5
@@ -42,6 +41,8 @@ def process_start_time(pid: int) -> float | None:
 
 def write_pid_file(port: int) -> RunnerRecord:
     """Called by the runner itself, after binding `port`."""
+    from docker_model.files import write_json  # the runner's need only: the CLI reads the file
+
     record = RunnerRecord(os.getpid(), port, process_start_time(os.getpid()) or 0.0)
     write_json(pid_path(port), record.__dict__, sync=False)
     return record

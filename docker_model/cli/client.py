@@ -20,13 +20,13 @@ from urllib.parse import quote, urlencode, urlsplit
 import click
 
 from docker_model import settings
-from docker_model.api_types import ProgressLine, VersionInfo
 from docker_model.cli import runner_process
-from docker_model.files import log_tail
 from docker_model.reference import InvalidReferenceError, is_id_prefix, parse_reference
 
 if TYPE_CHECKING:
     from rich.status import Status
+
+    from docker_model.api_types import ProgressLine, VersionInfo
 
 NOT_RUNNING = "Docker Model Runner is not running"
 RUNNING = "Docker Model Runner is running"
@@ -213,6 +213,8 @@ class RunnerClient:
             deadline = time.monotonic() + runner_process.START_TIMEOUT_SECONDS
             while not self.found_running():
                 if process.poll() is not None:
+                    from docker_model.files import log_tail
+
                     tail = log_tail(runner_process.log_path(port), 5)
                     if not tail:  # it could not even write its log
                         raise click.ClickException(str(runner_process.StateDirError.unwritable_log(port)))
@@ -253,7 +255,7 @@ class RunnerClient:
                     raise unexpected_answer(reply, f"a progress line that is not a JSON object ({line[:60]!r})")
                 if event.get("type") == "error":
                     raise click.ClickException(event.get("message", "the runner reported an error"))
-                yield cast(ProgressLine, event)
+                yield cast("ProgressLine", event)
 
 
 class RunnerError(click.ClickException):

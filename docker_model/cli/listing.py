@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from docker_model.api_types import ConfiguredModels, DiskUsage, ModelInfo, RunningModel
 from docker_model.cli.client import RunnerClient, about_model, model_path
 from docker_model.cli.render import table, time_ago, time_until
 from docker_model.reference import display_name, is_model_id, parse_reference, short_id
 from docker_model.units import human_bytes
+
+if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
+    from docker_model.api_types import ConfiguredModels, DiskUsage, ModelInfo, RunningModel
+
 
 LIST_HEADERS = ("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE")
 NONE = "<none>"

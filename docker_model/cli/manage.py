@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from docker_model.api_types import DiskUsage, ModelInfo, TagResult, UnloadResult
 from docker_model.cli.client import Reply, RunnerClient, about_model, model_path, unexpected_answer
 from docker_model.reference import DEFAULT_TAG, familiar_name, parse_reference
 from docker_model.units import human_bytes
+
+if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
+    from docker_model.api_types import DiskUsage, ModelInfo, TagResult, UnloadResult
 
 
 @click.command()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from docker_model.api_types import VersionInfo
 from docker_model.cli import runner_process
 from docker_model.cli.client import NOT_RUNNING, RunnerClient
 from docker_model.cli.render import table
+
+if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
+    from docker_model.api_types import VersionInfo
 
 
 def split_status(text: str) -> tuple[str, str]:

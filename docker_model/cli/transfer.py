@@ -5,12 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
-from docker_model.api_types import ModelInfo, ProgressLine
 from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
 from docker_model.reference import display_name, short_id
+
+if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
+    from docker_model.api_types import ModelInfo, ProgressLine
+
 
 PLAIN_PROGRESS_INTERVAL_SECONDS = 1.0
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import platform
+from typing import TYPE_CHECKING
 
 import click
 
 from docker_model import __version__
-from docker_model.api_types import VersionInfo
+
+if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
+    from docker_model.api_types import VersionInfo
 
 
 def platform_name() -> str:
