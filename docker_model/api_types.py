@@ -64,7 +64,6 @@ class ModelSettingsInfo(TypedDict):
     context_size: int
     keep_alive: float
     runtime_flags: list[str]
-    configured: bool
 
 
 class ConfiguredModels(TypedDict):

@@ -25,6 +25,10 @@ class ModelSettings:
     runtime_flags: list[str] = field(default_factory=list)
 
 
+def effective_keep_alive(settings: ModelSettings) -> float:
+    return DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
+
+
 def effective_context_size(settings: ModelSettings, config: dict) -> int:
     if settings.context_size:
         return settings.context_size

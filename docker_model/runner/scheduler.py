@@ -20,7 +20,7 @@ from pathlib import Path
 from docker_model.distribution import Model, Store
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.memory import available_memory_bytes
-from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, SettingsBook, effective_context_size
+from docker_model.runner.model_settings import SettingsBook, effective_context_size, effective_keep_alive
 from docker_model.runner.workers import WorkerProcess, WorkerSpec, WorkerStartError
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Scheduler:
             log.error("%s failed to load: %s", name, error)
             last_line = (error.log_tail.strip().splitlines() or [str(error)])[-1]
             raise ModelLoadError(f"model {name} failed to load: {last_line} (full log: {log_path})") from None
-        keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
+        keep_alive = effective_keep_alive(settings)
         loaded = LoadedModel(model, name, worker, context_size, keep_alive)
         async with self.lock:
             self.loaded[model.id] = loaded

@@ -23,7 +23,7 @@ from docker_model.api_types import (
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_body, state_of
 from docker_model.runner.api.error_table import APIError
-from docker_model.runner.model_settings import DEFAULT_KEEP_ALIVE_SECONDS, ModelSettings, effective_context_size
+from docker_model.runner.model_settings import ModelSettings, effective_context_size, effective_keep_alive
 from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.units import parse_duration
 
@@ -153,14 +153,12 @@ async def configured_settings(request: Request) -> JSONResponse:
     entries: list[ModelSettingsInfo] = []
     for model in models:
         settings = state.settings.get(model.id)
-        keep_alive = DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
         entries.append(
             {
                 "model": model.id,
                 "context_size": effective_context_size(settings, model.config),
-                "keep_alive": keep_alive,
+                "keep_alive": effective_keep_alive(settings),
                 "runtime_flags": settings.runtime_flags,
-                "configured": settings != ModelSettings(),
             }
         )
     configured: ConfiguredModels = {"models": entries}
