@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve.py [--concurrency 1,2,4,8] [--max-tokens 128] [--rounds 5]
         [--systems runner,llama-server,llama-cpp-python] [--requests-per-stream 2] [--no-costs]
+        [--contention N [--contention-nice 19]]
 
 Every system serves the same GGUF with the same threads and context per sequence. For each concurrency
 level N all systems are started side by side with N slots (runner: runtime flag `--parallel N`;
@@ -10,6 +11,10 @@ warm-up request each; then, for each of `--rounds` rounds, each system in turn (
 loadgen.py's N streams while the others idle. Every round has prompts of its own (the same for every
 system), so no server answers a prompt it has cached. A shared machine's speed drifts by tens of percent within
 minutes; short interleaved rounds meet the same drift, and ratios are taken within a round.
+
+`--contention N` measures a busy machine, as users run it: N processes that each keep a core busy (`yes`,
+at `--contention-nice` priority) run while each system serves its turn of every round, started from this
+harness as the servers are (so all share one session, which Linux schedules as one group).
 
 Prints a Markdown table (figures over all rounds; ratios to llama-server as the median of the per-round
 ratios), the machine and the settings, then the cost figures of costs.py. Exit status 1 if any request
@@ -22,10 +27,11 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -69,6 +75,8 @@ class Settings:
     max_tokens: int = 128
     requests_per_stream: int = 2
     rounds: int = 5
+    contention: int = 0
+    contention_nice: int = 0
 
 
 @dataclass
@@ -89,6 +97,18 @@ def slots(system: str, level: int) -> int:
     return 1 if system == "llama-cpp-python" else level
 
 
+@contextmanager
+def busy_processes(count: int, niceness: int) -> Iterator[None]:
+    """`count` processes that each keep a core busy, for the duration of the block."""
+    hogs = [subprocess.Popen(["nice", "-n", str(niceness), "yes"], stdout=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 def measure(systems: list[str], levels: Sequence[int], settings: Settings, workdir: Path) -> list[Row]:
     rows = []
     for level in levels:
@@ -105,16 +125,17 @@ def measure(systems: list[str], levels: Sequence[int], settings: Settings, workd
                 print(f"concurrency {level}: round {turn + 1} of {settings.rounds}", file=sys.stderr)
                 for system in systems[turn % len(systems) :] + systems[: turn % len(systems)]:
                     endpoint = endpoints[system]
-                    [result] = loadgen.run(
-                        endpoint.base_url,
-                        endpoint.model,
-                        [level],
-                        warmup=False,
-                        max_tokens=settings.max_tokens,
-                        requests_per_stream=settings.requests_per_stream,
-                        extra=endpoint.extra,
-                        first_prompt=turn * level * settings.requests_per_stream,
-                    )
+                    with busy_processes(settings.contention, settings.contention_nice):
+                        [result] = loadgen.run(
+                            endpoint.base_url,
+                            endpoint.model,
+                            [level],
+                            warmup=False,
+                            max_tokens=settings.max_tokens,
+                            requests_per_stream=settings.requests_per_stream,
+                            extra=endpoint.extra,
+                            first_prompt=turn * level * settings.requests_per_stream,
+                        )
                     by_system[system].append(result)
         rows += [Row(system, slots(system, level), by_system[system]) for system in systems]
     return sorted(rows, key=lambda row: (list(systems).index(row.system), row.result.concurrency))
@@ -171,6 +192,11 @@ def describe(settings: Settings, load_before: float) -> str:
         f"after one warm-up request each, then {settings.rounds} rounds in which each system in turn serves "
         f"{settings.requests_per_stream} requests per stream. Figures pool all rounds; ratios (×ls) are medians "
         "of per-round ratios to llama-server at the same concurrency; TTFT differences are of the pooled medians."
+        + (
+            f" Contention: {settings.contention} busy process(es) at nice {settings.contention_nice} during every turn."
+            if settings.contention
+            else " No other load."
+        )
     )
 
 
@@ -185,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ctx-size", type=int, default=4096, help="context per sequence (default: %(default)s)")
     parser.add_argument("--model", type=Path, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--no-costs", action="store_true", help="skip the cost figures")
+    parser.add_argument("--contention", type=int, default=0, help="busy processes during every turn (default: 0)")
+    parser.add_argument("--contention-nice", type=int, default=0, help="their niceness, 0 to 19 (default: 0)")
     args = parser.parse_args(argv)
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     unknown = set(systems) - set(SYSTEMS)
@@ -192,7 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown systems {', '.join(sorted(unknown))} (known: {', '.join(SYSTEMS)})")
     levels = [int(level) for level in args.concurrency.split(",") if level.strip()]
     model = args.model or fetch_smollm2()
-    settings = Settings(model, args.threads, args.ctx_size, args.max_tokens, args.requests_per_stream, args.rounds)
+    settings = Settings(
+        model,
+        args.threads,
+        args.ctx_size,
+        args.max_tokens,
+        args.requests_per_stream,
+        args.rounds,
+        args.contention,
+        args.contention_nice,
+    )
     if REFERENCE in systems:
         baselines.llama_server_binary()  # build before measuring, not in the middle
     load_before = os.getloadavg()[0]

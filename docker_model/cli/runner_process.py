@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from docker_model import runner_pid, settings
+from docker_model.processes import own_process_group
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -83,7 +84,7 @@ def start(port: int) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            **own_process_group(),  # the caller's session: see docker_model/processes.py
             cwd=NEUTRAL_DIRECTORY,
         )
 

@@ -18,6 +18,7 @@ import httpx
 from starlette.requests import Request
 
 from docker_model.files import log_tail
+from docker_model.processes import own_process_group
 from docker_model.runner.handover import HandOver
 from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.runner.shared.wire import HandedRequest
@@ -96,7 +97,7 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                **own_process_group(),  # the runner's session: see docker_model/processes.py
                 cwd="/",
             )
         worker = cls(spec, process, socket_path, log_path)

@@ -29,9 +29,11 @@ def table_rows(output: str) -> list[dict[str, str]]:
 def test_harness_measures_the_runner(smollm2_gguf: Path) -> None:
     command = [sys.executable, str(SERVE), "--systems", "runner", "--concurrency", "2", "--max-tokens", "8"]
     command += ["--requests-per-stream", "1", "--rounds", "2", "--no-costs", "--model", str(smollm2_gguf)]
+    command += ["--contention", "1", "--contention-nice", "19"]  # keeps the busy-machine option from rotting
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     [row] = table_rows(result.stdout)
     assert (row["system"], row["conc"], row["reqs"], row["fail"]) == ("runner", "2", "4", "0")
     assert float(row["tok/s all"]) > 0
     assert "Machine:" in result.stdout
+    assert "Contention: 1 busy process(es) at nice 19" in result.stdout
