@@ -185,3 +185,17 @@ def test_a_model_that_fails_to_load_leaves_the_loaded_one_serving(
     assert [(m["model_name"], m["pid"]) for m in after] == [(m["model_name"], m["pid"]) for m in before]
     answered = cli.run("model", "run", "working", "Say hi.")
     assert answered.returncode == 0, answered.stderr
+
+
+def test_the_runner_and_its_workers_share_the_callers_session(
+    installed_plugin: Path, fresh_env: RunnerEnv, smollm2_gguf: Path
+) -> None:
+    """Linux shares the CPU between sessions as groups: a worker in a session of its own starved on a busy
+    machine (see docker_model/processes.py). Each still has a process group of its own (no Ctrl-C)."""
+    cli = DockerCLI(installed_plugin, fresh_env.variables())
+    assert cli.run("model", "package", "--gguf", str(smollm2_gguf), "smollm2").returncode == 0
+    assert cli.run("model", "run", "--detach", "smollm2").returncode == 0
+    (runner,) = runner_processes(fresh_env.port)
+    (worker,) = runner.children()
+    assert os.getsid(runner.pid) == os.getsid(worker.pid) == os.getsid(0)
+    assert os.getpgid(runner.pid) == runner.pid and os.getpgid(worker.pid) == worker.pid
