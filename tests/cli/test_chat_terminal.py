@@ -108,6 +108,15 @@ def test_an_answer_taller_than_the_window_appears_once(chat: Tmux) -> None:
     assert all(len(line) < 80 or line == line.rstrip() for line in lines)  # not padded to the window's width
 
 
+def test_a_poem_keeps_its_lines(chat: Tmux) -> None:
+    """Rendered as Markdown, the model's single line breaks would join its lines into one paragraph."""
+    question = "Write a four-line poem about the moon."
+    chat.type(question)
+    lines = answer_lines(chat.wait_for_prompt(2), question)
+    assert len(lines) == 4, lines  # SmolLM2 at temperature 0 writes four lines, each under the width
+    assert lines[0] == "In twilight's cloak, where shadows play,"
+
+
 def test_the_chat_goes_on_after_errors_and_bad_settings(chat: Tmux) -> None:
     chat.type("/set parameter max_tokens -3")
     text = chat.wait_for_prompt(2)

@@ -231,5 +231,8 @@ def test_an_answer_cut_off_by_a_dying_worker_is_an_error(chat_cli: DockerCLI, ru
     os.kill(next(entry["pid"] for entry in running if entry["model_name"].endswith("smollm2")), signal.SIGKILL)
     _, err = answer.communicate(timeout=120)
     assert answer.returncode == 1
-    assert err.decode().startswith("Error: ")
-    assert "incomplete" in err.decode() or "stopped unexpectedly" in err.decode()
+    (line,) = err.decode().strip().splitlines()
+    # The runner reports the worker's death itself (how depends on whether it has reaped it yet); the CLI
+    # would report a stream that merely stopped as incomplete.
+    assert line.startswith("Error: ")
+    assert any(cause in line for cause in ("incomplete", "stopped unexpectedly", "worker process was lost"))
