@@ -13,19 +13,13 @@ from docker_model.cli.client import model_path, qualified
 from docker_model.cli.main import cli, main
 from docker_model.cli.manage import flags_separator_given
 from tests.fixtures.registry import free_port
+from tests.fixtures.runner import RunnerEnv
 
 
 @pytest.fixture
 def nowhere(tmp_path: Path) -> Iterator[dict[str, str]]:
     """An environment whose runner would have its own port and state, to show none was started."""
-    port = free_port()
-    env = {
-        "MODEL_RUNNER_HOST": f"http://127.0.0.1:{port}",
-        "MODEL_RUNNER_PORT": str(port),
-        "DOCKER_MODEL_STATE_DIR": str(tmp_path / "state"),
-        "MODELS_PATH": str(tmp_path / "models"),
-    }
-    yield env
+    yield RunnerEnv(free_port(), tmp_path / "models", tmp_path / "state").variables()
     assert not (tmp_path / "state").exists(), "a runner was started"
 
 

@@ -256,17 +256,13 @@ def test_a_full_state_directory_is_one_line_and_leaves_no_runner(
             filler.write(b"\0" * 4096)
     from tests.fixtures.registry import free_port
 
-    port = free_port()
-    variables = {
-        "MODEL_RUNNER_HOST": f"http://127.0.0.1:{port}",
-        "MODEL_RUNNER_PORT": str(port),
-        "MODELS_PATH": str(tmp_path / "models"),
-        "DOCKER_MODEL_STATE_DIR": str(small_disk / "state"),
-    }
-    line = one_line_error(DockerCLI(installed_plugin, variables).run("model", "list"))
+    env = RunnerEnv(free_port(), tmp_path / "models", small_disk / "state")
+    line = one_line_error(DockerCLI(installed_plugin, env.variables()).run("model", "list"))
     assert f"cannot write the runner's state in {small_disk / 'state'}" in line
     assert "DOCKER_MODEL_STATE_DIR" in line
-    assert subprocess.run(["pgrep", "-f", f"docker_model.runner --port {port}"], capture_output=True).returncode == 1
+    assert (
+        subprocess.run(["pgrep", "-f", f"docker_model.runner --port {env.port}"], capture_output=True).returncode == 1
+    )
 
 
 def test_a_full_model_store_names_the_store_and_the_sizes(
