@@ -83,9 +83,11 @@ def small_context_cli(chat_cli: DockerCLI) -> DockerCLI:
 def chat(small_context_cli: DockerCLI, tmp_path: Path) -> Iterator[Tmux]:
     command = f'docker model run {MODEL}; echo "{EXITED}$?"'  # the exit status, shown in the terminal
     terminal = Tmux(["sh", "-c", command], small_context_cli.environment(), tmp_path)
-    terminal.wait_for_prompt(1, timeout=120)
-    yield terminal
-    terminal.close()
+    try:
+        terminal.wait_for_prompt(1, timeout=120)
+        yield terminal
+    finally:
+        terminal.close()
 
 
 def answer_lines(text: str, question: str) -> list[str]:
