@@ -22,9 +22,9 @@ from docker_model.api_types import (
 )
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_body, state_of
-from docker_model.runner.api.error_table import APIError
 from docker_model.runner.model_settings import ModelSettings, effective_context_size, effective_keep_alive
 from docker_model.runner.runtime_flags import check_runtime_flags
+from docker_model.runner.shared.error_body import APIError
 from docker_model.units import parse_duration
 
 BACKEND_NAME = "llama.cpp"

@@ -13,19 +13,8 @@ from starlette.responses import JSONResponse
 
 from docker_model import distribution
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError
-from docker_model.runner.shared.error_body import APIError, error_body, error_response
+from docker_model.runner.shared.error_body import APIError, error_response
 from docker_model.units import human_bytes
-
-__all__ = [
-    "APIError",
-    "error_body",
-    "free_bytes",
-    "handle_error",
-    "message_of",
-    "response_for",
-    "status_for",
-    "storage_problem",
-]
 
 DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (ModelLoadError, 500),

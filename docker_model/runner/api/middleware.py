@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docker_model import settings
-from docker_model.runner.api.error_table import error_body
+from docker_model.runner.shared.error_body import error_body
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 UNLIMITED_PATHS = ("/models/load",)  # model archives are large by nature

@@ -24,8 +24,9 @@ from docker_model.api_types import CreateRequest, ModelInfo, TagResult
 from docker_model.distribution import Model, ProgressEvent
 from docker_model.reference import InvalidReferenceError, parse_reference
 from docker_model.runner.api.common import read_body, state_of
-from docker_model.runner.api.error_table import APIError, free_bytes, status_for, storage_problem
+from docker_model.runner.api.error_table import free_bytes, status_for, storage_problem
 from docker_model.runner.api.progress import stream_job
+from docker_model.runner.shared.error_body import APIError
 from docker_model.units import human_bytes
 
 ROUTE_WORDS = ("create", "load", "purge")
