@@ -8,7 +8,11 @@ engine waits (briefly) for the event loop to send them before the next decode: o
 loop's work preempts a llama.cpp thread mid-graph and its peers spin at the next barrier meanwhile.
 
 A finished or cancelled sequence keeps its KV cells as a prompt cache: the next request placed in
-that slot reuses the longest common prefix and `llama_memory_seq_rm` drops the rest.
+that slot reuses the longest common prefix and `llama_memory_seq_rm` drops the rest. A prompt that
+another sequence holds more of (agents resend one long system prompt from several clients) starts
+from a copy of that sequence's cells instead (`llama_memory_seq_cp`); and a request whose prompt
+shares a long prefix with one still being evaluated waits until that prefix is in the cache, so
+a prefix sent by several clients at once is computed once.
 
 Each sequence has a KV stream of its own (a non-unified cache), so an idle slot's prompt cache costs the
 others nothing. llama.cpp then decodes in one micro-batch, and reuses the previous step's graph, only
@@ -26,6 +30,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -44,6 +49,9 @@ HANDOFF_TIMEOUT = 0.005  # seconds the engine waits for the event loop to send a
 # into one more run: every step then costs one more micro-batch, over a reply of a few hundred tokens
 # about as much as evaluating this many prompt tokens again.
 FRAGMENT_COST = 256
+# Prompt tokens that copying another sequence's KV cells costs about as much as evaluating: the copy
+# moves a whole KV stream (a few MB to a few hundred), once.
+COPY_COST = 64
 
 
 class EngineOverloaded(Exception):
@@ -64,14 +72,34 @@ def count_runs(seqs: set[int]) -> int:
     return sum(1 for seq in seqs if seq - 1 not in seqs)
 
 
-def choose_slot(free: dict[int, list[int]], busy: set[int], prompt: list[int]) -> int:
-    """The free sequence for `prompt`, given each free one's cached tokens: most reusable prompt cache,
-    fewest runs of busy sequences, lowest id."""
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a request goes: sequence `seq`, starting from the cells of `copy_from` if not None."""
 
-    def value(seq: int) -> int:
-        return _common_prefix(free[seq], prompt) - FRAGMENT_COST * count_runs(busy | {seq})
+    seq: int
+    copy_from: int | None = None
 
-    return max(sorted(free), key=value)
+
+def choose_placement(caches: dict[int, list[int]], busy: set[int], prompt: list[int]) -> Placement:
+    """The free sequence for `prompt` and the sequence to copy its cells from, given every sequence's
+    cached tokens: most prompt reused, least of another prompt's cache destroyed, fewest runs of busy
+    sequences, lowest id."""
+    reusable = {seq: _common_prefix(cached, prompt) for seq, cached in caches.items()}
+
+    def best(seq: int) -> tuple[int, Placement]:
+        cached = len(caches[seq])
+        own = reusable[seq] - (cached - reusable[seq])
+        choice = (own, Placement(seq))
+        donors = [other for other in caches if other != seq]
+        if donors:
+            donor = max(donors, key=lambda other: (reusable[other], -other))
+            copied = reusable[donor] - COPY_COST - cached
+            if copied > own:
+                choice = (copied, Placement(seq, donor))
+        return choice[0] - FRAGMENT_COST * count_runs(busy | {seq}), choice[1]
+
+    free = sorted(seq for seq in caches if seq not in busy)
+    return max((best(seq) for seq in free), key=lambda scored: (scored[0], -scored[1].seq))[1]
 
 
 class _Slot:
@@ -193,32 +221,50 @@ class Engine:
                 self._events.append((job, args, True))
 
     def _admit(self) -> None:
-        while self._waiting:
+        for job in list(self._waiting):
             free = [s for s in self._slots if s.job is None]
             if not free:
                 return
-            job = self._waiting.popleft()
+            if isinstance(job, CompletionJob) and self._prefix_in_progress(job.prompt):
+                continue
+            self._waiting.remove(job)
             try:
                 if isinstance(job, EmbeddingJob):
                     self._embed(job, min(free, key=lambda s: len(s.cached)))
                 else:
+                    caches = {s.seq: s.cached for s in self._slots}
                     busy = {s.seq for s in self._active}
-                    seq = choose_slot({s.seq: s.cached for s in free}, busy, job.prompt)
-                    self._place(job, self._slots[seq])
+                    self._place(job, choose_placement(caches, busy, job.prompt))
             except Exception as error:  # this request alone fails; the others carry on
                 self._reject(job, f"the request could not be started: {error}")
+
+    def _prefix_in_progress(self, prompt: list[int]) -> bool:
+        """Whether a sequence still evaluating its prompt will soon hold much more of `prompt` than any
+        cache holds now: then `prompt` waits for it rather than computing the same prefix again."""
+        cached = max(_common_prefix(slot.cached, prompt) for slot in self._slots)
+        for slot in self._active:
+            if slot.next_token is None and slot.job is not None:
+                shared = min(_common_prefix(slot.job.prompt, prompt), len(prompt) - 1)
+                if slot.prompt_at < shared and shared - cached > COPY_COST:
+                    return True
+        return False
 
     def _reject(self, job: Job, message: str) -> None:
         traceback.print_exc()
         args = ("", FINISH_ERROR, 0, message) if isinstance(job, CompletionJob) else (None, message)
         self._events.append((job, args, True))
 
-    def _place(self, job: CompletionJob, slot: _Slot) -> None:
+    def _place(self, job: CompletionJob, placement: Placement) -> None:
         # First: a failure here leaves the slot as it was.
         sampler = build_sampler(job.sampling, self.model, job.prompt)
+        slot = self._slots[placement.seq]
+        if placement.copy_from is not None:
+            lc.llama_memory_seq_cp(self._mem, placement.copy_from, slot.seq, -1, -1)
+            slot.cached[:] = self._slots[placement.copy_from].cached
         keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
         if keep < len(slot.cached):
             self._truncate(slot, keep)
+        job.cached_tokens = len(slot.cached)
         slot.job = job
         slot.prompt_at = len(slot.cached)
         slot.next_token = None

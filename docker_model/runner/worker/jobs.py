@@ -28,6 +28,7 @@ class CompletionJob:
     finish: str | None = None
     error: str | None = None
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens found in the KV cache, not evaluated again; set at admission
     _pieces: list[str] = field(default_factory=list)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -18,11 +18,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage; `cached_tokens`: prompt tokens reused from the KV cache rather than evaluated."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -59,14 +61,10 @@ class CompletionFormat:
             choice["text"] = delta.get("content", "")
         return sse({**self._envelope(self.chunk_object), "choices": [choice]})
 
-    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return sse(
-            {**self._envelope(self.chunk_object), "choices": [], "usage": usage(prompt_tokens, completion_tokens)}
-        )
+    def usage_chunk(self, usage: dict[str, Any]) -> bytes:
+        return sse({**self._envelope(self.chunk_object), "choices": [], "usage": usage})
 
-    def response(
-        self, text: str, reasoning: str, finish_reason: str, prompt_tokens: int, completion_tokens: int
-    ) -> dict[str, Any]:
+    def response(self, text: str, reasoning: str, finish_reason: str, usage: dict[str, Any]) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish_reason}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
@@ -78,7 +76,7 @@ class CompletionFormat:
         return {
             **self._envelope(self.object),
             "choices": [choice],
-            "usage": usage(prompt_tokens, completion_tokens),
+            "usage": usage,
         }
 
 

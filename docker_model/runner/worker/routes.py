@@ -9,6 +9,7 @@ from array import array
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,7 +25,7 @@ from .chat_template import ChatTemplate
 from .engine import Engine, EngineOverloaded
 from .jobs import FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
-from .openai_format import SSE_DONE, CompletionFormat, embeddings_response
+from .openai_format import SSE_DONE, CompletionFormat, embeddings_response, usage
 from .reasoning import ReasoningSplitter, prompt_opens_thinking
 from .sampling import SamplingParams
 from .schemas import ChatCompletionBody, CompletionBody, EmbeddingBody, GenerationBody, parse_body
@@ -161,7 +162,11 @@ class OpenAIHandlers:
         reasoning = ""
         if splitter is not None:
             text, reasoning = _join(splitter.feed(text), splitter.flush())
-        return JSONResponse(fmt.response(text, reasoning, job.finish or "stop", len(job.prompt), job.completion_tokens))
+        return JSONResponse(fmt.response(text, reasoning, job.finish or "stop", _usage(job)))
+
+
+def _usage(job: CompletionJob) -> dict[str, Any]:
+    return usage(len(job.prompt), job.completion_tokens, job.cached_tokens)
 
 
 def _join(*parts: tuple[str, str]) -> tuple[str, str]:
@@ -193,7 +198,7 @@ async def _stream(
             yield fmt.content_chunk(content)
     yield fmt.chunk({}, job.finish)
     if include_usage:
-        yield fmt.usage_chunk(len(job.prompt), job.completion_tokens)
+        yield fmt.usage_chunk(_usage(job))
     yield SSE_DONE
 
 

@@ -17,11 +17,18 @@ pytestmark = pytest.mark.integration
 STORY = [{"role": "user", "content": "Tell me a long story about a dragon."}]
 
 
-def stream_timestamps(worker: Worker, max_tokens: int, started: threading.Event | None = None) -> list[float]:
-    """Stream one completion and return the arrival time of every text chunk (`started` set at the first)."""
+def stream_timestamps(
+    worker: Worker, max_tokens: int, started: threading.Event | None = None, before: list | None = None
+) -> list[float]:
+    """Stream one completion (`before` + STORY) and return the arrival time of every text chunk (`started`
+    set at the first)."""
     stamps = []
     stream = worker.client.chat.completions.create(
-        model="m", messages=STORY, max_tokens=max_tokens, stream=True, extra_body={"ignore_eos": True}
+        model="m",
+        messages=[*(before or []), *STORY],
+        max_tokens=max_tokens,
+        stream=True,
+        extra_body={"ignore_eos": True},
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:

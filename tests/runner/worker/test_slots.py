@@ -1,8 +1,11 @@
-"""Which slot a request gets: its cached prompt first, then keeping the busy sequences contiguous."""
+"""Which slot a request gets, and whose cells it starts from: the most prompt reused, the least of
+another prompt's cache destroyed, then keeping the busy sequences contiguous."""
 
 from __future__ import annotations
 
-from docker_model.runner.worker.engine import FRAGMENT_COST, choose_slot, count_runs
+from docker_model.runner.worker.engine import COPY_COST, FRAGMENT_COST, Placement, choose_placement, count_runs
+
+EMPTY: list[int] = []
 
 
 def test_runs_of_consecutive_sequence_ids() -> None:
@@ -13,16 +16,45 @@ def test_runs_of_consecutive_sequence_ids() -> None:
 
 
 def test_with_nothing_cached_the_busy_sequences_stay_contiguous() -> None:
-    empty: list[int] = []
-    assert choose_slot({0: empty, 1: empty, 2: empty, 3: empty}, set(), [1, 2, 3]) == 0
-    assert choose_slot({0: empty, 2: empty, 3: empty}, {1}, [1, 2, 3]) == 0
-    assert choose_slot({1: empty, 3: empty}, {0, 2}, [1, 2, 3]) == 1
-    assert choose_slot({0: empty, 2: empty}, {1, 3}, [1, 2, 3]) == 2
+    caches = {seq: EMPTY for seq in range(4)}
+    assert choose_placement(caches, set(), [1, 2, 3]) == Placement(0)
+    assert choose_placement(caches, {1}, [1, 2, 3]) == Placement(0)
+    assert choose_placement(caches, {0, 2}, [1, 2, 3]) == Placement(1)
+    assert choose_placement(caches, {1, 3}, [1, 2, 3]) == Placement(2)
 
 
 def test_a_cached_prompt_wins_when_it_saves_more_than_a_split_costs() -> None:
     prompt = list(range(FRAGMENT_COST * 2))
     short, long = prompt[:10], prompt[: FRAGMENT_COST + 20]
-    assert choose_slot({0: short, 2: prompt[:20]}, {1}, prompt) == 2  # both contiguous: the longer cache
-    assert choose_slot({0: short, 3: prompt[:20]}, {1}, prompt) == 0  # 10 tokens are not worth a split
-    assert choose_slot({0: short, 3: long}, {1}, prompt) == 3
+    # both contiguous: the longer cache
+    assert choose_placement({0: short, 1: EMPTY, 2: prompt[:20], 3: EMPTY}, {1}, prompt) == Placement(2)
+    # 10 tokens are not worth a split
+    assert choose_placement({0: short, 1: EMPTY, 2: EMPTY, 3: prompt[:20]}, {1}, prompt) == Placement(0)
+    # a long cache is worth more than the split, but a copy into a contiguous sequence costs less still
+    assert choose_placement({0: short, 1: EMPTY, 2: EMPTY, 3: long}, {1}, prompt) == Placement(2, copy_from=3)
+    # unless the contiguous sequence holds another prompt's cache worth keeping
+    other = list(range(-FRAGMENT_COST - 50, 0))
+    assert choose_placement({0: other, 1: EMPTY, 3: long}, {1}, prompt) == Placement(3)
+
+
+def test_a_prefix_another_sequence_holds_is_copied_into_a_free_one() -> None:
+    system = list(range(1000, 1000 + 4 * COPY_COST))
+    mine = [*system, 1, 2, 3]
+    theirs = [*system, *range(2 * COPY_COST)]
+    # the sequence holding the prefix is busy: copied from it
+    assert choose_placement({0: theirs, 1: EMPTY}, {0}, mine) == Placement(1, copy_from=0)
+    # it is free, but its own prompt is worth keeping: copied into an empty one rather than overwritten
+    assert choose_placement({0: theirs, 1: EMPTY}, set(), mine) == Placement(1, copy_from=0)
+    # a short shared prefix is not worth a copy
+    short = [*system[: COPY_COST // 2], 5]
+    assert choose_placement({0: theirs, 1: EMPTY}, {0}, short) == Placement(1)
+
+
+def test_a_conversation_returns_to_the_sequence_holding_its_history() -> None:
+    system = list(range(1000, 1000 + 4 * COPY_COST))
+    first, second = [*system, *range(2 * COPY_COST)], [*system, *range(500, 600)]
+    turn = [*first, *range(300, 340)]
+    caches = {0: first, 1: second, 2: EMPTY, 3: EMPTY}
+    assert choose_placement(caches, set(), turn) == Placement(0)
+    # a new client with the same system prompt takes a copy into an empty sequence: nobody's history is lost
+    assert choose_placement(caches, set(), [*system, 9]) == Placement(2, copy_from=0)
