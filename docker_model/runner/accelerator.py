@@ -8,20 +8,28 @@ process stays small. The probes are parameters so tests can stand in for hardwar
 from __future__ import annotations
 
 import importlib.util
-import os
 import platform
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from docker_model.runner.shared.cpu import default_threads
 
 
 @dataclass(frozen=True)
 class Accelerator:
     kind: str  # "cuda", "metal" or "cpu"
     detail: str  # what was found, for `docker model status`
+    threads: int  # llama.cpp threads a model gets unless its runtime flags say `--threads`
     problem: str | None = None  # a GPU the engine cannot use, and the fix
+
+    @property
+    def description(self) -> str:
+        """What `docker model status` says the engine runs on."""
+        text = f"{self.detail}, {self.threads} CPU threads (one per physical core; --threads overrides)"
+        return f"{text}; {self.problem}" if self.problem else text
 
     @property
     def gpu_offload(self) -> bool:
@@ -63,31 +71,33 @@ class Probes:
     nvidia_gpus: Callable[[], list[str]] = nvidia_gpus
     apple_silicon: Callable[[], bool] = is_apple_silicon
     engine_gpu_libraries: Callable[[], set[str]] = engine_gpu_libraries
-    cpu_count: Callable[[], int] = field(default=lambda: os.cpu_count() or 1)
+    threads: Callable[[], int] = default_threads
 
 
 def detect(probes: Probes | None = None) -> Accelerator:
     probes = probes or Probes()
-    cpu = f"CPU, {probes.cpu_count()} threads"
+    cpu, threads = "CPU", probes.threads()
     engine = probes.engine_gpu_libraries()
     gpus = probes.nvidia_gpus()
     if gpus:
         names = ", ".join(gpus)
         if "cuda" in engine:
-            return Accelerator("cuda", f"CUDA: {names}")
+            return Accelerator("cuda", f"CUDA: {names}", threads)
         return Accelerator(
             "cpu",
             cpu,
+            threads,
             problem=f"NVIDIA GPU found ({names}) but llama-cpp-python was built without CUDA; "
             "rebuild it with ./install.sh --gpu cuda",
         )
     if probes.apple_silicon():
         if "metal" in engine:
-            return Accelerator("metal", "Metal: Apple Silicon GPU")
+            return Accelerator("metal", "Metal: Apple Silicon GPU", threads)
         return Accelerator(
             "cpu",
             cpu,
+            threads,
             problem="Apple Silicon GPU found but llama-cpp-python was built without Metal; "
             "rebuild it with ./install.sh --gpu metal",
         )
-    return Accelerator("cpu", cpu)
+    return Accelerator("cpu", cpu, threads)

@@ -125,6 +125,7 @@ class Scheduler:
             model_path=bundle.gguf_path,
             ctx_size=context_size,
             parallel=self.parallel,
+            threads=self.accelerator.threads,
             n_gpu_layers=ALL_LAYERS if self.accelerator.gpu_offload else 0,
             chat_template=bundle.template_path,
             runtime_flags=tuple(settings.runtime_flags),

@@ -3,7 +3,11 @@ injected probes; the CPU case also runs against the real machine."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from docker_model.runner.accelerator import Probes, detect
+from docker_model.runner.shared.cpu import cgroup_cpu_limit, default_threads, threads_for
 
 
 def probes(gpus: list[str] = (), apple: bool = False, engine: set[str] = frozenset()) -> Probes:
@@ -11,7 +15,7 @@ def probes(gpus: list[str] = (), apple: bool = False, engine: set[str] = frozens
         nvidia_gpus=lambda: list(gpus),
         apple_silicon=lambda: apple,
         engine_gpu_libraries=lambda: set(engine),
-        cpu_count=lambda: 8,
+        threads=lambda: 8,
     )
 
 
@@ -39,9 +43,25 @@ def test_apple_silicon_with_a_cpu_build_says_how_to_fix_it() -> None:
 
 def test_no_gpu_means_cpu_without_complaint() -> None:
     found = detect(probes())
-    assert (found.kind, found.problem, found.detail) == ("cpu", None, "CPU, 8 threads")
+    assert (found.kind, found.problem, found.detail, found.threads) == ("cpu", None, "CPU", 8)
+    assert found.description == "CPU, 8 CPU threads (one per physical core; --threads overrides)"
 
 
 def test_this_machine_is_detected_as_cpu() -> None:
     """This machine (and CI) has no GPU: the real probes must say CPU."""
     assert detect().kind == "cpu"
+
+
+def test_threads_are_one_per_physical_core_the_process_may_use(tmp_path: Path) -> None:
+    assert threads_for(logical=16, physical=8, usable=16, quota=None) == 8  # two hyperthreads per core
+    assert threads_for(logical=8, physical=8, usable=8, quota=None) == 8
+    assert threads_for(logical=16, physical=8, usable=4, quota=None) == 2  # taskset to 4 logical CPUs
+    assert threads_for(logical=16, physical=8, usable=16, quota=3) == 3  # a container's --cpus 2.5
+    assert threads_for(logical=1, physical=1, usable=1, quota=None) == 1
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("250000 100000\n")
+    assert cgroup_cpu_limit(cpu_max) == 3
+    cpu_max.write_text("max 100000\n")
+    assert cgroup_cpu_limit(cpu_max) is None
+    assert cgroup_cpu_limit(tmp_path / "absent") is None
+    assert 1 <= default_threads() <= (os.cpu_count() or 1)

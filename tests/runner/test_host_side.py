@@ -72,7 +72,7 @@ def models(tmp_path: Path) -> tuple[Store, dict[str, Model]]:
 
 
 def scheduler_for(store: Store, tmp_path: Path, launcher: StandInLauncher, max_loaded: int = 2) -> Scheduler:
-    accelerator = Accelerator("cpu", "test")
+    accelerator = Accelerator("cpu", "test", threads=2)
     return Scheduler(
         store,
         SettingsBook(tmp_path / "settings.json"),

@@ -51,9 +51,7 @@ def engine_disk_usage() -> int:
 
 async def engines_status(request: Request) -> JSONResponse:
     accelerator = state_of(request).accelerator
-    detail = f"Running: llama.cpp (llama-cpp-python {engine_version()}) on {accelerator.detail}"
-    if accelerator.problem:
-        detail += f"; {accelerator.problem}"
+    detail = f"Running: llama.cpp (llama-cpp-python {engine_version()}) on {accelerator.description}"
     return JSONResponse({BACKEND_NAME: detail})
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from docker_model.runner.shared.cpu import default_threads
 from docker_model.settings import DEFAULT_CONTEXT_SIZE
 
 from .chat_template import ChatTemplate
@@ -40,7 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-name", help="name reported by /v1/models (default: the file's stem)")
     parser.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CONTEXT_SIZE, help="context per request")
     parser.add_argument("-np", "--parallel", type=int, default=1, help="requests decoded together")
-    parser.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("-t", "--threads", type=int, default=default_threads(), help="llama.cpp threads")
     parser.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tokens per decode")
     parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, help="layers offloaded to the GPU")
     parser.add_argument("--chat-template", type=Path, help="Jinja chat template (default: the GGUF's)")

@@ -36,6 +36,8 @@ from typing import Any
 
 import llama_cpp as lc
 
+from docker_model.runner.shared.cpu import usable_cpus
+
 from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
 from .sampling import build_sampler
@@ -135,7 +137,7 @@ class Engine:
         self._inbox: deque[Job] = deque()
         self._wake = threading.Event()
         self._sent = threading.Event()
-        self._wait_for_send = threads >= (os.cpu_count() or 1)
+        self._wait_for_send = threads >= usable_cpus()
         self._events: list[tuple[Any, tuple, bool]] = []
         self._capacity = parallel + max_queue
         self._in_flight = 0  # touched on the event loop only
