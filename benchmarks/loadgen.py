@@ -68,6 +68,9 @@ class RequestResult:
     tokens: int = 0
     decode_seconds: float = 0.0  # first to last generated text
     error: str | None = None
+    text: str = ""  # the answer's content
+    prompt_tokens: int | None = None  # from `usage`, when the server sends it
+    cached_tokens: int | None = None  # prompt tokens the server reports as reused from its cache
 
     @property
     def decode_tps(self) -> float:
@@ -119,12 +122,17 @@ def _has_text(event: dict[str, Any]) -> bool:
     return False
 
 
+def _content(event: dict[str, Any]) -> str:
+    return "".join((choice.get("delta") or {}).get("content") or "" for choice in event.get("choices") or ())
+
+
 async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any], timeout: float) -> RequestResult:
-    """Stream one chat completion and time it. Token count: `usage` if sent, else text chunks."""
+    """Stream one chat completion, time it and keep its text. Token count: `usage` if sent, else text chunks."""
     start = time.perf_counter()
     first = last = 0.0
     chunks = 0
-    usage_tokens = None
+    text: list[str] = []
+    usage: dict[str, Any] = {}
     try:
         async with client.stream("POST", url, json=body, timeout=timeout) as response:
             if response.status_code != 200:
@@ -143,25 +151,42 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any],
                     last = time.perf_counter()
                     first = first or last
                     chunks += 1
-                if event.get("usage"):
-                    usage_tokens = event["usage"].get("completion_tokens")
+                    text.append(_content(event))
+                usage = event.get("usage") or usage
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         return RequestResult(False, error=f"{type(exc).__name__}: {exc}")
     if not chunks:
         return RequestResult(False, error="no text was generated")
-    return RequestResult(True, first - start, usage_tokens or chunks, last - first)
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return RequestResult(
+        True,
+        first - start,
+        usage.get("completion_tokens") or chunks,
+        last - first,
+        text="".join(text),
+        prompt_tokens=usage.get("prompt_tokens"),
+        cached_tokens=cached,
+    )
 
 
-def _body(model: str, prompt: str, max_tokens: int, temperature: float, extra: dict[str, Any]) -> dict:
+def chat_body(
+    model: str,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    temperature: float = 0.0,
+    extra: dict[str, Any] | None = None,
+    ignore_eos: bool = True,
+) -> dict[str, Any]:
+    """A streamed chat completion request that asks for `usage` in its last chunk."""
     return {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": messages,
         "max_tokens": max_tokens,
         "temperature": temperature,
-        "ignore_eos": True,
+        **({"ignore_eos": True} if ignore_eos else {}),
         "stream": True,
         "stream_options": {"include_usage": True},
-        **extra,
+        **(extra or {}),
     }
 
 
@@ -187,7 +212,7 @@ async def measure_level(
         async def stream(index: int) -> None:
             for n in range(requests_per_stream):
                 text = prompt(first_prompt + index + n * concurrency)
-                body = _body(model, text, max_tokens, temperature, extra or {})
+                body = chat_body(model, [{"role": "user", "content": text}], max_tokens, temperature, extra)
                 results.append(await one_request(client, url, body, timeout))
 
         begin = time.perf_counter()

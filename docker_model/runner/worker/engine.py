@@ -47,10 +47,11 @@ Job = CompletionJob | EmbeddingJob
 
 
 HANDOFF_TIMEOUT = 0.005  # seconds the engine waits for the event loop to send a step's results
-# Prompt tokens a slot must hold beyond another's to be chosen even though it splits the busy sequences
-# into one more run: every step then costs one more micro-batch, over a reply of a few hundred tokens
-# about as much as evaluating this many prompt tokens again.
-FRAGMENT_COST = 256
+# A slot that splits the busy sequences into one more run makes every step decode one more micro-batch
+# while the reply lasts: about as much work as evaluating this many prompt tokens, per reply token
+# (`max_tokens`, at most FRAGMENT_REPLY_TOKENS of them: most replies end sooner).
+FRAGMENT_COST_PER_TOKEN = 2
+FRAGMENT_REPLY_TOKENS = 128
 # Prompt tokens that copying another sequence's KV cells costs about as much as evaluating: the copy
 # moves a whole KV stream (a few MB to a few hundred), once.
 COPY_COST = 64
@@ -82,10 +83,18 @@ class Placement:
     copy_from: int | None = None
 
 
-def choose_placement(caches: dict[int, list[int]], busy: set[int], prompt: list[int]) -> Placement:
+def fragment_cost(max_tokens: int | None) -> int:
+    """Prompt tokens one more run of busy sequences costs over a reply of at most `max_tokens`."""
+    return FRAGMENT_COST_PER_TOKEN * min(max_tokens or FRAGMENT_REPLY_TOKENS, FRAGMENT_REPLY_TOKENS)
+
+
+def choose_placement(
+    caches: dict[int, list[int]], busy: set[int], prompt: list[int], max_tokens: int | None = None
+) -> Placement:
     """The free sequence for `prompt` and the sequence to copy its cells from, given every sequence's
     cached tokens: most prompt reused, least of another prompt's cache destroyed, fewest runs of busy
     sequences, lowest id."""
+    split = fragment_cost(max_tokens)
     reusable = {seq: _common_prefix(cached, prompt) for seq, cached in caches.items()}
 
     def best(seq: int) -> tuple[int, Placement]:
@@ -98,7 +107,7 @@ def choose_placement(caches: dict[int, list[int]], busy: set[int], prompt: list[
             copied = reusable[donor] - COPY_COST - cached
             if copied > own:
                 choice = (copied, Placement(seq, donor))
-        return choice[0] - FRAGMENT_COST * count_runs(busy | {seq}), choice[1]
+        return choice[0] - split * count_runs(busy | {seq}), choice[1]
 
     free = sorted(seq for seq in caches if seq not in busy)
     return max((best(seq) for seq in free), key=lambda scored: (scored[0], -scored[1].seq))[1]
@@ -236,7 +245,7 @@ class Engine:
                 else:
                     caches = {s.seq: s.cached for s in self._slots}
                     busy = {s.seq for s in self._active}
-                    self._place(job, choose_placement(caches, busy, job.prompt))
+                    self._place(job, choose_placement(caches, busy, job.prompt, job.max_tokens))
             except Exception as error:  # this request alone fails; the others carry on
                 self._reject(job, f"the request could not be started: {error}")
 
@@ -286,12 +295,12 @@ class Engine:
         del slot.cached[keep:]
 
     def _step(self) -> None:
-        """One decode: the next token of every generating sequence and as much prompt as still fits,
+        """One decode: the next token of every generating sequence and the prompt chunks `_allot` gives,
         laid out in sequence order."""
         batch = self._batch
         tokens, positions, seq_ids, logits = batch.token, batch.pos, batch.seq_id, batch.logits
         n = 0
-        room = self.n_batch - sum(1 for slot in self._active if slot.next_token is not None)
+        allotted = self._allot(self.n_batch - sum(1 for slot in self._active if slot.next_token is not None))
         outputs: list[tuple[_Slot, int]] = []
         for slot in self._active:
             token = slot.next_token
@@ -304,12 +313,11 @@ class Engine:
                 outputs.append((slot, n))
                 n += 1
                 continue
-            if room <= 0:
+            if slot not in allotted:
                 continue
             prompt = slot.job.prompt  # type: ignore[union-attr]
             start = slot.prompt_at
-            end = min(len(prompt), start + room)
-            room -= end - start
+            end = start + allotted[slot]
             seq = slot.seq
             for pos in range(start, end):
                 tokens[n] = prompt[pos]
@@ -325,7 +333,7 @@ class Engine:
         batch.n_tokens = n
         status = lc.llama_decode(self.ctx, batch)
         if status != 0:
-            self._fail({slot for slot, _ in outputs} | {s for s in self._active if s.next_token is None}, status)
+            self._fail({slot for slot, _ in outputs} | set(allotted), status)
             return
         sample = lc.llama_sampler_sample
         for slot, index in outputs:
@@ -335,6 +343,25 @@ class Engine:
                 traceback.print_exc()
                 if slot.job is not None:
                     self._finish(slot, "", FINISH_ERROR, f"generation failed: {error}")
+
+    def _allot(self, room: int) -> dict[_Slot, int]:
+        """Prompt tokens each sequence still evaluating its prompt gets this step: shortest rest first.
+
+        On the CPU a step completes at most one prompt: a step's time grows with its tokens, so four
+        prompts evaluated together would all get their first token when the last does; one after
+        another, the first gets it after a quarter of that time, and the others no later than before.
+        """
+        allotted: dict[_Slot, int] = {}
+        pending = [slot for slot in self._active if slot.next_token is None]
+        for slot in sorted(pending, key=lambda slot: (len(slot.job.prompt) - slot.prompt_at, slot.seq)):  # type: ignore[union-attr]
+            if room <= 0:
+                break
+            rest = len(slot.job.prompt) - slot.prompt_at  # type: ignore[union-attr]
+            allotted[slot] = min(rest, room)
+            room -= allotted[slot]
+            if self.model.on_cpu and allotted[slot] == rest:
+                break
+        return allotted
 
     def _accept(self, slot: _Slot, token: int) -> None:
         text_stream = slot.text

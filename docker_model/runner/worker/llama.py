@@ -41,6 +41,8 @@ class LlamaModel:
         params = lc.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         self.path = path
+        # On the CPU a decode's time grows with its tokens; a GPU takes many tokens for the price of one.
+        self.on_cpu = n_gpu_layers == 0 or not lc.llama_supports_gpu_offload()
         self.ptr = lc.llama_model_load_from_file(str(path).encode(), params)
         if not self.ptr:
             raise ModelLoadError(f"llama.cpp could not load the model file {path}")

@@ -3,7 +3,9 @@ another prompt's cache destroyed, then keeping the busy sequences contiguous."""
 
 from __future__ import annotations
 
-from docker_model.runner.worker.engine import COPY_COST, FRAGMENT_COST, Placement, choose_placement, count_runs
+from docker_model.runner.worker.engine import COPY_COST, Placement, choose_placement, count_runs, fragment_cost
+
+FRAGMENT_COST = fragment_cost(None)
 
 EMPTY: list[int] = []
 
@@ -58,3 +60,14 @@ def test_a_conversation_returns_to_the_sequence_holding_its_history() -> None:
     assert choose_placement(caches, set(), turn) == Placement(0)
     # a new client with the same system prompt takes a copy into an empty sequence: nobody's history is lost
     assert choose_placement(caches, set(), [*system, 9]) == Placement(2, copy_from=0)
+
+
+def test_a_short_reply_splits_the_busy_sequences_rather_than_lose_a_conversations_history() -> None:
+    system = list(range(1000, 1400))
+    mine, theirs = [*system, *range(60)], [*system, *range(100, 160)]
+    turn = [*mine, *range(300, 330)]
+    caches = {0: mine, 1: EMPTY, 2: theirs, 3: EMPTY}
+    # a long reply: keeping the busy sequences contiguous is worth recomputing 60 tokens and losing 60
+    assert choose_placement(caches, {1, 3}, turn, max_tokens=None) == Placement(2)
+    # a short one is over before the split costs that much
+    assert choose_placement(caches, {1, 3}, turn, max_tokens=32) == Placement(0)
