@@ -164,8 +164,9 @@ class RunnerClient:
     def is_running(self) -> bool:
         return self.probe() == "runner"
 
-    def ensure_running(self) -> None:
-        """Start the runner in the background when it is local and not answering, then wait for it."""
+    def ensure_running(self, load: str | None = None) -> None:
+        """Start the runner in the background when it is local and not answering, then wait for it; a runner
+        started here begins loading the model `load` at once."""
         if self.checked:
             return
         if self.found_running():
@@ -178,7 +179,7 @@ class RunnerClient:
         try:
             with runner_process.start_lock(port):
                 if not self.found_running():  # another CLI may have started it while this one waited
-                    self.start_and_wait(port)
+                    self.start_and_wait(port, load)
         except runner_process.StateDirError as error:
             raise click.ClickException(str(error)) from None
         self.checked = True
@@ -207,8 +208,8 @@ class RunnerClient:
             )
         return found == "runner"
 
-    def start_and_wait(self, port: int) -> None:
-        process = runner_process.start(port)
+    def start_and_wait(self, port: int, load: str | None = None) -> None:
+        process = runner_process.start(port, load)
         with spinner("Starting Docker Model Runner"):
             deadline = time.monotonic() + runner_process.START_TIMEOUT_SECONDS
             while not self.found_running():

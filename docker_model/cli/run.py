@@ -57,7 +57,7 @@ def run(model: str, prompt: tuple[str, ...], detach: bool, debug: bool, color: s
     if one_shot and not detach and not text:
         raise click.UsageError("the prompt is empty: give one as arguments or on standard input")
     client = RunnerClient()
-    client.ensure_running()
+    client.ensure_running(load=model)
     ensure_model(client, model)
     if detach:
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}

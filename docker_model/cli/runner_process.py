@@ -72,15 +72,17 @@ def start_lock(port: int) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def start(port: int) -> subprocess.Popen[bytes]:
-    """Start the runner detached from this terminal, logging to its log file; it writes its own pid file."""
+def start(port: int, load: str | None = None) -> subprocess.Popen[bytes]:
+    """Start the runner detached from this terminal, logging to its log file; it writes its own pid file.
+    With `load`, the runner starts loading that model at once (a command about to use it)."""
     try:
         log = open(log_path(port), "ab")  # noqa: SIM115 - closed below
     except OSError as error:
         raise StateDirError(error) from None
     with log:
         return subprocess.Popen(
-            [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)],
+            [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)]
+            + ([f"--load={load}"] if load else []),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

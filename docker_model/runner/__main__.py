@@ -1,7 +1,9 @@
 """`python -m docker_model.runner`: the runner host process, serving the API over TCP.
 
 It binds its port itself, before anything else: a port that is taken is a one-line error naming it, and
-the pid file is written only by the process that holds the port.
+the pid file is written only by the process that holds the port. With `--load MODEL` (what a cold
+`docker model run` asks for) it then launches that model's worker, and only then imports its web
+stack: the two load side by side.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import argparse
 import logging
 import socket
 import sys
-
-import uvicorn
+from pathlib import Path
 
 from docker_model import runner_pid, settings
-from docker_model.runner.app import create_app
-from docker_model.runner.handover import HandOverProtocol
+from docker_model.distribution.errors import DistributionError
+from docker_model.runner import accelerator as accelerators
+from docker_model.runner.launch import Prestarted, prestart
+
+log = logging.getLogger("docker_model.runner")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -35,10 +39,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def load_ahead(
+    name: str, models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator
+) -> Prestarted | None:
+    """Launch `name`'s worker now; a model that cannot be launched is left to the first request for it,
+    which reports why (or pulls it first)."""
+    try:
+        return prestart(name, models_path, state_dir, accelerator, settings.parallel_requests())
+    except (DistributionError, ValueError, OSError) as error:
+        log.info("not loading %s ahead: %s", name, error)
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m docker_model.runner", description="The docker-model runner.")
     parser.add_argument("--host", default=settings.DEFAULT_RUNNER_BIND, help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: MODEL_RUNNER_PORT or 12434)")
+    parser.add_argument("--load", metavar="MODEL", help="load this stored model as the runner starts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -54,10 +71,17 @@ def main() -> None:
             f"cannot write the pid file {runner_pid.pid_path(port)}: {error.strerror}; free some space there "
             "or set DOCKER_MODEL_STATE_DIR to a writable folder"
         )
-    logging.getLogger("docker_model.runner").info("listening on http://%s:%d (pid %d)", args.host, port, record.pid)
+    log.info("listening on http://%s:%d (pid %d)", args.host, port, record.pid)
     try:
+        accelerator = accelerators.detect()
+        prestarted = load_ahead(args.load, models_path, state_dir, accelerator) if args.load else None
+        import uvicorn
+
+        from docker_model.runner.app import create_app
+        from docker_model.runner.handover import HandOverProtocol
+
         config = uvicorn.Config(
-            create_app(models_path, state_dir),
+            create_app(models_path, state_dir, accelerator, prestarted),
             http=HandOverProtocol,
             log_level="info",
             access_log=False,

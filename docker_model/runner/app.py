@@ -17,6 +17,7 @@ from starlette.routing import Route
 from docker_model import __version__, distribution, settings
 from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
+from docker_model.runner import launch
 from docker_model.runner.api import engines, inference, models
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit, OriginGuard
@@ -38,21 +39,33 @@ async def version(request: Request) -> JSONResponse:
     return JSONResponse(info)
 
 
-def build_state(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator) -> RunnerState:
+def build_state(
+    models_path: Path,
+    state_dir: Path,
+    accelerator: accelerators.Accelerator,
+    prestarted: launch.Prestarted | None = None,
+) -> RunnerState:
     store = distribution.Store(models_path)
-    model_settings = SettingsBook(state_dir / "model-settings.json")
+    model_settings = SettingsBook(launch.settings_path(state_dir))
     scheduler = Scheduler(
         store,
         model_settings,
         accelerator,
-        log_dir=state_dir / "logs",
+        log_dir=launch.log_dir(state_dir),
         max_loaded=settings.max_loaded_models(),
         parallel=settings.parallel_requests(),
+        prestarted=prestarted,
     )
     return RunnerState(store, distribution.RegistryClient(store), accelerator, model_settings, scheduler)
 
 
-def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Accelerator | None = None) -> Starlette:
+def create_app(
+    models_path: Path,
+    state_dir: Path,
+    accelerator: accelerators.Accelerator | None = None,
+    prestarted: launch.Prestarted | None = None,
+) -> Starlette:
+    """The runner's app; `prestarted`: a model's worker launched already, loaded as the app starts."""
     accelerator = accelerator or accelerators.detect()
     log.info(
         "accelerator: %s (%s)%s",
@@ -60,10 +73,11 @@ def create_app(models_path: Path, state_dir: Path, accelerator: accelerators.Acc
         accelerator.detail,
         f"; {accelerator.problem}" if accelerator.problem else "",
     )
-    state = build_state(models_path, state_dir, accelerator)
+    state = build_state(models_path, state_dir, accelerator, prestarted)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.scheduler.load_prestarted()
         reaper = asyncio.create_task(state.scheduler.reap_forever())
         try:
             yield

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,15 +18,22 @@ from pathlib import Path
 
 from docker_model.distribution import Model, Store
 from docker_model.runner.accelerator import Accelerator
+from docker_model.runner.launch import (
+    Prestarted,
+    WorkerSpec,
+    log_path_for,
+    new_socket_dir,
+    socket_path_for,
+    spec_for,
+)
 from docker_model.runner.memory import available_memory_bytes
-from docker_model.runner.model_settings import SettingsBook, effective_context_size, effective_keep_alive
-from docker_model.runner.workers import WorkerProcess, WorkerSpec, WorkerStartError
+from docker_model.runner.model_settings import SettingsBook, effective_keep_alive
+from docker_model.runner.workers import WorkerProcess, WorkerStartError
 
 log = logging.getLogger(__name__)
 # (spec, socket path, log path) -> a started worker; WorkerProcess.start, or a stand-in in fast tests
 StartWorker = Callable[[WorkerSpec, Path, Path], Awaitable[WorkerProcess]]
 REAP_INTERVAL_SECONDS = 1.0
-ALL_LAYERS = 999  # offload every layer to the GPU
 
 
 class ModelLoadError(Exception):
@@ -67,6 +73,7 @@ class Scheduler:
         max_loaded: int = 2,
         parallel: int = 4,
         start_worker: StartWorker = WorkerProcess.start,
+        prestarted: Prestarted | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -75,7 +82,8 @@ class Scheduler:
         self.max_loaded = max_loaded
         self.parallel = parallel
         self.start_worker = start_worker
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="docker-model-"))  # short: UNIX socket paths are limited
+        self.socket_dir = prestarted.socket_dir if prestarted else new_socket_dir()
+        self.prestarted = prestarted
         self.loaded: dict[str, LoadedModel] = {}
         self.loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self.lock = asyncio.Lock()
@@ -115,37 +123,45 @@ class Scheduler:
         """Start the model's worker. Other models make room only as far as memory requires before the load,
         and for the slot limit only once it succeeded: a model that fails to load evicts nothing."""
         settings = self.settings.get(model.id)
-        context_size = effective_context_size(settings, model.config)
         await self._evict_idle(lambda: self._short_of_memory(model), model)
         async with self.lock:
             if len(self.loaded) >= self.max_loaded and not any(m.in_flight == 0 for m in self.loaded.values()):
                 raise ModelsBusyError(f"{self.max_loaded} models are loaded and busy; retry when one is idle")
         bundle = await asyncio.to_thread(self.store.bundle, model)
-        spec = WorkerSpec(
-            model_path=bundle.gguf_path,
-            ctx_size=context_size,
-            parallel=self.parallel,
-            threads=self.accelerator.threads,
-            n_gpu_layers=ALL_LAYERS if self.accelerator.gpu_offload else 0,
-            chat_template=bundle.template_path,
-            runtime_flags=tuple(settings.runtime_flags),
-            model_name=name,
-        )
-        short_id = model.short_id
-        log.info("loading %s (context %d per sequence)", name, context_size)
-        log_path = self.log_dir / f"model-{short_id}.log"
+        spec = spec_for(model, bundle, settings, self.accelerator, self.parallel, name)
+        log.info("loading %s (context %d per sequence)", name, spec.ctx_size)
+        log_path = log_path_for(self.log_dir, model)
         try:
-            worker = await self.start_worker(spec, self.socket_dir / f"{short_id}.sock", log_path)
+            worker = await self._start(model, spec, log_path)
         except WorkerStartError as error:
             log.error("%s failed to load: %s", name, error)
             last_line = (error.log_tail.strip().splitlines() or [str(error)])[-1]
             raise ModelLoadError(f"model {name} failed to load: {last_line} (full log: {log_path})") from None
         keep_alive = effective_keep_alive(settings)
-        loaded = LoadedModel(model, name, worker, context_size, keep_alive)
+        loaded = LoadedModel(model, name, worker, spec.ctx_size, keep_alive)
         async with self.lock:
             self.loaded[model.id] = loaded
         await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model)
         return loaded
+
+    async def _start(self, model: Model, spec: WorkerSpec, log_path: Path) -> WorkerProcess:
+        """The model's worker: the one launched before the runner started, if it runs as `spec` says."""
+        socket_path = socket_path_for(self.socket_dir, model)
+        early = self.prestarted
+        if early is not None and early.model.id == model.id:
+            self.prestarted = None
+            if early.spec == spec:
+                return await WorkerProcess.adopt(spec, early.process, socket_path, log_path)
+            early.process.kill()  # its settings changed since: start it afresh
+            await asyncio.to_thread(early.process.wait)
+        return await self.start_worker(spec, socket_path, log_path)
+
+    def load_prestarted(self) -> None:
+        """Begin adopting the worker launched before the runner started, as if a request had asked for it:
+        once loaded, it unloads after its keep-alive like any other."""
+        if self.prestarted is not None:
+            early = self.prestarted
+            self.loading[early.model.id] = asyncio.create_task(self._load(early.model, early.name))
 
     def _short_of_memory(self, model: Model) -> bool:
         available = available_memory_bytes()

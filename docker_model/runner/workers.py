@@ -9,58 +9,18 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from starlette.requests import Request
 
 from docker_model.files import log_tail
-from docker_model.processes import own_process_group
 from docker_model.runner.handover import HandOver
-from docker_model.runner.runtime_flags import check_runtime_flags
+from docker_model.runner.launch import WorkerSpec, handoff_path, spawn
 from docker_model.runner.shared.wire import HandedRequest
 
-WORKER_MODULE = "docker_model.runner.worker"
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """How to run one model. Runtime flags come last on the command line, so they win."""
-
-    model_path: Path
-    ctx_size: int = 4096
-    parallel: int = 1
-    threads: int | None = None
-    n_gpu_layers: int = 0
-    chat_template: Path | None = None
-    runtime_flags: tuple[str, ...] = ()
-    model_name: str | None = None
-
-    def __post_init__(self) -> None:
-        check_runtime_flags(self.runtime_flags)
-
-    def argv(self, socket_path: Path) -> list[str]:
-        # Isolated mode (-I), unbuffered (-u): only the installed package supplies the worker's code.
-        args = [sys.executable, "-I", "-u", "-m", WORKER_MODULE, "--model", str(self.model_path)]
-        args += ["--socket", str(socket_path), "--handoff-socket", str(handoff_path(socket_path))]
-        args += ["--parent-pid", str(os.getpid())]
-        args += ["--ctx-size", str(self.ctx_size), "--parallel", str(self.parallel)]
-        args += ["--n-gpu-layers", str(self.n_gpu_layers)]
-        if self.threads:
-            args += ["--threads", str(self.threads)]
-        if self.chat_template:
-            args += ["--chat-template", str(self.chat_template)]
-        if self.model_name:
-            args += ["--model-name", self.model_name]
-        return args + list(self.runtime_flags)
-
-
-def handoff_path(socket_path: Path) -> Path:
-    """Where the worker whose HTTP socket is `socket_path` takes client connections handed over."""
-    return socket_path.with_suffix(".handoff")
+START_POLL_SECONDS = 0.01
 
 
 class WorkerStartError(RuntimeError):
@@ -88,19 +48,14 @@ class WorkerProcess:
     @classmethod
     async def start(cls, spec: WorkerSpec, socket_path: Path, log_path: Path, timeout: float = 300.0) -> WorkerProcess:
         """Spawn the worker and return once its /health answers; raise WorkerStartError otherwise."""
-        with contextlib.suppress(FileNotFoundError):
-            socket_path.unlink()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                spec.argv(socket_path),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                **own_process_group(),  # the runner's session: see docker_model/processes.py
-                cwd="/",
-            )
-        worker = cls(spec, process, socket_path, log_path)
+        return await cls.adopt(spec, spawn(spec, socket_path, log_path), socket_path, log_path, timeout)
+
+    @classmethod
+    async def adopt(
+        cls, spec: WorkerSpec, process: subprocess.Popen[bytes], socket: Path, log_path: Path, timeout: float = 300.0
+    ) -> WorkerProcess:
+        """The worker `process`, spawned already, once its /health answers; raise WorkerStartError otherwise."""
+        worker = cls(spec, process, socket, log_path)
         try:
             await worker._wait_healthy(timeout)
         except BaseException:
@@ -109,19 +64,20 @@ class WorkerProcess:
         return worker
 
     async def _wait_healthy(self, timeout: float) -> None:
+        """The worker binds its socket before it loads the model, so one /health request waits out the load;
+        until the socket exists, and after a connection the worker dropped, look again shortly."""
         deadline = time.monotonic() + timeout
-        delay = 0.02
         while True:
             if not self.alive:
                 message = f"the model worker exited with code {self._process.returncode} while loading"
                 raise WorkerStartError(message, log_tail(self.log_path))
-            with contextlib.suppress(httpx.TransportError):
-                if (await self._client.get("/health", timeout=5.0)).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise WorkerStartError(f"the model worker was not ready after {timeout:g}s", log_tail(self.log_path))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            with contextlib.suppress(httpx.TransportError):
+                if (await self._client.get("/health", timeout=remaining)).status_code == 200:
+                    return
+            await asyncio.sleep(START_POLL_SECONDS)
 
     @property
     def pid(self) -> int:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 import requests
 
+from docker_model import distribution
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.runner import RunnerEnv, make_runner_env
@@ -199,3 +200,17 @@ def test_the_runner_and_its_workers_share_the_callers_session(
     (worker,) = runner.children()
     assert os.getsid(runner.pid) == os.getsid(worker.pid) == os.getsid(0)
     assert os.getpgid(runner.pid) == runner.pid and os.getpgid(worker.pid) == worker.pid
+
+
+def test_a_cold_run_starts_the_runner_loading_its_model(
+    cli: DockerCLI, fresh_env: RunnerEnv, smollm2_gguf: Path
+) -> None:
+    """The runner a `docker model run` starts launches that model's worker at once (runner/launch.py)."""
+    distribution.Store(fresh_env.models_path).write_artifact(distribution.package(smollm2_gguf), tags=["ai/smollm2"])
+    result = cli.run("model", "run", "ai/smollm2", "Say hi.")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    (runner,) = runner_processes(fresh_env.port)
+    assert "--load=ai/smollm2" in runner.cmdline()
+    (worker,) = runner.children()
+    assert [m["pid"] for m in requests.get(f"{fresh_env.base_url}/engines/ps", timeout=10).json()] == [worker.pid]

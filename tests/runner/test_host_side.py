@@ -23,10 +23,11 @@ from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
 from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit, OriginGuard
 from docker_model.runner.handover import read_reports
+from docker_model.runner.launch import WorkerSpec
 from docker_model.runner.model_settings import ModelSettings, SettingsBook
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError, Scheduler
 from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
-from docker_model.runner.workers import WorkerSpec, WorkerStartError
+from docker_model.runner.workers import WorkerStartError
 from tests.fixtures.gguf_files import write_gguf
 
 PIDS = itertools.count(1000)

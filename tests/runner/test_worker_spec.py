@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from docker_model.runner.launch import WorkerSpec
 from docker_model.runner.runtime_flags import check_runtime_flags
-from docker_model.runner.workers import WorkerSpec
 
 
 def test_allowed_flags_pass_with_their_values() -> None:

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from docker_model.runner.handover import HandOver, HandOverProtocol
-from docker_model.runner.workers import WorkerProcess, WorkerSpec, WorkerStartError
+from docker_model.runner.launch import WorkerSpec
+from docker_model.runner.workers import WorkerProcess, WorkerStartError
 from tests.fixtures.registry import free_port
 from tests.runner.worker.conftest import FRANCE
 

@@ -3,28 +3,32 @@ or a TCP port.
 
     python -m docker_model.runner.worker --model PATH (--socket PATH | --host H --port P)
         [--handoff-socket PATH]
+
+Its start-up is on the path of a cold `docker model run`, so it binds its socket first (the runner's
+health check then waits on it rather than polling) and loads the model in a thread, where llama.cpp's
+C code runs without the GIL, while the main thread imports the web stack.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 from docker_model.runner.shared.cpu import default_threads
 from docker_model.settings import DEFAULT_CONTEXT_SIZE
 
-from .chat_template import ChatTemplate
-from .engine import Engine
-from .llama import LlamaModel, ModelLoadError
-from .routes import WorkerState, build_app
-from .sampling import SamplingParams
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .llama import LlamaModel
+    from .routes import WorkerState
 
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_MAX_QUEUE = 512
@@ -47,12 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chat-template", type=Path, help="Jinja chat template (default: the GGUF's)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the runner) goes away")
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="waiting requests before 503")
-    defaults = SamplingParams()
-    parser.add_argument("--temp", type=float, default=defaults.temperature, help="default temperature")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k)
-    parser.add_argument("--top-p", type=float, default=defaults.top_p)
-    parser.add_argument("--min-p", type=float, default=defaults.min_p)
-    parser.add_argument("--repeat-penalty", type=float, default=defaults.repeat_penalty)
+    # Sampling defaults: llama-server's (see SamplingParams) unless given here.
+    parser.add_argument("--temp", type=float, help="default temperature")
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--top-p", type=float)
+    parser.add_argument("--min-p", type=float)
+    parser.add_argument("--repeat-penalty", type=float)
     args = parser.parse_args(argv)
     for name in ("ctx_size", "parallel", "threads", "batch_size"):
         if getattr(args, name) < 1:
@@ -60,12 +64,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load(args: argparse.Namespace) -> WorkerState:
+def listen(args: argparse.Namespace) -> socket.socket:
+    """The socket the API is served on, bound and listening: connections wait there while the model loads."""
+    if args.socket:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(args.socket))
+    else:
+        listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((args.host, args.port))
+    listener.listen(2048)
+    return listener
+
+
+def load_engine(args: argparse.Namespace) -> tuple[LlamaModel, Engine]:
+    """The model and its engine (the llama.cpp context): the slow, GIL-free part of start-up."""
+    from .engine import Engine
+    from .llama import LlamaModel
+
     model = LlamaModel(args.model, args.n_gpu_layers)
+    try:
+        return model, Engine(model, args.ctx_size, args.parallel, args.batch_size, args.threads, args.max_queue)
+    except BaseException:
+        model.close()
+        raise
+
+
+def worker_state(args: argparse.Namespace, model: LlamaModel, engine: Engine) -> WorkerState:
+    from .chat_template import ChatTemplate
+    from .routes import WorkerState
+    from .sampling import SamplingParams
+
     source = args.chat_template.read_text() if args.chat_template else model.chat_template()
     template = ChatTemplate(source, model.token_text(model.bos), model.token_text(model.eos))
-    engine = Engine(model, args.ctx_size, args.parallel, args.batch_size, args.threads, args.max_queue)
-    sampling = SamplingParams(
+    sampling = SamplingParams().updated(
         temperature=args.temp,
         top_k=args.top_k,
         top_p=args.top_p,
@@ -91,10 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
     try:
-        state = load(args)
-    except (ModelLoadError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        listener = listen(args)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.socket or f'{args.host}:{args.port}'}: {exc}", file=sys.stderr)
         return 1
+    with ThreadPoolExecutor(1, thread_name_prefix="load") as pool:
+        loading = pool.submit(load_engine, args)
+        import uvicorn
+
+        from .llama import ModelLoadError
+        from .routes import build_app
+
+        try:
+            state = worker_state(args, *loading.result())
+        except (ModelLoadError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     where = f"unix:{args.socket}" if args.socket else f"http://{args.host}:{args.port}"
     print(
         f"serving {state.model_name} on {where}: {args.parallel} x {state.engine.n_ctx_seq} tokens, "
@@ -103,15 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     config = uvicorn.Config(
-        build_app(state, args.handoff_socket),
-        uds=str(args.socket) if args.socket else None,
-        host=args.host,
-        port=args.port or 0,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
+        build_app(state, args.handoff_socket), log_level="warning", access_log=False, timeout_graceful_shutdown=2
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
 
 

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-import llama_cpp as lc
-
 from docker_model.runner.shared.cpu import usable_cpus
 
+from .bindings import lc
 from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
 from .sampling import build_sampler
@@ -366,7 +365,7 @@ class Engine:
     def _accept(self, slot: _Slot, token: int) -> None:
         text_stream = slot.text
         assert text_stream is not None
-        if token in self.model.eog_tokens:
+        if self.model.is_eog(token):
             self._finish(slot, text_stream.flush(), "stop")
             return
         slot.generated += 1

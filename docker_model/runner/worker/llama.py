@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from pathlib import Path
 
-import llama_cpp as lc
+from .bindings import lc
 
 _LOG_WARN = 3  # ggml_log_level: keep warnings and errors, drop the verbose load chatter
 _LOG_CONT = 5
@@ -51,9 +52,17 @@ class LlamaModel:
         self.n_embd: int = lc.llama_model_n_embd(self.ptr)
         self.bos: int = lc.llama_vocab_bos(self.vocab)
         self.eos: int = lc.llama_vocab_eos(self.vocab)
-        self.eog_tokens = frozenset(t for t in range(self.n_vocab) if lc.llama_vocab_is_eog(self.vocab, t))
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
+
+    def is_eog(self, token: int) -> bool:
+        """Whether `token` ends a generation (end of sequence, end of turn, ...)."""
+        return bool(lc.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def eog_tokens(self) -> frozenset[int]:
+        """Every token that ends a generation; computed on first use (a call per token of the vocabulary)."""
+        return frozenset(t for t in range(self.n_vocab) if self.is_eog(t))
 
     def metadata(self, key: str) -> str | None:
         size = 256

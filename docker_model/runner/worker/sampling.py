@@ -6,8 +6,7 @@ import ctypes
 from dataclasses import dataclass, replace
 from typing import Any
 
-import llama_cpp as lc
-
+from .bindings import lc
 from .llama import LlamaModel
 
 

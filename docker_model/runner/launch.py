@@ -1,0 +1,138 @@
+"""How a model's worker is launched: its command line, and starting it, even before the runner is up.
+
+Light on imports on purpose: `python -m docker_model.runner --load MODEL` (what a cold `docker model run`
+starts) launches the model's worker before it imports its web stack, so that the two load side by side;
+the scheduler then adopts that worker (`Prestarted`) as if it had started it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker_model.distribution import Bundle, Model, Store
+from docker_model.processes import own_process_group
+from docker_model.runner.accelerator import Accelerator
+from docker_model.runner.model_settings import ModelSettings, SettingsBook, effective_context_size
+from docker_model.runner.runtime_flags import check_runtime_flags
+
+ALL_LAYERS = 999  # offload every layer to the GPU
+
+
+WORKER_MODULE = "docker_model.runner.worker"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to run one model. Runtime flags come last on the command line, so they win."""
+
+    model_path: Path
+    ctx_size: int = 4096
+    parallel: int = 1
+    threads: int | None = None
+    n_gpu_layers: int = 0
+    chat_template: Path | None = None
+    runtime_flags: tuple[str, ...] = ()
+    model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_runtime_flags(self.runtime_flags)
+
+    def argv(self, socket_path: Path) -> list[str]:
+        # Isolated mode (-I), unbuffered (-u): only the installed package supplies the worker's code.
+        args = [sys.executable, "-I", "-u", "-m", WORKER_MODULE, "--model", str(self.model_path)]
+        args += ["--socket", str(socket_path), "--handoff-socket", str(handoff_path(socket_path))]
+        args += ["--parent-pid", str(os.getpid())]
+        args += ["--ctx-size", str(self.ctx_size), "--parallel", str(self.parallel)]
+        args += ["--n-gpu-layers", str(self.n_gpu_layers)]
+        if self.threads:
+            args += ["--threads", str(self.threads)]
+        if self.chat_template:
+            args += ["--chat-template", str(self.chat_template)]
+        if self.model_name:
+            args += ["--model-name", self.model_name]
+        return args + list(self.runtime_flags)
+
+
+def handoff_path(socket_path: Path) -> Path:
+    """Where the worker whose HTTP socket is `socket_path` takes client connections handed over."""
+    return socket_path.with_suffix(".handoff")
+
+
+def spec_for(
+    model: Model, bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, parallel: int, name: str
+) -> WorkerSpec:
+    """The worker a model gets, from its stored settings and the machine's accelerator."""
+    return WorkerSpec(
+        model_path=bundle.gguf_path,
+        ctx_size=effective_context_size(settings, model.config),
+        parallel=parallel,
+        threads=accelerator.threads,
+        n_gpu_layers=ALL_LAYERS if accelerator.gpu_offload else 0,
+        chat_template=bundle.template_path,
+        runtime_flags=tuple(settings.runtime_flags),
+        model_name=name,
+    )
+
+
+def spawn(spec: WorkerSpec, socket_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start the worker process, logging to `log_path`; it serves on `socket_path` once loaded."""
+    socket_path.unlink(missing_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            spec.argv(socket_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **own_process_group(),  # the runner's session: see docker_model/processes.py
+            cwd="/",
+        )
+
+
+def socket_path_for(socket_dir: Path, model: Model) -> Path:
+    return socket_dir / f"{model.short_id}.sock"
+
+
+def log_path_for(log_dir: Path, model: Model) -> Path:
+    return log_dir / f"model-{model.short_id}.log"
+
+
+def new_socket_dir() -> Path:
+    """A fresh folder for the workers' sockets: short, as UNIX socket paths are limited."""
+    return Path(tempfile.mkdtemp(prefix="docker-model-"))
+
+
+def settings_path(state_dir: Path) -> Path:
+    return state_dir / "model-settings.json"
+
+
+def log_dir(state_dir: Path) -> Path:
+    return state_dir / "logs"
+
+
+@dataclass(frozen=True)
+class Prestarted:
+    """A worker launched before the runner served anything, for the scheduler to adopt."""
+
+    model: Model
+    name: str
+    spec: WorkerSpec
+    process: subprocess.Popen[bytes]
+    socket_dir: Path
+
+
+def prestart(name: str, models_path: Path, state_dir: Path, accelerator: Accelerator, parallel: int) -> Prestarted:
+    """Launch the worker of the stored model `name`, as the scheduler would. Raises the store's errors
+    (DistributionError: a model that is not there; ValueError: a bad name) and OSError."""
+    store = Store(models_path)
+    model = store.get(name)
+    settings = SettingsBook(settings_path(state_dir)).get(model.id)
+    spec = spec_for(model, store.bundle(model), settings, accelerator, parallel, name)
+    socket_dir = new_socket_dir()
+    process = spawn(spec, socket_path_for(socket_dir, model), log_path_for(log_dir(state_dir), model))
+    return Prestarted(model, name, spec, process, socket_dir)
