@@ -1,7 +1,8 @@
 """Agent workload: concurrent multi-turn conversations over one long shared system prompt, side by side.
 
     .venv/bin/python benchmarks/agents.py [--rounds 3] [--clients 4] [--turns 6] [--system-tokens 1500]
-        [--max-tokens 48] [--systems runner,llama-server] [--threads 2] [--ctx-size 4096] [--model GGUF]
+        [--max-tokens 48] [--systems runner,llama-server-defaults,llama-server] [--threads 2]
+        [--ctx-size 4096] [--model GGUF]
         [--contention N [--contention-nice 19]] [--workdir DIR]
 
 As coding agents use a server: `--clients` clients at once, each holding a `--turns`-turn conversation that
@@ -10,16 +11,18 @@ the answers the server gave), all clients sharing one system prompt of about `--
 project's coding guidelines and tool manual). Answers are streamed at temperature 0 with `--max-tokens`
 and stop at end of generation (no ignore_eos).
 
-The systems run side by side with `--clients` slots each (runner: runtime flag `--parallel N`; llama-server
-`--parallel N -c N*ctx`, otherwise its defaults) and get one warm-up request each; then, in each of
-`--rounds` rounds, each system in turn (the order rotating) serves the round's conversations while the
-others idle. Every round has a system prompt of its own (another project: its name first, its sections in
-another order) and questions of its own, the same for every system, so no server has a round cached from
-an earlier one. What this shares with serve.py is in harness.py.
+The systems run side by side (runner: runtime flag `--parallel N` with N = `--clients`; llama-server:
+`--parallel N -c N*ctx`, otherwise its defaults; llama-server-defaults: llama-server as a user starts it,
+only `-t` set, hence 4 slots sharing one unified KV cache of the model's trained context) and get one
+warm-up request each; then, in each of `--rounds` rounds, each system in turn (the order rotating) serves
+the round's conversations while the others idle. Every round has a system prompt of its own (another
+project: its name first, its sections in another order) and questions of its own, the same for every
+system, so no server has a round cached from an earlier one. What this shares with serve.py is in harness.py.
 
 Prints a Markdown table: requests, failures, completion tokens, time to first token (request sent to the
 first text; p50 and p95 over all requests, p50 of first turns and of later turns), the wall time for all
-clients to finish all turns summed over rounds, and ratios to llama-server (medians of per-round ratios);
+clients to finish all turns summed over rounds, and ratios (medians of per-round ratios) to
+llama-server-defaults, or to llama-server when that one is not measured;
 then the machine and the settings. Per-turn figures (TTFT, prompt tokens and those the server reports as
 cached) go to stderr. Exit status 1 if any request failed.
 """
@@ -45,11 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import baselines
 import harness
 import loadgen
-from harness import REFERENCE
 from loadgen import LevelResult, RequestResult
 from servers import Endpoint
 
-SYSTEMS = ("runner", "llama-server")
+SYSTEMS = ("runner", "llama-server-defaults", "llama-server")
+# The issue's baseline is llama-server as users start it; "llama-server" (4 slots of the same context as the
+# runner's, separate KV caches) is the like-for-like comparison.
+REFERENCES = ("llama-server-defaults", "llama-server")
 CHARS_PER_TOKEN = 4.25  # of the guidelines below, as SmolLM2's tokenizer counts them; the count is printed
 TIMEOUT = 600.0  # seconds, per request
 
@@ -367,10 +372,10 @@ def measure(systems: Sequence[str], settings: Settings, workdir: Path) -> list[R
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    reference = next((row for row in rows if row.system == REFERENCE), None)
+    reference = next((row for name in REFERENCES for row in rows if row.system == name), None)
     lines = [
         "| system | reqs | fail | tokens | TTFT p50 ms | TTFT p95 ms | TTFT p50 turn 1 ms | TTFT p50 turns 2+ ms "
-        "| total s | TTFT p50 ×ls | total ×ls |",
+        "| total s | TTFT p50 ×ref | total ×ref |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
@@ -423,8 +428,8 @@ def describe(settings: Settings, system_tokens: Sequence[int], load_before: floa
         f"all systems running side by side after one warm-up request each, then {settings.rounds} "
         f"round{'s' if settings.rounds != 1 else ''} in which each system in turn serves the round's "
         "conversations. TTFT: request sent to the first text; total: wall time for all clients to finish all "
-        "turns, summed over rounds; ratios (×ls) are medians of per-round ratios to llama-server. "
-        + settings.contention_note()
+        "turns, summed over rounds; ratios (×ref) are medians of per-round ratios to llama-server-defaults "
+        "(llama-server as started with only -t; else to llama-server). " + settings.contention_note()
     )
 
 

@@ -62,6 +62,20 @@ def llama_server(gguf: Path, workdir: Path, parallel: int, threads: int, ctx_per
         yield Endpoint(f"{base}/v1", ALIAS)
 
 
+@contextmanager
+def llama_server_defaults(
+    gguf: Path, workdir: Path, parallel: int, threads: int, ctx_per_seq: int
+) -> Iterator[Endpoint]:
+    """`llama-server` as a user starts it: only the thread count is set. Its defaults are then 4 slots
+    sharing one unified KV cache of the model's trained context; `parallel` and `ctx_per_seq` are unused."""
+    port = free_port()
+    argv = [str(llama_server_binary()), "-m", str(gguf), "-a", ALIAS, "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["-t", str(threads), "-tb", str(threads), "--no-webui"]
+    base = f"http://127.0.0.1:{port}"
+    with running(argv, f"{base}/health", workdir / "llama-server-defaults.log"):
+        yield Endpoint(f"{base}/v1", ALIAS)
+
+
 @cache
 def _end_of_generation_tokens(gguf: Path) -> frozenset[int]:
     from docker_model.runner.worker.llama import LlamaModel

@@ -49,6 +49,7 @@ def _runner(
 SYSTEMS: dict[str, Start] = {
     "runner": _runner,
     "llama-server": baselines.llama_server,
+    "llama-server-defaults": baselines.llama_server_defaults,
     "llama-cpp-python": baselines.llama_cpp_python,
 }
 REFERENCE = "llama-server"
@@ -125,7 +126,7 @@ def started(
     systems: Sequence[str], settings: Settings, workdir: Path, slots: Callable[[str], int]
 ) -> Iterator[dict[str, Endpoint]]:
     """Every system running side by side with `slots(system)` slots, each after one warm-up request."""
-    if REFERENCE in systems:
+    if any(system.startswith("llama-server") for system in systems):
         baselines.llama_server_binary()  # build before measuring, not in the middle
     with ExitStack() as running:
         endpoints = {}
