@@ -30,7 +30,7 @@ def test_harness_measures_the_runner(smollm2_gguf: Path) -> None:
     assert float(row["TTFT p50 turn 1 ms"]) > 0
     assert float(row["TTFT p50 turns 2+ ms"]) > 0
     assert float(row["total s"]) > 0
-    assert (row["TTFT p50 ×ls"], row["total ×ls"]) == ("–", "–")  # no llama-server to compare with
+    assert (row["TTFT p50 ×ref"], row["total ×ref"]) == ("–", "–")  # no llama-server to compare with
     tokens = re.search(r"sharing a system prompt of (\d+)(?:–(\d+))? tokens", result.stdout)
     assert tokens, result.stdout
     assert all(200 <= int(count) <= 400 for count in tokens.groups() if count)
