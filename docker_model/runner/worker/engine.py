@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import math
 import os
 import sys
@@ -54,6 +55,7 @@ FRAGMENT_REPLY_TOKENS = 128
 # Prompt tokens that copying another sequence's KV cells costs about as much as evaluating: the copy
 # moves a whole KV stream (a few MB to a few hundred), once.
 COPY_COST = 64
+ADMIT_WINDOW = 16  # waiting requests considered per step: one waiting for a shared prefix lets others by
 
 
 class EngineOverloaded(Exception):
@@ -127,6 +129,11 @@ class _Slot:
         self.generated = 0
         self.limit = 0
         self.text: TokenText | None = None
+
+    @property
+    def prompt_left(self) -> int:
+        """Prompt tokens not evaluated yet."""
+        return len(self.job.prompt) - self.prompt_at if self.job is not None else 0
 
 
 class Engine:
@@ -231,7 +238,8 @@ class Engine:
                 self._events.append((job, args, True))
 
     def _admit(self) -> None:
-        for job in list(self._waiting):
+        # The head of the queue only: each waiting prompt checked costs a prefix comparison per sequence.
+        for job in list(itertools.islice(self._waiting, ADMIT_WINDOW)):
             free = [s for s in self._slots if s.job is None]
             if not free:
                 return
@@ -352,13 +360,12 @@ class Engine:
         """
         allotted: dict[_Slot, int] = {}
         pending = [slot for slot in self._active if slot.next_token is None]
-        for slot in sorted(pending, key=lambda slot: (len(slot.job.prompt) - slot.prompt_at, slot.seq)):  # type: ignore[union-attr]
+        for slot in sorted(pending, key=attrgetter("prompt_left", "seq")):
             if room <= 0:
                 break
-            rest = len(slot.job.prompt) - slot.prompt_at  # type: ignore[union-attr]
-            allotted[slot] = min(rest, room)
+            allotted[slot] = min(slot.prompt_left, room)
             room -= allotted[slot]
-            if self.model.on_cpu and allotted[slot] == rest:
+            if self.model.on_cpu and allotted[slot] == slot.prompt_left:
                 break
         return allotted
 
