@@ -332,3 +332,22 @@ def test_every_status_of_the_runner_has_the_one_error_shape(served: RunnerEnv) -
     requests.post(f"{base}/models/{MODEL}/tag", params={"repo": "ai/second-name"}, timeout=30).raise_for_status()
     assert error_of(requests.delete(f"{base}/models/{model_id}", timeout=30), 409)["code"] == "conflict"
     requests.delete(f"{base}/models/ai/second-name", timeout=30).raise_for_status()
+
+
+@pytest.mark.parametrize("prefix", ["/engines/v1", "/engines/llama.cpp/v1", "/v1"])
+def test_structured_output_and_tool_calls_through_every_prefix(served: RunnerEnv, prefix: str) -> None:
+    client = openai.OpenAI(base_url=f"{served.base_url}{prefix}", api_key="unused", max_retries=0)
+    schema = {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}, "required": ["city"]}
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[SYSTEM, FRANCE],
+        response_format={"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}},
+        max_tokens=30,
+    )
+    assert json.loads(reply.choices[0].message.content or "")["city"] in ("Paris", "Rome")
+    tool = {"type": "function", "function": {"name": "capital_of", "parameters": schema}}
+    called = client.chat.completions.create(
+        model=MODEL, messages=[FRANCE], tools=[tool], tool_choice="required", parallel_tool_calls=False, max_tokens=60
+    )
+    [call] = called.choices[0].message.tool_calls or []
+    assert call.function.name == "capital_of" and json.loads(call.function.arguments)["city"] in ("Paris", "Rome")

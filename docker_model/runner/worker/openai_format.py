@@ -64,12 +64,22 @@ class CompletionFormat:
     def usage_chunk(self, usage: dict[str, Any]) -> bytes:
         return sse({**self._envelope(self.chunk_object), "choices": [], "usage": usage})
 
-    def response(self, text: str, reasoning: str, finish_reason: str, usage: dict[str, Any]) -> dict[str, Any]:
+    def response(
+        self,
+        text: str,
+        reasoning: str,
+        finish_reason: str,
+        usage: dict[str, Any],
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish_reason}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
             if reasoning:
                 message["reasoning_content"] = reasoning
+            if tool_calls:
+                message["content"] = text or None
+                message["tool_calls"] = tool_calls
             choice["message"] = message
         else:
             choice["text"] = text
@@ -78,6 +88,21 @@ class CompletionFormat:
             "choices": [choice],
             "usage": usage,
         }
+
+
+def tool_call_deltas(index: int, call: dict[str, Any]) -> list[dict[str, Any]]:
+    """One call as OpenAI streams it: its index, id and name first, then its arguments."""
+    function = call["function"]
+    head = {
+        "index": index,
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": function["name"], "arguments": ""},
+    }
+    return [
+        {"tool_calls": [head]},
+        {"tool_calls": [{"index": index, "function": {"arguments": function["arguments"]}}]},
+    ]
 
 
 def embeddings_response(model: str, vectors: list[Any], prompt_tokens: int) -> dict[str, Any]:

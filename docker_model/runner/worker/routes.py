@@ -6,8 +6,8 @@ import asyncio
 import base64
 import contextlib
 from array import array
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,14 @@ from docker_model.runner.shared.error_body import APIError, error_response, sse_
 from . import adopted
 from .chat_template import ChatTemplate
 from .engine import Engine, EngineOverloaded
+from .grammars import check_grammar, requested_grammar
 from .jobs import FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
-from .openai_format import SSE_DONE, CompletionFormat, embeddings_response, usage
+from .openai_format import SSE_DONE, CompletionFormat, embeddings_response, tool_call_deltas, usage
 from .reasoning import ReasoningSplitter, prompt_opens_thinking
 from .sampling import SamplingParams
 from .schemas import ChatCompletionBody, CompletionBody, EmbeddingBody, GenerationBody, parse_body
+from .tool_calls import CallReader, ToolCall, ToolPlan
 
 
 @dataclass
@@ -56,10 +58,17 @@ class OpenAIHandlers:
     async def chat(self, request: Request) -> Response:
         body = parse_body(ChatCompletionBody, await request.body())
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
-        prompt = self.state.template.render(messages, body.tools, body.chat_template_kwargs)
-        job = self._job(self.model.tokenize(prompt), body)
+        tools = ToolPlan.of(body, self.state.template)
+        if tools is not None:
+            prompt = self.state.template.render(
+                tools.messages(messages), tools.template_tools(), body.chat_template_kwargs
+            )
+        else:
+            prompt = self.state.template.render(messages, None, body.chat_template_kwargs)
+        job = self._job(self.model.tokenize(prompt), body, tools)
         fmt = CompletionFormat(True, body.model or self.state.model_name)
-        return await self._generate(request, job, body, fmt, ReasoningSplitter(prompt_opens_thinking(prompt)))
+        reader = tools.reader() if tools is not None else None
+        return await self._generate(request, job, body, fmt, ReasoningSplitter(prompt_opens_thinking(prompt)), reader)
 
     async def completions(self, request: Request) -> Response:
         body = parse_body(CompletionBody, await request.body())
@@ -109,7 +118,7 @@ class OpenAIHandlers:
             )
         return tokens
 
-    def _job(self, tokens: list[int], body: GenerationBody) -> CompletionJob:
+    def _job(self, tokens: list[int], body: GenerationBody, tools: ToolPlan | None = None) -> CompletionJob:
         n_ctx = self.engine.n_ctx_seq
         if not tokens:
             raise APIError(400, "the prompt is empty", param="prompt")
@@ -132,6 +141,11 @@ class OpenAIHandlers:
             presence_penalty=body.presence_penalty,
             ignore_eos=body.ignore_eos or None,
         )
+        if tools is not None and tools.grammar is not None:
+            check_grammar(self.model, tools.grammar, "tools", tools.trigger)
+            sampling = replace(sampling, grammar=tools.grammar, grammar_trigger=tools.trigger)
+        else:
+            sampling = replace(sampling, grammar=requested_grammar(body, self.model))
         return CompletionJob(tokens, sampling, body.token_limit, body.stop_list)
 
     def _submit(self, job: CompletionJob | EmbeddingJob) -> Response | None:
@@ -148,11 +162,12 @@ class OpenAIHandlers:
         body: GenerationBody,
         fmt: CompletionFormat,
         splitter: ReasoningSplitter | None,
+        reader: CallReader | None = None,
     ) -> Response:
         if (busy := self._submit(job)) is not None:
             return busy
         if body.stream:
-            return EventStreamResponse(_stream(job, fmt, splitter, body.include_usage))  # type: ignore[return-value]
+            return EventStreamResponse(_stream(job, fmt, splitter, reader, body.include_usage))  # type: ignore[return-value]
         try:
             text = await until_disconnect(job.collect(), request.receive)
         except ClientGone:
@@ -162,7 +177,14 @@ class OpenAIHandlers:
         reasoning = ""
         if splitter is not None:
             text, reasoning = _join(splitter.feed(text), splitter.flush())
-        return JSONResponse(fmt.response(text, reasoning, job.finish or "stop", _usage(job)))
+        calls: list[ToolCall] = []
+        if reader is not None:
+            sent = reader.feed(text)
+            rest, calls = reader.finish()
+            text = sent + rest
+        finish = "tool_calls" if calls else job.finish or "stop"
+        entries = [call.message_entry() for call in calls]
+        return JSONResponse(fmt.response(text, reasoning, finish, _usage(job), entries))
 
 
 def _usage(job: CompletionJob) -> dict[str, Any]:
@@ -174,29 +196,40 @@ def _join(*parts: tuple[str, str]) -> tuple[str, str]:
 
 
 async def _stream(
-    job: CompletionJob, fmt: CompletionFormat, splitter: ReasoningSplitter | None, include_usage: bool
+    job: CompletionJob,
+    fmt: CompletionFormat,
+    splitter: ReasoningSplitter | None,
+    reader: CallReader | None,
+    include_usage: bool,
 ) -> AsyncIterator[bytes]:
+    def chunks(content: str, reasoning: str) -> Iterator[bytes]:
+        if reasoning:
+            yield fmt.chunk({"reasoning_content": reasoning})
+        if reader is not None:
+            content = reader.feed(content)
+        if content:
+            yield fmt.content_chunk(content)
+
     if fmt.chat:
         yield fmt.chunk({"role": "assistant", "content": "", "refusal": None})
     async for text in job.stream():
-        if splitter is None:
-            yield fmt.content_chunk(text)
-            continue
-        content, reasoning = splitter.feed(text)
-        if reasoning:
-            yield fmt.chunk({"reasoning_content": reasoning})
-        if content:
-            yield fmt.content_chunk(content)
+        for chunk in chunks(*(splitter.feed(text) if splitter is not None else (text, ""))):
+            yield chunk
     if job.finish == FINISH_ERROR:
         yield sse_error_event(job.error or "generation failed")
         return
     if splitter is not None:
-        content, reasoning = splitter.flush()
-        if reasoning:
-            yield fmt.chunk({"reasoning_content": reasoning})
-        if content:
-            yield fmt.content_chunk(content)
-    yield fmt.chunk({}, job.finish)
+        for chunk in chunks(*splitter.flush()):
+            yield chunk
+    calls: list[ToolCall] = []
+    if reader is not None:
+        rest, calls = reader.finish()
+        if rest:
+            yield fmt.content_chunk(rest)
+        for index, call in enumerate(calls):
+            for delta in tool_call_deltas(index, call.message_entry()):
+                yield fmt.chunk(delta)
+    yield fmt.chunk({}, "tool_calls" if calls else job.finish)
     if include_usage:
         yield fmt.usage_chunk(_usage(job))
     yield SSE_DONE

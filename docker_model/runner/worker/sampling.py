@@ -24,10 +24,21 @@ class SamplingParams:
     presence_penalty: float = 0.0
     penalty_last_n: int = 64
     ignore_eos: bool = False
+    grammar: str | None = None  # GBNF the output must match (checked before it gets here)
+    grammar_trigger: str | None = None  # a regex: the grammar applies from its first group's match on
 
     def updated(self, **overrides: Any) -> SamplingParams:
         """A copy with the overrides that are not None (fields a request left out keep the default)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def grammar_sampler(model: LlamaModel, grammar: str, trigger: str | None = None) -> ctypes.c_void_p:
+    """llama.cpp's grammar sampler (root rule `root`); lazy when `trigger` is given. NULL when the grammar
+    does not parse."""
+    if trigger is None:
+        return lc.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    patterns = (ctypes.c_char_p * 1)(trigger.encode())
+    return lc.llama_sampler_init_grammar_lazy_patterns(model.vocab, grammar.encode(), b"root", patterns, 1, None, 0)
 
 
 def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) -> ctypes.c_void_p:
@@ -39,7 +50,13 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) 
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
 
     def add(sampler: ctypes.c_void_p) -> None:
+        if not sampler:
+            lc.llama_sampler_free(chain)
+            raise ValueError("llama.cpp could not create a sampler")
         lc.llama_sampler_chain_add(chain, sampler)
+
+    if params.grammar is not None:  # first: the others choose among the tokens it allows
+        add(grammar_sampler(model, params.grammar, params.grammar_trigger))
 
     if params.ignore_eos and model.eog_tokens:
         biases = (lc.llama_logit_bias * len(model.eog_tokens))()
@@ -47,17 +64,17 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) 
             slot.token, slot.bias = token, float("-inf")
         add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases))
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-        add(
-            lc.llama_sampler_init_penalties(
-                model.n_vocab,
-                params.penalty_last_n,
-                params.repeat_penalty,
-                params.frequency_penalty,
-                params.presence_penalty,
-            )
+        penalties = lc.llama_sampler_init_penalties(
+            model.n_vocab,
+            params.penalty_last_n,
+            params.repeat_penalty,
+            params.frequency_penalty,
+            params.presence_penalty,
         )
+        # The prompt's tail goes to the penalties alone: a grammar must see only the answer.
         for token in prompt[-params.penalty_last_n :] if params.penalty_last_n > 0 else prompt:
-            lc.llama_sampler_accept(chain, token)
+            lc.llama_sampler_accept(penalties, token)
+        add(penalties)
     if params.temperature <= 0:
         add(lc.llama_sampler_init_greedy())
         return chain

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from docker_model.runner.shared.error_body import APIError
 
@@ -21,6 +21,24 @@ class _Body(BaseModel):
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class JSONSchemaFormat(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None  # the grammar holds the output to the schema either way
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object with a name and a schema")
+        return self
 
 
 class GenerationBody(_Body):
@@ -41,6 +59,9 @@ class GenerationBody(_Body):
     repeat_penalty: float | None = Field(None, gt=0)
     ignore_eos: bool = False
     n: int = Field(1, ge=1, le=1)
+    response_format: ResponseFormat | None = None
+    json_schema: dict[str, Any] | None = None  # llama-server's extension: output valid against this schema
+    grammar: str | None = Field(None, min_length=1)  # llama-server's extension: output matching this GBNF
 
     @property
     def stop_list(self) -> list[str]:
@@ -64,12 +85,43 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
+class ToolFunction(BaseModel):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema; the calls are held to it
+    strict: bool | None = None  # held to it either way
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: ToolFunction
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatCompletionBody(GenerationBody):
     messages: list[ChatMessage] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @property
+    def tool_choice_name(self) -> str:
+        """ "none", "auto", "required", or the name of the one function to call."""
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            return choice.function.name
+        return choice or ("auto" if self.tools else "none")
 
     def refused_field(self) -> str | None:
         if self.logprobs:
