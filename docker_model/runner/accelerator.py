@@ -22,13 +22,16 @@ from docker_model.runner.shared.cpu import default_threads
 class Accelerator:
     kind: str  # "cuda", "metal" or "cpu"
     detail: str  # what was found, for `docker model status`
-    threads: int  # llama.cpp threads a model gets unless its runtime flags say `--threads`
+    threads: int  # most llama.cpp threads a model gets unless its runtime flags say `--threads`
     problem: str | None = None  # a GPU the engine cannot use, and the fix
 
     @property
     def description(self) -> str:
         """What `docker model status` says the engine runs on."""
-        text = f"{self.detail}, {self.threads} CPU threads (one per physical core; --threads overrides)"
+        text = (
+            f"{self.detail}, {self.threads} CPU threads (one per physical core, fewer while other programs keep "
+            "cores busy; --threads sets a fixed count)"
+        )
         return f"{text}; {self.problem}" if self.problem else text
 
     @property

@@ -71,7 +71,6 @@ def spec_for(
         model_path=bundle.gguf_path,
         ctx_size=effective_context_size(settings, model.config),
         parallel=parallel,
-        threads=accelerator.threads,
         n_gpu_layers=ALL_LAYERS if accelerator.gpu_offload else 0,
         chat_template=bundle.template_path,
         runtime_flags=tuple(settings.runtime_flags),

@@ -57,7 +57,7 @@ def test_the_first_command_that_needs_the_runner_starts_it(model_cli: DockerCLI,
     assert status.returncode == 0
     assert status.stdout.startswith("Docker Model Runner is running")
     assert "llama.cpp" in status.stdout and "CPU" in status.stdout
-    assert f"{default_threads()} CPU threads (one per physical core; --threads overrides)" in status.stdout
+    assert f"{default_threads()} CPU threads (one per physical core, fewer while other programs" in status.stdout
 
 
 def test_status_json(model_cli: DockerCLI, runner_env: RunnerEnv) -> None:

@@ -44,7 +44,10 @@ def test_apple_silicon_with_a_cpu_build_says_how_to_fix_it() -> None:
 def test_no_gpu_means_cpu_without_complaint() -> None:
     found = detect(probes())
     assert (found.kind, found.problem, found.detail, found.threads) == ("cpu", None, "CPU", 8)
-    assert found.description == "CPU, 8 CPU threads (one per physical core; --threads overrides)"
+    assert found.description == (
+        "CPU, 8 CPU threads (one per physical core, fewer while other programs keep cores busy; "
+        "--threads sets a fixed count)"
+    )
 
 
 def test_this_machine_is_detected_as_cpu() -> None:

@@ -45,7 +45,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-name", help="name reported by /v1/models (default: the file's stem)")
     parser.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CONTEXT_SIZE, help="context per request")
     parser.add_argument("-np", "--parallel", type=int, default=1, help="requests decoded together")
-    parser.add_argument("-t", "--threads", type=int, default=default_threads(), help="llama.cpp threads")
+    parser.add_argument(
+        "-t", "--threads", type=int, help="llama.cpp threads (default: one per physical core, fewer while busy)"
+    )
     parser.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tokens per decode")
     parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, help="layers offloaded to the GPU")
     parser.add_argument("--chat-template", type=Path, help="Jinja chat template (default: the GGUF's)")
@@ -59,7 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat-penalty", type=float)
     args = parser.parse_args(argv)
     for name in ("ctx_size", "parallel", "threads", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
@@ -84,7 +86,17 @@ def load_engine(args: argparse.Namespace) -> tuple[LlamaModel, Engine]:
 
     model = LlamaModel(args.model, args.n_gpu_layers)
     try:
-        return model, Engine(model, args.ctx_size, args.parallel, args.batch_size, args.threads, args.max_queue)
+        threads = args.threads or default_threads()
+        engine = Engine(
+            model,
+            args.ctx_size,
+            args.parallel,
+            args.batch_size,
+            threads,
+            args.max_queue,
+            adapt_threads=not args.threads,
+        )
+        return model, engine
     except BaseException:
         model.close()
         raise
@@ -142,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"unix:{args.socket}" if args.socket else f"http://{args.host}:{args.port}"
     print(
         f"serving {state.model_name} on {where}: {args.parallel} x {state.engine.n_ctx_seq} tokens, "
-        f"{args.threads} threads",
+        f"{args.threads or f'up to {default_threads()}'} threads",
         file=sys.stderr,
         flush=True,
     )

@@ -38,6 +38,7 @@ from typing import Any
 from docker_model.runner.shared.cpu import usable_cpus
 
 from .bindings import lc
+from .contention import ThreadAdvisor
 from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
 from .sampling import build_sampler
@@ -137,9 +138,21 @@ class _Slot:
 
 
 class Engine:
-    def __init__(self, model: LlamaModel, ctx_size: int, parallel: int, n_batch: int, threads: int, max_queue: int):
+    def __init__(
+        self,
+        model: LlamaModel,
+        ctx_size: int,
+        parallel: int,
+        n_batch: int,
+        threads: int,
+        max_queue: int,
+        adapt_threads: bool = False,
+    ):
+        """`adapt_threads`: use fewer than `threads` while other programs keep cores busy."""
         self.model = model
         self.ctx = model.new_context(ctx_size * parallel, parallel, max(n_batch, parallel), threads)
+        self._threads = threads
+        self._advisor = ThreadAdvisor(threads, usable_cpus()) if adapt_threads else None
         self.n_ctx_seq: int = lc.llama_n_ctx_seq(self.ctx)
         self.n_batch: int = lc.llama_n_batch(self.ctx)
         self._mem = lc.llama_get_memory(self.ctx)
@@ -214,10 +227,18 @@ class Engine:
             self._drop_cancelled()
             self._admit()
             if self._active:
+                self._adapt_threads()
                 self._step()
             self._flush()
             if not self._active and not self._inbox:
                 self._wake.wait()
+
+    def _adapt_threads(self) -> None:
+        threads = self._advisor.threads() if self._advisor is not None else self._threads
+        if threads != self._threads:
+            lc.llama_set_n_threads(self.ctx, threads, threads)
+            self._threads = threads
+            self._wait_for_send = threads >= usable_cpus()
 
     def _flush(self) -> None:
         if self._events and self._loop is not None:

@@ -99,10 +99,19 @@ class OpenAIHandlers:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _checked_ids(self, tokens: list[int]) -> list[int]:
+    def _checked_ids(self, tokens: list[int], param: str = "prompt") -> list[int]:
         if any(not 0 <= t < self.model.n_vocab for t in tokens):
-            raise APIError(400, f"token ids must be between 0 and {self.model.n_vocab - 1}", param="prompt")
+            raise APIError(400, f"{param}: token ids must be between 0 and {self.model.n_vocab - 1}", param=param)
         return tokens
+
+    def _checked_bias(self, bias: dict[int, float] | None) -> tuple[tuple[int, float], ...] | None:
+        if not bias:
+            return None
+        if any(not 0 <= token < self.model.n_vocab for token in bias):
+            raise APIError(
+                400, f"logit_bias: token ids must be between 0 and {self.model.n_vocab - 1}", param="logit_bias"
+            )
+        return tuple(sorted(bias.items()))
 
     def _embedding_tokens(self, item: str | list[int]) -> list[int]:
         tokens = self.model.tokenize(item) if isinstance(item, str) else self._checked_ids(item)
@@ -140,6 +149,7 @@ class OpenAIHandlers:
             frequency_penalty=body.frequency_penalty,
             presence_penalty=body.presence_penalty,
             ignore_eos=body.ignore_eos or None,
+            logit_bias=self._checked_bias(body.logit_bias),
         )
         if tools is not None and tools.grammar is not None:
             check_grammar(self.model, tools.grammar, "tools", tools.trigger)

@@ -24,6 +24,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     penalty_last_n: int = 64
     ignore_eos: bool = False
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, added to its logit), as OpenAI's logit_bias
     grammar: str | None = None  # GBNF the output must match (checked before it gets here)
     grammar_trigger: str | None = None  # a regex: the grammar applies from its first group's match on
 
@@ -58,11 +59,14 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) 
     if params.grammar is not None:  # first: the others choose among the tokens it allows
         add(grammar_sampler(model, params.grammar, params.grammar_trigger))
 
-    if params.ignore_eos and model.eog_tokens:
-        biases = (lc.llama_logit_bias * len(model.eog_tokens))()
-        for slot, token in zip(biases, sorted(model.eog_tokens), strict=True):
-            slot.token, slot.bias = token, float("-inf")
-        add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases))
+    bias = dict(params.logit_bias)
+    if params.ignore_eos:
+        bias.update(dict.fromkeys(model.eog_tokens, float("-inf")))
+    if bias:
+        entries = (lc.llama_logit_bias * len(bias))()
+        for entry, (token, value) in zip(entries, sorted(bias.items()), strict=True):
+            entry.token, entry.bias = token, value
+        add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(entries), entries))
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         penalties = lc.llama_sampler_init_penalties(
             model.n_vocab,

@@ -59,9 +59,17 @@ class GenerationBody(_Body):
     repeat_penalty: float | None = Field(None, gt=0)
     ignore_eos: bool = False
     n: int = Field(1, ge=1, le=1)
+    logit_bias: dict[int, float] | None = None  # token id -> -100..100 added to its logit
     response_format: ResponseFormat | None = None
     json_schema: dict[str, Any] | None = None  # llama-server's extension: output valid against this schema
     grammar: str | None = Field(None, min_length=1)  # llama-server's extension: output matching this GBNF
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value and any(not -100 <= bias <= 100 for bias in value.values()):
+            raise ValueError("each bias must be between -100 and 100")
+        return value
 
     @property
     def stop_list(self) -> list[str]:

@@ -207,3 +207,18 @@ def test_every_worker_error_has_the_one_shape(worker: Worker, method: str, path:
     assert response.status_code == status
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+
+
+def test_logit_bias_favours_a_token_and_names_a_bad_one(worker: Worker) -> None:
+    def complete(bias: dict[str, int], max_tokens: int) -> str:
+        reply = worker.client.completions.create(
+            model="m", prompt="The capital of France is", max_tokens=max_tokens, temperature=0, logit_bias=bias
+        )
+        return reply.choices[0].text
+
+    forced = complete({"1000": 100}, 3)
+    assert forced and forced == forced[: len(forced) // 3] * 3  # the one favoured token, three times
+    assert complete({}, 3) != forced
+    with pytest.raises(openai.BadRequestError) as refused:
+        complete({"999999": 5}, 1)
+    assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "logit_bias"
