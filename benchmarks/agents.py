@@ -1,7 +1,7 @@
 """Agent workload: concurrent multi-turn conversations over one long shared system prompt, side by side.
 
     .venv/bin/python benchmarks/agents.py [--rounds 3] [--clients 4] [--turns 6] [--system-tokens 1500]
-        [--max-tokens 48] [--systems runner,llama-server-defaults,llama-server] [--threads 2]
+        [--max-tokens 48] [--systems runner,llama-server-defaults,llama-server] [--threads N]
         [--ctx-size 4096] [--model GGUF]
         [--contention N [--contention-nice 19]] [--workdir DIR]
 
@@ -421,7 +421,7 @@ def describe(settings: Settings, system_tokens: Sequence[int], load_before: floa
     return (
         f"{harness.machine(load_before)}\n"
         f"Settings: {settings.gguf.name}, llama.cpp of llama-cpp-python {baselines.llama_cpp_version()} in both; "
-        f"{settings.threads} threads; context {settings.ctx_per_seq} per sequence; {settings.clients} slots; "
+        f"{settings.threads_note()}; context {settings.ctx_per_seq} per sequence; {settings.clients} slots; "
         f"{settings.clients} clients at once, each a {settings.turns}-turn conversation resending its whole "
         f"history, all sharing a system prompt of {counted} tokens (the model's tokenizer; another one every "
         f"round); temperature 0; max_tokens {settings.max_tokens} per answer, stopping at end of generation; "

@@ -83,12 +83,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def memory(models_path: Path, workdir: Path, threads: int, ctx_per_seq: int) -> tuple[int, int, int]:
+def memory(models_path: Path, workdir: Path, threads: int | None, ctx_per_seq: int) -> tuple[int, int, int]:
     """RSS of the idle runner, then of the runner and its workers once the model is loaded."""
     with start_runner(models_path, workdir) as (env, process):
         time.sleep(1)  # let start-up garbage settle
         idle = rss(process.pid)
-        configure_runner(env, ctx_per_seq, ["--threads", str(threads)])
+        configure_runner(env, ctx_per_seq, ["--threads", str(threads)] if threads else [])
         return idle, rss(process.pid), sum(rss(child) for child in descendants(process.pid))
 
 
@@ -123,7 +123,7 @@ def cli_figures(models_path: Path, workdir: Path, runs: int) -> tuple[list[float
     return cold, listing
 
 
-def measure(gguf: Path, workdir: Path, threads: int = 2, ctx_per_seq: int = 4096, runs: int = 3) -> Costs:
+def measure(gguf: Path, workdir: Path, threads: int | None = None, ctx_per_seq: int = 4096, runs: int = 3) -> Costs:
     workdir.mkdir(parents=True, exist_ok=True)
     models_path = workdir / "models"
     prepare_store(gguf, models_path)

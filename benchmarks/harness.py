@@ -29,16 +29,17 @@ import baselines
 import loadgen
 from servers import Endpoint, prepare_store, runner
 
+from docker_model.runner.shared.cpu import default_threads
 from tests.fixtures.models import fetch_smollm2
 
 T = TypeVar("T")
 
-# (gguf, workdir, parallel, threads, ctx_per_seq) -> a running server
-Start = Callable[[Path, Path, int, int, int], AbstractContextManager[Endpoint]]
+# (gguf, workdir, parallel, threads, ctx_per_seq) -> a running server; threads None only for the runner
+Start = Callable[[Path, Path, int, Any, int], AbstractContextManager[Endpoint]]
 
 
 def _runner(
-    gguf: Path, workdir: Path, parallel: int, threads: int, ctx_per_seq: int
+    gguf: Path, workdir: Path, parallel: int, threads: int | None, ctx_per_seq: int
 ) -> AbstractContextManager[Endpoint]:
     models_path = workdir / "models"
     if not models_path.exists():
@@ -60,12 +61,20 @@ class Settings:
     """What every side-by-side benchmark sets; each script adds its own fields."""
 
     gguf: Path
-    threads: int = 2
+    threads: int | None = None  # None: the runner's default (adaptive); the baselines get default_threads()
     ctx_per_seq: int = 4096
     max_tokens: int = 128
     rounds: int = 5
     contention: int = 0
     contention_nice: int = 0
+
+    def threads_note(self) -> str:
+        if self.threads is not None:
+            return f"{self.threads} threads in every system"
+        return (
+            f"{default_threads()} threads (one per physical core) in the baselines; the runner with its default: "
+            "as many, fewer while other programs keep cores busy"
+        )
 
     def contention_note(self) -> str:
         if not self.contention:
@@ -78,7 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser, systems: Sequence[str], round
     parser.add_argument("--systems", default=",".join(systems), help="comma-separated (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=max_tokens, help="per request (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="threads for every system (default: the runner chooses its own, the others one per physical core)",
+    )
     parser.add_argument("--ctx-size", type=int, default=4096, help="context per sequence (default: %(default)s)")
     parser.add_argument("--model", type=Path, help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--contention", type=int, default=0, help="busy processes during every turn (default: 0)")
@@ -133,7 +146,8 @@ def started(
         for system in systems:
             print(f"starting {system} with {slots(system)} slots", file=sys.stderr)
             start = SYSTEMS[system]
-            args = (settings.gguf, workdir, slots(system), settings.threads, settings.ctx_per_seq)
+            threads = settings.threads if system == "runner" else settings.threads or default_threads()
+            args = (settings.gguf, workdir, slots(system), threads, settings.ctx_per_seq)
             endpoints[system] = endpoint = running.enter_context(start(*args))
             loadgen.run(endpoint.base_url, endpoint.model, [], extra=endpoint.extra)  # the warm-up request
         yield endpoints

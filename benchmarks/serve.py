@@ -2,9 +2,11 @@
 
     .venv/bin/python benchmarks/serve.py [--concurrency 1,2,4,8] [--max-tokens 128] [--rounds 5]
         [--systems runner,llama-server,llama-cpp-python] [--requests-per-stream 2] [--no-costs]
-        [--contention N [--contention-nice 19]] [--threads 2] [--ctx-size 4096] [--model GGUF] [--workdir DIR]
+        [--contention N [--contention-nice 19]] [--threads N] [--ctx-size 4096] [--model GGUF] [--workdir DIR]
 
-Every system serves the same GGUF with the same threads and context per sequence. For each concurrency
+Every system serves the same GGUF with the same context per sequence and the same threads: by default
+one per physical core, which for the runner is its own default and adapts to load (it uses fewer while
+other programs keep cores busy); `--threads N` fixes N for every system. For each concurrency
 level N all systems are started side by side with N slots (runner: runtime flag `--parallel N`;
 llama-server: `--parallel N -c N*ctx`; llama-cpp-python's server has a single slot whatever N) and get one
 warm-up request each; then, for each of `--rounds` rounds, each system in turn (the order rotating) serves
@@ -115,7 +117,7 @@ def describe(settings: Settings, load_before: float) -> str:
     return (
         f"{harness.machine(load_before)}\n"
         f"Settings: {settings.gguf.name}, llama.cpp of llama-cpp-python {baselines.llama_cpp_version()} in all "
-        f"three; {settings.threads} threads; context {settings.ctx_per_seq} per sequence; temperature 0; "
+        f"three; {settings.threads_note()}; context {settings.ctx_per_seq} per sequence; temperature 0; "
         f"max_tokens {settings.max_tokens} with ignore_eos (llama-cpp-python: a logit bias on end-of-generation "
         f"tokens); slots = concurrency (llama-cpp-python: one slot); per level, all systems running side by side "
         f"after one warm-up request each, then {settings.rounds} rounds in which each system in turn serves "

@@ -95,7 +95,11 @@ def configure_runner(env: RunnerEnv, context_size: int, runtime_flags: Sequence[
 
 
 @contextmanager
-def runner(models_path: Path, workdir: Path, parallel: int, threads: int, ctx_per_seq: int) -> Iterator[Endpoint]:
+def runner(
+    models_path: Path, workdir: Path, parallel: int, threads: int | None, ctx_per_seq: int
+) -> Iterator[Endpoint]:
+    """The runner with `parallel` slots; `threads` None: its default thread count, which adapts to load."""
     with start_runner(models_path, workdir) as (env, _process):
-        configure_runner(env, ctx_per_seq, ["--threads", str(threads), "--parallel", str(parallel)])
+        flags = ["--parallel", str(parallel)] + (["--threads", str(threads)] if threads else [])
+        configure_runner(env, ctx_per_seq, flags)
         yield Endpoint(f"{env.base_url}/engines/v1", MODEL)
