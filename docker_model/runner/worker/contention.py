@@ -2,65 +2,91 @@
 
 llama.cpp's threads meet at a barrier after every operation of the graph, so a thread that shares its
 core with another busy program holds all the others up: on two cores beside one busy process, one
-thread made twice the tokens of two (benchmarks/README.md). Every second the engine reads from /proc
-how much CPU other programs used, at normal priority or above (a niced program gives way to the
-worker, so it does not count), and uses the cores left, at least one, at most the default.
+thread made twice the tokens of two (benchmarks/README.md). Once a second a thread of the worker adds up
+the CPU time other processes used, from /proc, counting only those at the worker's priority or above (a
+niced program gives way to the worker), and the engine uses the cores left: at least one, at most the
+default.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 SAMPLE_SECONDS = 1.0
-_BUSY_FIELDS = (0, 2, 5, 6, 7)  # user, system, irq, softirq, steal: not nice, idle or iowait
+# Another program counts for a core once it keeps three quarters of one busy.
+CORE_SHARE = 0.75
 
 
-def _machine_busy_ticks(stat: Path) -> int:
-    fields = stat.read_text().split("\n", 1)[0].split()[1:]
-    return sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields))
-
-
-def _own_ticks(self_stat: Path) -> int:
-    # After the command name (which may hold spaces): utime and stime are fields 14 and 15.
-    fields = self_stat.read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+def _competing_ticks(proc: Path, own_pid: int, own_nice: int) -> dict[int, int]:
+    """CPU ticks (user + system) of each other process at `own_nice` or a higher priority."""
+    ticks = {}
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit() or int(entry.name) == own_pid:
+            continue
+        try:
+            # After the command name (which may hold spaces): utime, stime and nice are fields 14, 15, 19.
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[16]) <= own_nice:
+                ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue  # it exited meanwhile
+    return ticks
 
 
 class ThreadAdvisor:
-    """Samples the machine; `threads()` says how many threads to use now."""
+    """`threads()` says how many threads to use now; `start()` has it re-decided once a second."""
 
-    def __init__(self, most: int, cpus: int, proc: Path = Path("/proc"), clock: Callable[[], float] = time.monotonic):
-        self.most, self.cpus = most, cpus
-        self._stat, self._self_stat = proc / "stat", proc / "self" / "stat"
-        self._clock = clock
-        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._last = self._sample()
+    def __init__(
+        self,
+        most: int,
+        cpus: int,
+        proc: Path = Path("/proc"),
+        own_pid: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.most, self.cpus, self._proc, self._clock = most, cpus, proc, clock
+        self._own_pid = own_pid or os.getpid()
+        self._own_nice = os.getpriority(os.PRIO_PROCESS, 0)
+        self._tick = os.sysconf("SC_CLK_TCK")
         self._current = most
+        self._last = self._sample()
 
-    def _sample(self) -> tuple[float, int, int] | None:
-        try:
-            return self._clock(), _machine_busy_ticks(self._stat), _own_ticks(self._self_stat)
-        except (OSError, ValueError, IndexError):
+    def _sample(self) -> tuple[float, dict[int, int]] | None:
+        if not self._proc.is_dir():
             return None  # not Linux: keep the default
+        return self._clock(), _competing_ticks(self._proc, self._own_pid, self._own_nice)
 
     def threads(self) -> int:
-        """The thread count for the next steps; re-decided once a second."""
-        if self._last is None or self._clock() - self._last[0] < SAMPLE_SECONDS:
-            return self._current
-        now = self._sample()
-        if now is None:
-            return self._current
-        elapsed = (now[0] - self._last[0]) * self._tick
-        others = max(0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / elapsed if elapsed > 0 else 0.0
-        self._last = now
-        threads = max(1, min(self.most, self.cpus - round(others)))
-        if threads != self._current:
-            print(
-                f"using {threads} of {self.most} threads: other programs keep {others:.1f} cores busy", file=sys.stderr
-            )
-            self._current = threads
         return self._current
+
+    def update(self) -> None:
+        """Decide again from the CPU time other processes used since the last decision."""
+        now = self._sample()
+        if now is None or self._last is None:
+            return
+        elapsed = (now[0] - self._last[0]) * self._tick
+        previous = self._last[1]
+        used = sum(ticks - previous[pid] for pid, ticks in now[1].items() if pid in previous)
+        self._last = now
+        if elapsed <= 0:
+            return
+        others = used / elapsed
+        threads = max(1, min(self.most, self.cpus - int(others + 1 - CORE_SHARE)))
+        if threads != self._current:
+            busy = f"other programs keep {others:.1f} cores busy"
+            print(f"using {threads} of {self.most} threads: {busy}", file=sys.stderr, flush=True)
+            self._current = threads
+
+    def start(self) -> None:
+        def watch() -> None:
+            while True:
+                time.sleep(SAMPLE_SECONDS)
+                self.update()
+
+        if self._last is not None:
+            threading.Thread(target=watch, name="thread-advisor", daemon=True).start()

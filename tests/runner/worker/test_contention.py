@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -18,40 +19,48 @@ from .test_concurrency import stream_timestamps
 
 
 class FakeProc:
-    """/proc/stat and /proc/self/stat with the busy ticks a test sets; a clock it moves."""
+    """A /proc with the processes a test sets: CPU ticks and niceness each; a clock it moves."""
 
     def __init__(self, root: Path) -> None:
-        (root / "self").mkdir(parents=True)
-        self.root, self.now, self.user, self.nice, self.own = root, 0.0, 0, 0, 0
-        self.write()
+        self.root, self.now = root, 0.0
+        self.ticks: dict[int, int] = {}
 
-    def write(self) -> None:
-        (self.root / "stat").write_text(f"cpu  {self.user} {self.nice} 0 5000 0 0 0 0 0 0\ncpu0 0 0 0 0\n")
-        fields = ["S"] + ["0"] * 10 + [str(self.own), "0"] + ["0"] * 30
-        (self.root / "self" / "stat").write_text(f"42 (python -m worker) {' '.join(fields)}\n")
+    def process(self, pid: int, ticks: int, nice: int = 0) -> None:
+        self.ticks[pid] = ticks
+        (self.root / str(pid)).mkdir(exist_ok=True)
+        fields = ["S"] + ["0"] * 10 + [str(ticks), "0", "0", "0", "20", str(nice)] + ["0"] * 20
+        (self.root / str(pid) / "stat").write_text(f"{pid} (a program) {' '.join(fields)}\n")
 
-    def advance(self, seconds: float, others: float, niced: float, own: float) -> None:
-        """`seconds` pass; other programs use `others` cores at normal priority and `niced` cores niced."""
+    def advance(self, seconds: float, cores: dict[int, float]) -> None:
+        """`seconds` pass, in which each process of `cores` keeps that many cores busy."""
         self.now += seconds
-        self.user += round((others + own) * seconds * 100)
-        self.nice += round(niced * seconds * 100)
-        self.own += round(own * seconds * 100)
-        self.write()
+        for pid, used in cores.items():
+            nice = int((self.root / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[16])
+            self.process(pid, self.ticks[pid] + round(used * seconds * os.sysconf("SC_CLK_TCK")), nice)
 
 
 def test_threads_follow_the_cores_other_programs_keep_busy(tmp_path: Path) -> None:
     proc = FakeProc(tmp_path)
-    advisor = ThreadAdvisor(most=4, cpus=4, proc=tmp_path, clock=lambda: proc.now)
+    me, compiler, batch_job, niced = 10, 20, 30, 40
+    for pid in (me, compiler, batch_job):
+        proc.process(pid, 0)
+    proc.process(niced, 0, nice=19)
+    advisor = ThreadAdvisor(most=4, cpus=4, proc=tmp_path, own_pid=me, clock=lambda: proc.now)
     assert advisor.threads() == 4
-    proc.advance(1.0, others=1.0, niced=0, own=3.0)
+    proc.advance(1.0, {me: 3.0, compiler: 1.0})
+    advisor.update()
     assert advisor.threads() == 3
-    proc.advance(0.5, others=2.0, niced=0, own=2.0)
-    assert advisor.threads() == 3  # decided once a second
-    proc.advance(0.5, others=2.0, niced=0, own=2.0)
-    assert advisor.threads() == 2  # 2 cores busy elsewhere over the last second
-    proc.advance(1.0, others=0.0, niced=3.0, own=1.0)
-    assert advisor.threads() == 4  # niced programs give way: they do not count
-    proc.advance(1.0, others=8.0, niced=0, own=0.2)
+    proc.advance(1.0, {me: 2.0, compiler: 1.0, batch_job: 0.9})
+    advisor.update()
+    assert advisor.threads() == 2
+    proc.advance(1.0, {me: 4.0, niced: 3.0})  # niced programs give way: they do not count
+    advisor.update()
+    assert advisor.threads() == 4
+    proc.advance(1.0, {me: 3.5, compiler: 0.5})  # half a core is not worth a thread
+    advisor.update()
+    assert advisor.threads() == 4
+    proc.advance(1.0, {me: 0.2, compiler: 8.0})
+    advisor.update()
     assert advisor.threads() == 1  # never fewer than one
 
 
