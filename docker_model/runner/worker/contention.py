@@ -5,7 +5,8 @@ core with another busy program holds all the others up: on two cores beside one 
 thread made twice the tokens of two (benchmarks/README.md). Once a second a thread of the worker adds up
 the CPU time other processes used, from /proc, counting only those at the worker's priority or above (a
 niced program gives way to the worker), and the engine uses the cores left: at least one, at most the
-default.
+default. Only seconds in which the engine worked count: while it idles, other programs may use every
+core without competing with it, so it starts every busy spell with the default.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ThreadAdvisor:
         self._tick = os.sysconf("SC_CLK_TCK")
         self._current = most
         self._last = self._sample()
+        self.working = False  # set by the engine: whether it decodes at the moment
 
     def _sample(self) -> tuple[float, dict[int, int]] | None:
         if not self._proc.is_dir():
@@ -68,6 +70,9 @@ class ThreadAdvisor:
         """Decide again from the CPU time other processes used since the last decision."""
         now = self._sample()
         if now is None or self._last is None:
+            return
+        if not self.working:
+            self._last, self._current = now, self.most
             return
         elapsed = (now[0] - self._last[0]) * self._tick
         previous = self._last[1]

@@ -233,10 +233,15 @@ class Engine:
                 self._step()
             self._flush()
             if not self._active and not self._inbox:
+                if self._advisor is not None:
+                    self._advisor.working = False
                 self._wake.wait()
 
     def _adapt_threads(self) -> None:
-        threads = self._advisor.threads() if self._advisor is not None else self._threads
+        if self._advisor is None:
+            return
+        self._advisor.working = True
+        threads = self._advisor.threads()
         if threads != self._threads:
             lc.llama_set_n_threads(self.ctx, threads, threads)
             self._threads = threads

@@ -46,6 +46,7 @@ def test_threads_follow_the_cores_other_programs_keep_busy(tmp_path: Path) -> No
         proc.process(pid, 0)
     proc.process(niced, 0, nice=19)
     advisor = ThreadAdvisor(most=4, cpus=4, proc=tmp_path, own_pid=me, clock=lambda: proc.now)
+    advisor.working = True
     assert advisor.threads() == 4
     proc.advance(1.0, {me: 3.0, compiler: 1.0})
     advisor.update()
@@ -62,6 +63,14 @@ def test_threads_follow_the_cores_other_programs_keep_busy(tmp_path: Path) -> No
     proc.advance(1.0, {me: 0.2, compiler: 8.0})
     advisor.update()
     assert advisor.threads() == 1  # never fewer than one
+    advisor.working = False
+    proc.advance(1.0, {compiler: 4.0})
+    advisor.update()
+    assert advisor.threads() == 4  # others may take every core while the engine idles: it restarts at the most
+    advisor.working = True
+    proc.advance(1.0, {me: 3.0, compiler: 1.0})
+    advisor.update()
+    assert advisor.threads() == 3  # judged on the seconds it worked
 
 
 @pytest.mark.integration
