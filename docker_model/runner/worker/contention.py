@@ -19,8 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 SAMPLE_SECONDS = 1.0
-# Another program counts for a core once it keeps three quarters of one busy.
-CORE_SHARE = 0.75
+# Another program counts for a core once it keeps half of one busy: beside two llama.cpp threads on two
+# cores, one busy program gets about two thirds of a core.
+CORE_SHARE = 0.5
 
 
 def _competing_ticks(proc: Path, own_pid: int, own_nice: int) -> dict[int, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from docker_model.runner.shared.cpu import default_threads
 from docker_model.runner.worker.contention import ThreadAdvisor
 
 from .conftest import Worker
-from .test_concurrency import stream_timestamps
+from .test_concurrency import open_stream
 
 
 class FakeProc:
@@ -57,7 +56,7 @@ def test_threads_follow_the_cores_other_programs_keep_busy(tmp_path: Path) -> No
     proc.advance(1.0, {me: 4.0, niced: 3.0})  # niced programs give way: they do not count
     advisor.update()
     assert advisor.threads() == 4
-    proc.advance(1.0, {me: 3.5, compiler: 0.5})  # half a core is not worth a thread
+    proc.advance(1.0, {me: 3.6, compiler: 0.4})  # less than half a core is not worth a thread
     advisor.update()
     assert advisor.threads() == 4
     proc.advance(1.0, {me: 0.2, compiler: 8.0})
@@ -78,14 +77,14 @@ def test_threads_follow_the_cores_other_programs_keep_busy(tmp_path: Path) -> No
 def test_a_worker_beside_a_busy_program_uses_fewer_threads(worker_factory: Callable[..., Worker]) -> None:
     worker = worker_factory("--parallel", "1")
     hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(default_threads() - 1)]
+    client, response = open_stream(worker, 4000)
     try:
-        streaming = threading.Thread(target=stream_timestamps, args=(worker, 200))
-        streaming.start()
         deadline = time.monotonic() + 60
         while "using 1 of" not in worker.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        streaming.join(120)
     finally:
+        response.close()
+        client.close()
         for hog in hogs:
             hog.kill()
             hog.wait()
