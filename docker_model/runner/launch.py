@@ -33,7 +33,6 @@ class WorkerSpec:
     model_path: Path
     ctx_size: int = 4096
     parallel: int = 1
-    threads: int | None = None
     n_gpu_layers: int = 0
     chat_template: Path | None = None
     runtime_flags: tuple[str, ...] = ()
@@ -49,8 +48,6 @@ class WorkerSpec:
         args += ["--parent-pid", str(os.getpid())]
         args += ["--ctx-size", str(self.ctx_size), "--parallel", str(self.parallel)]
         args += ["--n-gpu-layers", str(self.n_gpu_layers)]
-        if self.threads:
-            args += ["--threads", str(self.threads)]
         if self.chat_template:
             args += ["--chat-template", str(self.chat_template)]
         if self.model_name:

@@ -6,7 +6,9 @@ thread made twice the tokens of two (benchmarks/README.md). Once a second a thre
 the CPU time other processes used, from /proc, counting only those at the worker's priority or above (a
 niced program gives way to the worker), and the engine uses the cores left: at least one, at most the
 default. Only seconds in which the engine worked count: while it idles, other programs may use every
-core without competing with it, so it starts every busy spell with the default.
+core without competing with it, so it starts every busy spell with the default. It takes two seconds in
+a row of other programs' work to drop a thread (a program starting up, a client parsing a burst, must
+not cost the engine a second at half speed), and one second without to take it back.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class ThreadAdvisor:
         self._own_nice = os.getpriority(os.PRIO_PROCESS, 0)
         self._tick = os.sysconf("SC_CLK_TCK")
         self._current = most
+        self._advised = most  # what the last second alone would have chosen
         self._last = self._sample()
         self.working = False  # set by the engine: whether it decodes at the moment
 
@@ -73,7 +76,7 @@ class ThreadAdvisor:
         if now is None or self._last is None:
             return
         if not self.working:
-            self._last, self._current = now, self.most
+            self._last, self._current, self._advised = now, self.most, self.most
             return
         elapsed = (now[0] - self._last[0]) * self._tick
         previous = self._last[1]
@@ -82,7 +85,9 @@ class ThreadAdvisor:
         if elapsed <= 0:
             return
         others = used / elapsed
-        threads = max(1, min(self.most, self.cpus - int(others + 1 - CORE_SHARE)))
+        advised = max(1, min(self.most, self.cpus - int(others + 1 - CORE_SHARE)))
+        threads = advised if advised >= self._current else max(advised, self._advised, 1)
+        self._advised = advised
         if threads != self._current:
             busy = f"other programs keep {others:.1f} cores busy"
             print(f"using {threads} of {self.most} threads: {busy}", file=sys.stderr, flush=True)
