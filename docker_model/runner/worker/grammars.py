@@ -33,6 +33,8 @@ ANNOTATIONS = frozenset(
     }
 )  # fmt: skip
 STRING_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
+LOOSE_STRING_CHAR = r'char ::= [^"\\]'
+STRICT_STRING_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
 # Keywords whose value is a schema, or a list or a map of schemas.
 SUBSCHEMA = frozenset({"items", "additionalProperties"})
 SUBSCHEMA_LISTS = frozenset({"prefixItems", "anyOf", "oneOf", "allOf"})
@@ -78,9 +80,11 @@ def schema_grammar(schema: dict[str, Any], param: str) -> str:
             code="unsupported_schema",
         )
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_gbnf(json.dumps(schema))
     except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as error:
         raise APIError(400, f"{param}: the JSON Schema cannot be used: {error}", param=param) from None
+    # The converter lets control characters into strings, which JSON forbids unescaped.
+    return grammar.replace(LOOSE_STRING_CHAR, STRICT_STRING_CHAR)
 
 
 def check_grammar(model: LlamaModel, grammar: str, param: str, trigger: str | None = None) -> None:

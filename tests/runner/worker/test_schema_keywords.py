@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from docker_model.runner.worker.grammars import unsupported_keyword
+from docker_model.runner.worker.grammars import (
+    LOOSE_STRING_CHAR,
+    STRICT_STRING_CHAR,
+    schema_grammar,
+    unsupported_keyword,
+)
 
 
 def test_what_the_converter_honours_passes() -> None:
@@ -32,3 +37,9 @@ def test_the_first_keyword_it_cannot_honour_is_named_with_its_path() -> None:
     assert unsupported_keyword({"$defs": {"x": {"type": "number", "multipleOf": 2}}}) == "$defs.x.multipleOf"
     assert unsupported_keyword({"type": "string", "format": "email"}) == "format (email)"
     assert unsupported_keyword({"items": {"if": {}}}) == "items.if"
+
+
+def test_strings_in_constrained_json_never_hold_raw_control_characters() -> None:
+    """JSON forbids them unescaped; the converter's own string rule lets them in."""
+    grammar = schema_grammar({"type": "object", "properties": {"a": {"type": "string"}}}, "json_schema")
+    assert STRICT_STRING_CHAR in grammar and LOOSE_STRING_CHAR not in grammar
