@@ -159,9 +159,19 @@ class Scheduler:
     def load_prestarted(self) -> None:
         """Begin adopting the worker launched before the runner started, as if a request had asked for it:
         once loaded, it unloads after its keep-alive like any other."""
-        if self.prestarted is not None:
-            early = self.prestarted
-            self.loading[early.model.id] = asyncio.create_task(self._load(early.model, early.name))
+        if self.prestarted is None:
+            return
+        early = self.prestarted
+        task = self.loading[early.model.id] = asyncio.create_task(self._load(early.model, early.name))
+
+        def done(task: asyncio.Task[LoadedModel]) -> None:
+            # Nobody may be waiting for it: a failure is logged, and the next request loads afresh.
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("loading %s ahead failed: %s", early.name, task.exception())
+            if self.loading.get(early.model.id) is task:
+                del self.loading[early.model.id]
+
+        task.add_done_callback(done)
 
     def _short_of_memory(self, model: Model) -> bool:
         available = available_memory_bytes()
