@@ -88,15 +88,18 @@ def schema_grammar(schema: dict[str, Any], param: str) -> str:
 
 
 def check_grammar(model: LlamaModel, grammar: str, param: str, trigger: str | None = None) -> None:
-    """A 400 when llama.cpp cannot parse `grammar` (GBNF with a `root` rule)."""
+    """A 400 naming `param` when llama.cpp cannot parse `grammar` (GBNF with a `root` rule): the request's
+    own GBNF, or the grammar made from its schema."""
     sampler = grammar_sampler(model, grammar, trigger)
     if not sampler:
-        raise APIError(400, f"{param}: not a valid GBNF grammar with a root rule", param=param)
+        what = "not a valid GBNF grammar with a root rule" if param == "grammar" else "its grammar does not parse"
+        raise APIError(400, f"{param}: {what}", param=param)
     lc.llama_sampler_free(sampler)
 
 
-def requested_grammar(body: GenerationBody, model: LlamaModel) -> str | None:
-    """The grammar the request's output must match, None for free text; a 400 for a bad request."""
+def requested_grammar(body: GenerationBody) -> tuple[str, str] | None:
+    """The grammar the request's output must match and the field that asked for it, None for free text;
+    a 400 for a bad request."""
     fmt = body.response_format
     asked = [
         name
@@ -116,13 +119,12 @@ def requested_grammar(body: GenerationBody, model: LlamaModel) -> str | None:
             param="ignore_eos",
         )
     if body.grammar is not None:
-        grammar = body.grammar
-        check_grammar(model, grammar, "grammar")
-        return grammar
+        return body.grammar, "grammar"
     if body.json_schema is not None:
-        return schema_grammar(body.json_schema, "json_schema")
+        return schema_grammar(body.json_schema, "json_schema"), "json_schema"
     if fmt is None or fmt.type == "text":
         return None
     if fmt.json_schema is not None and fmt.json_schema.schema_ is not None:
-        return schema_grammar(fmt.json_schema.schema_, "response_format.json_schema.schema")
-    return schema_grammar({"type": "object"}, "response_format")
+        param = "response_format.json_schema.schema"
+        return schema_grammar(fmt.json_schema.schema_, param), param
+    return schema_grammar({"type": "object"}, "response_format"), "response_format"

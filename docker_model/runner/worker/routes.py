@@ -60,11 +60,9 @@ class OpenAIHandlers:
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         tools = ToolPlan.of(body, self.state.template)
         if tools is not None:
-            prompt = self.state.template.render(
-                tools.messages(messages), tools.template_tools(), body.chat_template_kwargs
-            )
-        else:
-            prompt = self.state.template.render(messages, None, body.chat_template_kwargs)
+            messages = tools.messages(messages)
+        template_tools = tools.template_tools() if tools is not None else None
+        prompt = self.state.template.render(messages, template_tools, body.chat_template_kwargs)
         job = self._job(self.model.tokenize(prompt), body, tools)
         fmt = CompletionFormat(True, body.model or self.state.model_name)
         reader = tools.reader() if tools is not None else None
@@ -107,10 +105,7 @@ class OpenAIHandlers:
     def _checked_bias(self, bias: dict[int, float] | None) -> tuple[tuple[int, float], ...] | None:
         if not bias:
             return None
-        if any(not 0 <= token < self.model.n_vocab for token in bias):
-            raise APIError(
-                400, f"logit_bias: token ids must be between 0 and {self.model.n_vocab - 1}", param="logit_bias"
-            )
+        self._checked_ids(list(bias), "logit_bias")
         return tuple(sorted(bias.items()))
 
     def _embedding_tokens(self, item: str | list[int]) -> list[int]:
@@ -151,11 +146,16 @@ class OpenAIHandlers:
             ignore_eos=body.ignore_eos or None,
             logit_bias=self._checked_bias(body.logit_bias),
         )
+        trigger = None
         if tools is not None and tools.grammar is not None:
-            check_grammar(self.model, tools.grammar, "tools", tools.trigger)
-            sampling = replace(sampling, grammar=tools.grammar, grammar_trigger=tools.trigger)
+            constraint: tuple[str, str] | None = (tools.grammar, "tools")
+            trigger = tools.trigger
         else:
-            sampling = replace(sampling, grammar=requested_grammar(body, self.model))
+            constraint = requested_grammar(body)
+        if constraint is not None:
+            grammar, param = constraint
+            check_grammar(self.model, grammar, param, trigger)  # a 400 here, not a failed job later
+            sampling = replace(sampling, grammar=grammar, grammar_trigger=trigger)
         return CompletionJob(tokens, sampling, body.token_limit, body.stop_list)
 
     def _submit(self, job: CompletionJob | EmbeddingJob) -> Response | None:
