@@ -41,6 +41,7 @@ from .bindings import lc
 from .contention import ThreadAdvisor
 from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
+from .logprobs import HeldLogprobs, TokenLogprob, token_logprob
 from .sampling import build_sampler
 from .text import TokenText
 
@@ -118,7 +119,9 @@ def choose_placement(
 class _Slot:
     """One sequence of the context and the request currently using it."""
 
-    __slots__ = ("cached", "generated", "job", "limit", "next_token", "prompt_at", "sampler", "seq", "text")
+    __slots__ = (
+        "cached", "generated", "job", "limit", "logprobs", "next_token", "prompt_at", "sampler", "seq", "text",
+    )  # fmt: skip
 
     def __init__(self, seq: int):
         self.seq = seq
@@ -130,6 +133,7 @@ class _Slot:
         self.generated = 0
         self.limit = 0
         self.text: TokenText | None = None
+        self.logprobs: HeldLogprobs | None = None  # when the request asked for logprobs
 
     @property
     def prompt_left(self) -> int:
@@ -183,12 +187,18 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Queue a job; raises EngineOverloaded when the slots and the waiting queue are all taken."""
-        if self._in_flight >= self._capacity:
+    @property
+    def parallel(self) -> int:
+        """Sequences generated at once."""
+        return len(self._slots)
+
+    def submit(self, *jobs: Job) -> None:
+        """Queue jobs, all or none: raises EngineOverloaded when the slots and the waiting queue cannot
+        take them all."""
+        if self._in_flight + len(jobs) > self._capacity:
             raise EngineOverloaded
-        self._in_flight += 1
-        self._inbox.append(job)
+        self._in_flight += len(jobs)
+        self._inbox.extend(jobs)
         self._wake.set()
 
     def close(self) -> None:
@@ -302,7 +312,7 @@ class Engine:
 
     def _place(self, job: CompletionJob, placement: Placement) -> None:
         # First: a failure here leaves the slot as it was.
-        sampler = build_sampler(job.sampling, self.model, job.prompt)
+        sampler = build_sampler(job.sampling, self.model, job.prompt, self.n_ctx_seq)
         slot = self._slots[placement.seq]
         if placement.copy_from is not None:
             lc.llama_memory_seq_cp(self._mem, placement.copy_from, slot.seq, -1, -1)
@@ -319,6 +329,7 @@ class Engine:
         slot.limit = min(room, job.max_tokens) if job.max_tokens else room
         slot.sampler = sampler
         slot.text = TokenText(job.stop)
+        slot.logprobs = HeldLogprobs(job.logprobs) if job.logprobs is not None else None
         bisect.insort(self._active, slot, key=attrgetter("seq"))
 
     def _truncate(self, slot: _Slot, keep: int) -> None:
@@ -373,7 +384,11 @@ class Engine:
         sample = lc.llama_sampler_sample
         for slot, index in outputs:
             try:
-                self._accept(slot, sample(slot.sampler, self.ctx, index))
+                token = sample(slot.sampler, self.ctx, index)
+                entry = None
+                if slot.logprobs is not None:
+                    entry = token_logprob(self.ctx, index, self.model.n_vocab, token, slot.logprobs.top)
+                self._accept(slot, token, entry)
             except Exception as error:  # this sequence alone fails; the others carry on
                 traceback.print_exc()
                 if slot.job is not None:
@@ -397,14 +412,18 @@ class Engine:
                 break
         return allotted
 
-    def _accept(self, slot: _Slot, token: int) -> None:
+    def _accept(self, slot: _Slot, token: int, entry: TokenLogprob | None = None) -> None:
+        """Take a sampled token (and its logprob entry when the request asked for logprobs)."""
         text_stream = slot.text
         assert text_stream is not None
         if self.model.is_eog(token):
             self._finish(slot, text_stream.flush(), "stop")
             return
         slot.generated += 1
-        text, stopped = text_stream.feed(self.model.piece(token))
+        piece = self.model.piece(token)
+        if entry is not None and slot.logprobs is not None:
+            slot.logprobs.add(entry, len(piece))
+        text, stopped = text_stream.feed(piece)
         if stopped:
             self._finish(slot, text, "stop")
         elif slot.generated >= slot.limit:
@@ -412,12 +431,14 @@ class Engine:
         else:
             slot.next_token = token
             if text:
-                self._events.append((slot.job, (text, None, slot.generated, None), False))
+                logprobs = slot.logprobs.release(text) if slot.logprobs is not None else None
+                self._events.append((slot.job, (text, None, slot.generated, None, logprobs), False))
 
     def _finish(self, slot: _Slot, text: str, reason: str, error: str | None = None) -> None:
-        self._events.append((slot.job, (text, reason, slot.generated, error), True))
+        logprobs = slot.logprobs.release(text, final=True) if slot.logprobs is not None else None
+        self._events.append((slot.job, (text, reason, slot.generated, error, logprobs), True))
         lc.llama_sampler_free(slot.sampler)
-        slot.sampler = slot.job = slot.text = slot.next_token = None
+        slot.sampler = slot.job = slot.text = slot.next_token = slot.logprobs = None
         self._active.remove(slot)
 
     def _fail(self, slots: set[_Slot], status: int) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
+
+from .logprobs import TokenLogprob
 
 SSE_DONE = b"data: [DONE]\n\n"  # the last event of an OpenAI stream
 
@@ -50,11 +53,19 @@ class CompletionFormat:
     def _envelope(self, obj: str) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
 
-    def content_chunk(self, text: str) -> bytes:
+    def content_chunk(self, text: str, index: int = 0, logprobs: dict[str, Any] | None = None) -> bytes:
+        if index or logprobs is not None:
+            return self.chunk({"content": text}, index=index, logprobs=logprobs)
         return self._head + self._content_open + json.dumps(text).encode() + self._content_close
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(
+        self,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        index: int = 0,
+        logprobs: dict[str, Any] | None = None,
+    ) -> bytes:
+        choice: dict[str, Any] = {"index": index, "logprobs": logprobs, "finish_reason": finish_reason}
         if self.chat:
             choice["delta"] = delta
         else:
@@ -64,15 +75,17 @@ class CompletionFormat:
     def usage_chunk(self, usage: dict[str, Any]) -> bytes:
         return sse({**self._envelope(self.chunk_object), "choices": [], "usage": usage})
 
-    def response(
+    def choice(
         self,
+        index: int,
         text: str,
         reasoning: str,
         finish_reason: str,
-        usage: dict[str, Any],
         tool_calls: list[dict[str, Any]] | None = None,
+        logprobs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish_reason}
+        """One answer of a whole (not streamed) response."""
+        choice: dict[str, Any] = {"index": index, "logprobs": logprobs, "finish_reason": finish_reason}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
             if reasoning:
@@ -83,11 +96,47 @@ class CompletionFormat:
             choice["message"] = message
         else:
             choice["text"] = text
+        return choice
+
+    def response(self, choices: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
+        return {**self._envelope(self.object), "choices": choices, "usage": usage}
+
+
+class LogprobsFormat:
+    """One answer's token logprobs, in the shape of its endpoint: chat's `content` entries, or the
+    completions endpoint's parallel lists with each token's offset in the answer's text."""
+
+    def __init__(self, chat: bool, piece: Callable[[int], bytes]):
+        self.chat = chat
+        self.piece = piece
+        self.offset = 0  # characters of the answer's text before the next token (completions)
+
+    def part(self, entries: list[TokenLogprob]) -> dict[str, Any]:
+        """The logprobs of `entries`, the tokens that come next in the answer."""
+        if self.chat:
+            return {"content": [self._chat_entry(entry) for entry in entries], "refusal": None}
+        tokens = [self._text(entry.token) for entry in entries]
+        offsets = []
+        for token in tokens:
+            offsets.append(self.offset)
+            self.offset += len(token)
         return {
-            **self._envelope(self.object),
-            "choices": [choice],
-            "usage": usage,
+            "tokens": tokens,
+            "token_logprobs": [entry.logprob for entry in entries],
+            "top_logprobs": [{self._text(t): logprob for t, logprob in entry.top} for entry in entries],
+            "text_offset": offsets,
         }
+
+    def _text(self, token: int) -> str:
+        return self.piece(token).decode("utf-8", "replace")
+
+    def _chat_entry(self, entry: TokenLogprob) -> dict[str, Any]:
+        top = [self._alternative(token, logprob) for token, logprob in entry.top]
+        return {**self._alternative(entry.token, entry.logprob), "top_logprobs": top}
+
+    def _alternative(self, token: int, logprob: float) -> dict[str, Any]:
+        piece = self.piece(token)
+        return {"token": piece.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(piece)}
 
 
 def tool_call_deltas(index: int, call: dict[str, Any]) -> list[dict[str, Any]]:

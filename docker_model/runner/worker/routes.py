@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 from array import array
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from .engine import Engine, EngineOverloaded
 from .grammars import check_grammar, requested_grammar
 from .jobs import FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
-from .openai_format import SSE_DONE, CompletionFormat, embeddings_response, tool_call_deltas, usage
+from .logprobs import TokenLogprob
+from .openai_format import SSE_DONE, CompletionFormat, LogprobsFormat, embeddings_response, tool_call_deltas, usage
 from .reasoning import ReasoningSplitter, prompt_opens_thinking
 from .sampling import SamplingParams
 from .schemas import ChatCompletionBody, CompletionBody, EmbeddingBody, GenerationBody, parse_body
@@ -63,18 +64,22 @@ class OpenAIHandlers:
             messages = tools.messages(messages)
         template_tools = tools.template_tools() if tools is not None else None
         prompt = self.state.template.render(messages, template_tools, body.chat_template_kwargs)
-        job = self._job(self.model.tokenize(prompt), body, tools)
-        fmt = CompletionFormat(True, body.model or self.state.model_name)
-        reader = tools.reader() if tools is not None else None
-        return await self._generate(request, job, body, fmt, ReasoningSplitter(prompt_opens_thinking(prompt)), reader)
+        jobs = self._jobs(self.model.tokenize(prompt), body, tools)
+        thinking = prompt_opens_thinking(prompt)
+        choices = [
+            Choice(i, job, ReasoningSplitter(thinking), tools.reader() if tools is not None else None)
+            for i, job in enumerate(jobs)
+        ]
+        return await self._generate(request, choices, body, CompletionFormat(True, body.model or self.state.model_name))
 
     async def completions(self, request: Request) -> Response:
         body = parse_body(CompletionBody, await request.body())
         prompt = body.prompt
         tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(prompt)
-        job = self._job(tokens, body)
-        fmt = CompletionFormat(False, body.model or self.state.model_name)
-        return await self._generate(request, job, body, fmt, None)
+        choices = [Choice(i, job) for i, job in enumerate(self._jobs(tokens, body))]
+        return await self._generate(
+            request, choices, body, CompletionFormat(False, body.model or self.state.model_name)
+        )
 
     async def embeddings(self, request: Request) -> Response:
         body = parse_body(EmbeddingBody, await request.body())
@@ -122,7 +127,8 @@ class OpenAIHandlers:
             )
         return tokens
 
-    def _job(self, tokens: list[int], body: GenerationBody, tools: ToolPlan | None = None) -> CompletionJob:
+    def _jobs(self, tokens: list[int], body: GenerationBody, tools: ToolPlan | None = None) -> list[CompletionJob]:
+        """The request's `n` jobs: one prompt, sampled `n` times (seeds `seed`, `seed + 1`, ... when given)."""
         n_ctx = self.engine.n_ctx_seq
         if not tokens:
             raise APIError(400, "the prompt is empty", param="prompt")
@@ -134,114 +140,191 @@ class OpenAIHandlers:
                 param="messages" if isinstance(body, ChatCompletionBody) else "prompt",
                 code="context_length_exceeded",
             )
-        sampling = self.state.sampling.updated(
-            temperature=body.temperature,
-            top_p=body.top_p,
-            top_k=body.top_k,
-            min_p=body.min_p,
-            seed=body.seed,
-            repeat_penalty=body.repeat_penalty,
-            frequency_penalty=body.frequency_penalty,
-            presence_penalty=body.presence_penalty,
-            ignore_eos=body.ignore_eos or None,
-            logit_bias=self._checked_bias(body.logit_bias),
-        )
+        if body.n > self.engine.parallel:
+            raise APIError(
+                400,
+                f"n: at most {self.engine.parallel} answers per request, as many as this model generates at "
+                "once; configure more parallel sequences for more",
+                param="n",
+            )
+        sampling = self._sampling(body)
+        constraint = requested_grammar(body)
         trigger = None
         if tools is not None and tools.grammar is not None:
-            constraint: tuple[str, str] | None = (tools.grammar, "tools")
-            trigger = tools.trigger
-        else:
-            constraint = requested_grammar(body)
+            constraint, trigger = (tools.grammar, "tools"), tools.trigger
         if constraint is not None:
             grammar, param = constraint
             check_grammar(self.model, grammar, param, trigger)  # a 400 here, not a failed job later
             sampling = replace(sampling, grammar=grammar, grammar_trigger=trigger)
-        return CompletionJob(tokens, sampling, body.token_limit, body.stop_list)
+        seeds = [None if body.seed is None else body.seed + i for i in range(body.n)]
+        limit, stops, logprobs = body.token_limit, body.stop_list, body.logprob_alternatives
+        return [CompletionJob(tokens, replace(sampling, seed=seed), limit, stops, logprobs) for seed in seeds]
 
-    def _submit(self, job: CompletionJob | EmbeddingJob) -> Response | None:
+    def _sampling(self, body: GenerationBody) -> SamplingParams:
+        return self.state.sampling.updated(
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            min_p=body.min_p,
+            repeat_penalty=body.repeat_penalty,
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=body.presence_penalty,
+            penalty_last_n=body.repeat_last_n,
+            typical_p=body.typical_p,
+            top_n_sigma=body.top_n_sigma,
+            xtc_probability=body.xtc_probability,
+            xtc_threshold=body.xtc_threshold,
+            dynatemp_range=body.dynatemp_range,
+            dynatemp_exponent=body.dynatemp_exponent,
+            mirostat=body.mirostat,
+            mirostat_tau=body.mirostat_tau,
+            mirostat_eta=body.mirostat_eta,
+            dry_multiplier=body.dry_multiplier,
+            dry_base=body.dry_base,
+            dry_allowed_length=body.dry_allowed_length,
+            dry_penalty_last_n=body.dry_penalty_last_n,
+            dry_sequence_breakers=tuple(body.dry_sequence_breakers) if body.dry_sequence_breakers else None,
+            ignore_eos=body.ignore_eos or None,
+            logit_bias=self._checked_bias(body.logit_bias),
+        )
+
+    def _submit(self, *jobs: CompletionJob | EmbeddingJob) -> Response | None:
         try:
-            self.engine.submit(job)
+            self.engine.submit(*jobs)
         except EngineOverloaded:
             return error_response("the model is busy: too many requests are waiting, retry later", 503)
         return None
 
     async def _generate(
-        self,
-        request: Request,
-        job: CompletionJob,
-        body: GenerationBody,
-        fmt: CompletionFormat,
-        splitter: ReasoningSplitter | None,
-        reader: CallReader | None = None,
+        self, request: Request, choices: list[Choice], body: GenerationBody, fmt: CompletionFormat
     ) -> Response:
-        if (busy := self._submit(job)) is not None:
+        if (busy := self._submit(*(choice.job for choice in choices))) is not None:
             return busy
+        logprobs = body.logprob_alternatives is not None
+        for choice in choices:
+            choice.logprobs = LogprobsFormat(fmt.chat, self.model.piece) if logprobs else None
         if body.stream:
-            return EventStreamResponse(_stream(job, fmt, splitter, reader, body.include_usage))  # type: ignore[return-value]
+            return EventStreamResponse(_stream(choices, fmt, body.include_usage))  # type: ignore[return-value]
         try:
-            text = await until_disconnect(job.collect(), request.receive)
+            answers = await until_disconnect(asyncio.gather(*(c.job.collect() for c in choices)), request.receive)
         except ClientGone:
             return Response(status_code=499)
-        if job.finish == FINISH_ERROR:
-            return error_response(job.error or "generation failed", 500)
+        for choice in choices:
+            if choice.job.finish == FINISH_ERROR:
+                return error_response(choice.job.error or "generation failed", 500)
+        entries = [choice.answer(fmt, *answer) for choice, answer in zip(choices, answers, strict=True)]
+        return JSONResponse(fmt.response(entries, _usage(choices)))
+
+
+@dataclass
+class Choice:
+    """One of a request's `n` answers: its job, and how its text is read and sent."""
+
+    index: int
+    job: CompletionJob
+    splitter: ReasoningSplitter | None = None  # chat: reasoning apart from the answer
+    reader: CallReader | None = None  # chat with tools: the calls apart from the text
+    logprobs: LogprobsFormat | None = None  # when the request asked for logprobs
+
+    def answer(self, fmt: CompletionFormat, text: str, entries: list[TokenLogprob]) -> dict[str, Any]:
+        """The whole answer, once its job has finished."""
         reasoning = ""
-        if splitter is not None:
-            text, reasoning = _join(splitter.feed(text), splitter.flush())
+        if self.splitter is not None:
+            text, reasoning = _join(self.splitter.feed(text), self.splitter.flush())
         calls: list[ToolCall] = []
-        if reader is not None:
-            sent = reader.feed(text)
-            rest, calls = reader.finish()
+        if self.reader is not None:
+            sent = self.reader.feed(text)
+            rest, calls = self.reader.finish()
             text = sent + rest
-        finish = "tool_calls" if calls else job.finish or "stop"
-        entries = [call.message_entry() for call in calls]
-        return JSONResponse(fmt.response(text, reasoning, finish, _usage(job), entries))
+        finish = "tool_calls" if calls else self.job.finish or "stop"
+        logprobs = self.logprobs.part(entries) if self.logprobs is not None else None
+        return fmt.choice(self.index, text, reasoning, finish, [call.message_entry() for call in calls], logprobs)
+
+    def chunks(self, fmt: CompletionFormat, text: str, entries: list[TokenLogprob]) -> Iterable[bytes]:
+        """The chunks for text as it streams in."""
+        content, reasoning = self.splitter.feed(text) if self.splitter is not None else (text, "")
+        return self._chunks(fmt, content, reasoning, entries)
+
+    def _chunks(
+        self, fmt: CompletionFormat, content: str, reasoning: str, entries: list[TokenLogprob]
+    ) -> Iterator[bytes]:
+        if reasoning:
+            yield fmt.chunk({"reasoning_content": reasoning}, index=self.index)
+        if self.reader is not None:
+            content = self.reader.feed(content)
+        logprobs = self.logprobs.part(entries) if self.logprobs is not None and entries else None
+        if content or logprobs is not None:
+            yield fmt.content_chunk(content, self.index, logprobs)
+
+    def last_chunks(self, fmt: CompletionFormat) -> Iterator[bytes]:
+        """The chunks after the job's last text: what was held back, the calls, the finish reason."""
+        if self.splitter is not None:
+            yield from self._chunks(fmt, *self.splitter.flush(), [])
+        calls: list[ToolCall] = []
+        if self.reader is not None:
+            rest, calls = self.reader.finish()
+            if rest:
+                yield fmt.content_chunk(rest, self.index)
+            for number, call in enumerate(calls):
+                for delta in tool_call_deltas(number, call.message_entry()):
+                    yield fmt.chunk(delta, index=self.index)
+        yield fmt.chunk({}, "tool_calls" if calls else self.job.finish, index=self.index)
 
 
-def _usage(job: CompletionJob) -> dict[str, Any]:
-    return usage(len(job.prompt), job.completion_tokens, job.cached_tokens)
+def _usage(choices: list[Choice]) -> dict[str, Any]:
+    """The prompt counted once, as it was evaluated once; the answers' tokens summed."""
+    first = choices[0].job
+    return usage(len(first.prompt), sum(c.job.completion_tokens for c in choices), first.cached_tokens)
 
 
 def _join(*parts: tuple[str, str]) -> tuple[str, str]:
     return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
 
 
-async def _stream(
-    job: CompletionJob,
-    fmt: CompletionFormat,
-    splitter: ReasoningSplitter | None,
-    reader: CallReader | None,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    def chunks(content: str, reasoning: str) -> Iterator[bytes]:
-        if reasoning:
-            yield fmt.chunk({"reasoning_content": reasoning})
-        if reader is not None:
-            content = reader.feed(content)
-        if content:
-            yield fmt.content_chunk(content)
+Piece = tuple[str, list[TokenLogprob]]
 
-    if fmt.chat:
-        yield fmt.chunk({"role": "assistant", "content": "", "refusal": None})
-    async for text in job.stream():
-        for chunk in chunks(*(splitter.feed(text) if splitter is not None else (text, ""))):
-            yield chunk
-    if job.finish == FINISH_ERROR:
-        yield sse_error_event(job.error or "generation failed")
+
+async def _pieces(choices: list[Choice]) -> AsyncIterator[tuple[Choice, Piece | None]]:
+    """Every choice's text as it comes, then (choice, None) when that choice's job has finished."""
+    if len(choices) == 1:  # no task in between: the engine hands each step to the writer directly
+        async for piece in choices[0].job.stream():
+            yield choices[0], piece
+        yield choices[0], None
         return
-    if splitter is not None:
-        for chunk in chunks(*splitter.flush()):
-            yield chunk
-    calls: list[ToolCall] = []
-    if reader is not None:
-        rest, calls = reader.finish()
-        if rest:
-            yield fmt.content_chunk(rest)
-        for index, call in enumerate(calls):
-            for delta in tool_call_deltas(index, call.message_entry()):
-                yield fmt.chunk(delta)
-    yield fmt.chunk({}, "tool_calls" if calls else job.finish)
+    queue: asyncio.Queue[tuple[Choice, Piece | None]] = asyncio.Queue()
+
+    async def pump(choice: Choice) -> None:
+        async for piece in choice.job.stream():
+            queue.put_nowait((choice, piece))
+        queue.put_nowait((choice, None))
+
+    tasks = [asyncio.create_task(pump(choice)) for choice in choices]
+    try:
+        for _ in range(len(choices)):
+            while (item := await queue.get())[1] is not None:
+                yield item
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _stream(choices: list[Choice], fmt: CompletionFormat, include_usage: bool) -> AsyncIterator[bytes]:
+    if fmt.chat:
+        for choice in choices:
+            yield fmt.chunk({"role": "assistant", "content": "", "refusal": None}, index=choice.index)
+    async for choice, piece in _pieces(choices):
+        if piece is not None:
+            for chunk in choice.chunks(fmt, *piece):
+                yield chunk
+        elif choice.job.finish == FINISH_ERROR:
+            yield sse_error_event(choice.job.error or "generation failed")
+            return
+        else:
+            for chunk in choice.last_chunks(fmt):
+                yield chunk
     if include_usage:
-        yield fmt.usage_chunk(_usage(job))
+        yield fmt.usage_chunk(_usage(choices))
     yield SSE_DONE
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,7 +23,21 @@ class SamplingParams:
     repeat_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
-    penalty_last_n: int = 64
+    penalty_last_n: int = 64  # -1: the whole context
+    typical_p: float = 1.0
+    top_n_sigma: float = -1.0  # off when not positive
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    mirostat: int = 0  # 1 or 2: Mirostat's version, in place of top-k, top-p and the others
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    dry_multiplier: float = 0.0  # DRY's repetition penalty, off at 0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1  # -1: the whole context
+    dry_sequence_breakers: tuple[str, ...] = ("\n", ":", '"', "*")
     ignore_eos: bool = False
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token, added to its logit), as OpenAI's logit_bias
     grammar: str | None = None  # GBNF the output must match (checked before it gets here)
@@ -42,12 +57,18 @@ def grammar_sampler(model: LlamaModel, grammar: str, trigger: str | None = None)
     return lc.llama_sampler_init_grammar_lazy_patterns(model.vocab, grammar.encode(), b"root", patterns, 1, None, 0)
 
 
-def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) -> ctypes.c_void_p:
-    """A new sampler chain; free it with `lc.llama_sampler_free`.
+def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int], n_ctx: int) -> ctypes.c_void_p:
+    """A new sampler chain; free it with `lc.llama_sampler_free`. The samplers come in llama-server's
+    order, so that a request gives what it gives there.
 
     Penalties count the end of the prompt as well as the answer, as llama-server's do: a model asked to
-    continue a repetitive text is kept from repeating it.
+    continue a repetitive text is kept from repeating it. A penalty window of -1 is `n_ctx` tokens.
     """
+    params = replace(
+        params,
+        penalty_last_n=n_ctx if params.penalty_last_n == -1 else params.penalty_last_n,
+        dry_penalty_last_n=n_ctx if params.dry_penalty_last_n == -1 else params.dry_penalty_last_n,
+    )
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
 
     def add(sampler: ctypes.c_void_p) -> None:
@@ -58,7 +79,26 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) 
 
     if params.grammar is not None:  # first: the others choose among the tokens it allows
         add(grammar_sampler(model, params.grammar, params.grammar_trigger))
+    for sampler in _bias_and_penalties(params, model, prompt):
+        add(sampler)
+    seed = lc.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+    if params.temperature <= 0:
+        add(lc.llama_sampler_init_greedy())
+    elif params.mirostat:
+        add(lc.llama_sampler_init_temp(params.temperature))
+        if params.mirostat == 1:
+            add(lc.llama_sampler_init_mirostat(model.n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100))
+        else:
+            add(lc.llama_sampler_init_mirostat_v2(seed, params.mirostat_tau, params.mirostat_eta))
+    else:
+        for sampler in _truncations(params, seed):
+            add(sampler)
+        add(lc.llama_sampler_init_temp_ext(params.temperature, params.dynatemp_range, params.dynatemp_exponent))
+        add(lc.llama_sampler_init_dist(seed))
+    return chain
 
+
+def _bias_and_penalties(params: SamplingParams, model: LlamaModel, prompt: list[int]) -> Iterator[ctypes.c_void_p]:
     bias = dict(params.logit_bias)
     if params.ignore_eos:
         bias.update(dict.fromkeys(model.eog_tokens, float("-inf")))
@@ -66,7 +106,7 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) 
         entries = (lc.llama_logit_bias * len(bias))()
         for entry, (token, value) in zip(entries, sorted(bias.items()), strict=True):
             entry.token, entry.bias = token, value
-        add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(entries), entries))
+        yield lc.llama_sampler_init_logit_bias(model.n_vocab, len(entries), entries)
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         penalties = lc.llama_sampler_init_penalties(
             model.n_vocab,
@@ -78,17 +118,31 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int]) 
         # The prompt's tail goes to the penalties alone: a grammar must see only the answer.
         for token in prompt[-params.penalty_last_n :] if params.penalty_last_n > 0 else prompt:
             lc.llama_sampler_accept(penalties, token)
-        add(penalties)
-    if params.temperature <= 0:
-        add(lc.llama_sampler_init_greedy())
-        return chain
+        yield penalties
+    if params.dry_multiplier > 0:
+        breakers = [text.encode() for text in params.dry_sequence_breakers]
+        yield lc.llama_sampler_init_dry(
+            model.vocab,
+            params.dry_multiplier,
+            params.dry_base,
+            params.dry_allowed_length,
+            params.dry_penalty_last_n,
+            (ctypes.c_char_p * len(breakers))(*breakers),
+            len(breakers),
+        )
+
+
+def _truncations(params: SamplingParams, seed: int) -> Iterator[ctypes.c_void_p]:
+    """The samplers that narrow the candidates before the temperature, each only when it is switched on."""
+    if params.top_n_sigma > 0:
+        yield lc.llama_sampler_init_top_n_sigma(params.top_n_sigma)
     if params.top_k > 0:
-        add(lc.llama_sampler_init_top_k(params.top_k))
+        yield lc.llama_sampler_init_top_k(params.top_k)
+    if params.typical_p < 1.0:
+        yield lc.llama_sampler_init_typical(params.typical_p, 1)
     if params.top_p < 1.0:
-        add(lc.llama_sampler_init_top_p(params.top_p, 1))
+        yield lc.llama_sampler_init_top_p(params.top_p, 1)
     if params.min_p > 0.0:
-        add(lc.llama_sampler_init_min_p(params.min_p, 1))
-    add(lc.llama_sampler_init_temp(params.temperature))
-    seed = lc.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
-    add(lc.llama_sampler_init_dist(seed))
-    return chain
+        yield lc.llama_sampler_init_min_p(params.min_p, 1)
+    if params.xtc_probability > 0.0:
+        yield lc.llama_sampler_init_xtc(params.xtc_probability, params.xtc_threshold, 1, seed)

@@ -2,35 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from docker_model.runner.shared.error_body import APIError
 
+ANY_VALUE = object()  # in REFUSED_UNLESS: no value but null is accepted
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
+class _Strict(BaseModel):
+    """A part of a request body: a field it does not define is a 400 naming it, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Body(_Strict):
     model: str | None = None
+    # OpenAI fields that mean nothing on a local runner: accepted, and listed as such in README.
+    user: Any = None
+    metadata: Any = None
+    service_tier: Any = None
+    store: Any = None
+    safety_identifier: Any = None
+    prompt_cache_key: Any = None
 
-    def refused_field(self) -> str | None:
-        """The first field set to something this server does not do yet (its default is accepted)."""
+    # Fields this server knows but does not do: each is a 400 unless null or the value given here (ANY_VALUE:
+    # unless null).
+    REFUSED_UNLESS: ClassVar[dict[str, Any]] = {}
+
+    def refused_field(self) -> APIError | None:
+        """The 400 for the first field set to something this server does not do (its default is accepted)."""
+        for name, accepted in self.REFUSED_UNLESS.items():
+            value = getattr(self, name)
+            if value is not None and value != accepted:
+                fix = "leave it out" if accepted is ANY_VALUE else f"leave it out or set it to {json.dumps(accepted)}"
+                return APIError(400, f"{name} is not supported: {fix}", param=name, code="unsupported_parameter")
         return None
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(_Strict):
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # obfuscation pads chunks against a network observer; none here
 
 
-class JSONSchemaFormat(BaseModel):
+class JSONSchemaFormat(_Strict):
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     strict: bool | None = None  # the grammar holds the output to the schema either way
 
 
-class ResponseFormat(BaseModel):
+class ResponseFormat(_Strict):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -58,7 +82,50 @@ class GenerationBody(_Body):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     repeat_penalty: float | None = Field(None, gt=0)
     ignore_eos: bool = False
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=128)  # at most as many as the model's parallel sequences (checked there)
+    n_predict: int | None = Field(None, ge=-1)  # llama-server's max_tokens; -1: no limit
+    typical_p: float | None = Field(None, ge=0, le=1)
+    repeat_last_n: int | None = Field(None, ge=-1)  # -1: the whole context
+    top_n_sigma: float | None = None
+    xtc_probability: float | None = Field(None, ge=0, le=1)
+    xtc_threshold: float | None = Field(None, ge=0, le=1)
+    dynatemp_range: float | None = Field(None, ge=0)
+    dynatemp_exponent: float | None = Field(None, ge=0)
+    mirostat: Literal[0, 1, 2] | None = None
+    mirostat_tau: float | None = Field(None, ge=0)
+    mirostat_eta: float | None = Field(None, ge=0)
+    dry_multiplier: float | None = Field(None, ge=0)
+    dry_base: float | None = Field(None, ge=1)
+    dry_allowed_length: int | None = Field(None, ge=0)
+    dry_penalty_last_n: int | None = Field(None, ge=-1)  # -1: the whole context
+    dry_sequence_breakers: list[str] | None = None
+    # llama-server's, not done here: its default is what this server does.
+    cache_prompt: bool | None = None
+    n_probs: int | None = None
+    samplers: Any = None
+    id_slot: int | None = None
+    n_keep: int | None = None
+    t_max_predict_ms: int | None = None
+    return_tokens: bool | None = None
+    post_sampling_probs: bool | None = None
+    timings_per_token: bool | None = None
+    n_indent: int | None = None
+    lora: Any = None
+    response_fields: Any = None
+    REFUSED_UNLESS: ClassVar[dict[str, Any]] = {
+        "cache_prompt": True,
+        "n_probs": 0,
+        "samplers": ANY_VALUE,  # any value is refused
+        "id_slot": -1,
+        "n_keep": 0,
+        "t_max_predict_ms": 0,
+        "return_tokens": False,
+        "post_sampling_probs": False,
+        "timings_per_token": False,
+        "n_indent": 0,
+        "lora": ANY_VALUE,
+        "response_fields": ANY_VALUE,
+    }
     logit_bias: dict[int, float] | None = None  # token id -> -100..100 added to its logit
     response_format: ResponseFormat | None = None
     json_schema: dict[str, Any] | None = None  # llama-server's extension: output valid against this schema
@@ -78,8 +145,22 @@ class GenerationBody(_Body):
         return [self.stop] if isinstance(self.stop, str) else self.stop
 
     @property
+    def logprob_alternatives(self) -> int | None:
+        """None when no logprobs are asked for, else the alternatives reported per token."""
+        return None
+
+    @field_validator("n_predict")
+    @classmethod
+    def _some_tokens(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError("must be -1 (no limit) or at least 1")
+        return value
+
+    @property
     def token_limit(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
+        """The most tokens to generate; None: until the context is full."""
+        limit = self.max_completion_tokens or self.max_tokens or self.n_predict
+        return limit if limit and limit > 0 else None
 
     @property
     def include_usage(self) -> bool:
@@ -93,23 +174,23 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
-class ToolFunction(BaseModel):
+class ToolFunction(_Strict):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None  # a JSON Schema; the calls are held to it
     strict: bool | None = None  # held to it either way
 
 
-class Tool(BaseModel):
+class Tool(_Strict):
     type: Literal["function"]
     function: ToolFunction
 
 
-class NamedFunction(BaseModel):
+class NamedFunction(_Strict):
     name: str
 
 
-class NamedToolChoice(BaseModel):
+class NamedToolChoice(_Strict):
     type: Literal["function"]
     function: NamedFunction
 
@@ -122,6 +203,37 @@ class ChatCompletionBody(GenerationBody):
     chat_template_kwargs: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    # OpenAI's, not done by a text-only engine (or deprecated): their defaults are accepted.
+    reasoning_effort: str | None = None
+    modalities: list[str] | None = None
+    audio: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+    verbosity: str | None = None
+    functions: Any = None
+    function_call: Any = None
+    REFUSED_UNLESS: ClassVar[dict[str, Any]] = {
+        **GenerationBody.REFUSED_UNLESS,
+        "reasoning_effort": ANY_VALUE,
+        "modalities": ["text"],
+        "audio": ANY_VALUE,
+        "prediction": ANY_VALUE,
+        "web_search_options": ANY_VALUE,
+        "verbosity": ANY_VALUE,
+        "functions": ANY_VALUE,
+        "function_call": ANY_VALUE,
+    }
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
+            raise ValueError("needs logprobs set to true")
+        return value
+
+    @property
+    def logprob_alternatives(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @property
     def tool_choice_name(self) -> str:
@@ -131,21 +243,23 @@ class ChatCompletionBody(GenerationBody):
             return choice.function.name
         return choice or ("auto" if self.tools else "none")
 
-    def refused_field(self) -> str | None:
-        if self.logprobs:
-            return "logprobs"
-        return "top_logprobs" if self.top_logprobs else None
-
 
 class CompletionBody(GenerationBody):
     prompt: str | list[str] | list[int]
-    logprobs: int | None = Field(None, ge=0, le=5)
-    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)  # each token's, with this many alternatives
+    echo: bool | None = None
+    suffix: str | None = None
+    best_of: int | None = None
+    REFUSED_UNLESS: ClassVar[dict[str, Any]] = {
+        **GenerationBody.REFUSED_UNLESS,
+        "echo": False,
+        "suffix": ANY_VALUE,
+        "best_of": 1,
+    }
 
-    def refused_field(self) -> str | None:
-        if self.logprobs:
-            return "logprobs"
-        return "echo" if self.echo else None
+    @property
+    def logprob_alternatives(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -161,6 +275,8 @@ class CompletionBody(GenerationBody):
 class EmbeddingBody(_Body):
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    REFUSED_UNLESS: ClassVar[dict[str, Any]] = {"dimensions": ANY_VALUE}  # the model's own size only
 
     @field_validator("input")
     @classmethod
@@ -189,14 +305,16 @@ def parse_body(model: type[_Body], raw: bytes) -> Any:
         where = ".".join(str(p) for p in first.get("loc", ()))
         if first.get("type") == "json_invalid":
             raise APIError(400, f"the request body is not valid JSON: {first['msg']}") from None
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-        raise APIError(400, message, param=where or None) from None
+        if first.get("type") == "extra_forbidden":
+            raise APIError(
+                400,
+                f"unknown field {where}: this server does not know it; check its spelling or leave it out",
+                param=where,
+                code="unknown_parameter",
+            ) from None
+        problem = first["msg"].removeprefix("Value error, ")
+        raise APIError(400, f"{where}: {problem}" if where else problem, param=where or None) from None
     refused = body.refused_field()
     if refused is not None:
-        raise APIError(
-            400,
-            f"{refused} is not supported yet: leave it out (or set it to its default) and send the request again",
-            param=refused,
-            code="unsupported_parameter",
-        )
+        raise refused
     return body

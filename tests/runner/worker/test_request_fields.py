@@ -1,5 +1,5 @@
 """Request fields OpenAI's API accepts: penalties sample as they should, tool round trips render, content
-parts are checked, fields not supported yet are refused by name, and one bad request fails alone."""
+parts are checked, every field is honoured or refused by name, and one bad request fails alone."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 REPETITIVE = "Say cat forever: cat"
 
 
-def repeats(worker: Worker, **fields: float) -> int:
+def repeats(worker: Worker, **fields: object) -> int:
     """How often greedy decoding repeats `cat` after a prompt that invites it."""
     reply = worker.client.completions.create(
         model="m", prompt=REPETITIVE, max_tokens=48, temperature=0, extra_body=fields
@@ -134,17 +134,30 @@ def test_content_parts_this_model_cannot_take_are_a_400_naming_them(
     assert response.json()["error"]["param"] == param
 
 
+def body_for(endpoint: str, **fields: object) -> dict[str, object]:
+    text = {"messages": FRANCE} if endpoint == "chat/completions" else {"prompt": "Hi"}
+    return {"model": "m", **text, "max_tokens": 2, **fields}
+
+
 @pytest.mark.parametrize(
     ("endpoint", "fields", "param"),
     [
-        ("chat/completions", {"logprobs": True}, "logprobs"),
-        ("chat/completions", {"top_logprobs": 3}, "top_logprobs"),
-        ("completions", {"logprobs": 2}, "logprobs"),
         ("completions", {"echo": True}, "echo"),
+        ("completions", {"suffix": "end"}, "suffix"),
+        ("completions", {"best_of": 3}, "best_of"),
+        ("chat/completions", {"cache_prompt": False}, "cache_prompt"),
+        ("chat/completions", {"n_probs": 3}, "n_probs"),
+        ("chat/completions", {"samplers": ["top_k"]}, "samplers"),
+        ("chat/completions", {"reasoning_effort": "low"}, "reasoning_effort"),
+        ("chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
+        ("chat/completions", {"functions": [{"name": "f"}]}, "functions"),
+        ("embeddings", {"dimensions": 64}, "dimensions"),
     ],
 )
-def test_fields_not_supported_yet_are_refused_by_name(worker: Worker, endpoint: str, fields: dict, param: str) -> None:
-    body = {"model": "m", "messages": FRANCE, "prompt": "Hi", "max_tokens": 2, **fields}
+def test_fields_this_server_does_not_do_are_refused_by_name(
+    worker: Worker, endpoint: str, fields: dict, param: str
+) -> None:
+    body = body_for(endpoint, **fields) if endpoint != "embeddings" else {"model": "m", "input": "Hi", **fields}
     response = httpx.post(f"{worker.base_url}/{endpoint}", json=body, timeout=30)
     assert response.status_code == 400
     error = response.json()["error"]
@@ -153,18 +166,69 @@ def test_fields_not_supported_yet_are_refused_by_name(worker: Worker, endpoint: 
 
 
 @pytest.mark.parametrize(
-    ("endpoint", "fields"),
+    ("endpoint", "fields", "param"),
     [
-        ("chat/completions", {"logprobs": False, "n": 1}),
-        ("chat/completions", {"top_logprobs": 0}),
-        ("completions", {"logprobs": 0, "echo": False, "n": 1}),
+        ("chat/completions", {"temprature": 0.5}, "temprature"),
+        ("completions", {"messages": FRANCE}, "messages"),
+        ("chat/completions", {"response_format": {"type": "text", "strict": True}}, "response_format.strict"),
+        ("chat/completions", {"stream_options": {"include_usage": True, "x": 1}}, "stream_options.x"),
     ],
 )
-def test_default_values_of_those_fields_are_accepted(worker: Worker, endpoint: str, fields: dict) -> None:
-    body = {"model": "m", "messages": FRANCE, "prompt": "Hi", "max_tokens": 2, **fields}
-    response = httpx.post(f"{worker.base_url}/{endpoint}", json=body, timeout=60)
+def test_unknown_fields_are_a_400_naming_them(worker: Worker, endpoint: str, fields: dict, param: str) -> None:
+    response = httpx.post(f"{worker.base_url}/{endpoint}", json=body_for(endpoint, **fields), timeout=30)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == (param, "unknown_parameter")
+    assert param in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fields"),
+    [
+        ("chat/completions", {"logprobs": False, "n": 1, "cache_prompt": True, "modalities": ["text"]}),
+        ("chat/completions", {"top_logprobs": 0, "user": "u", "metadata": {"k": "v"}, "store": False}),
+        ("chat/completions", {"service_tier": "auto", "safety_identifier": "s", "prompt_cache_key": "k"}),
+        ("completions", {"echo": False, "n": 1, "best_of": 1, "n_probs": 0}),
+    ],
+)
+def test_default_values_and_fields_without_local_meaning_are_accepted(
+    worker: Worker, endpoint: str, fields: dict
+) -> None:
+    response = httpx.post(f"{worker.base_url}/{endpoint}", json=body_for(endpoint, **fields), timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["logprobs"] is None
+
+
+SAMPLER_FIELDS = [
+    {"typical_p": 0.3},
+    {"top_n_sigma": 0.5},
+    {"xtc_probability": 1.0, "xtc_threshold": 0.05},
+    {"dynatemp_range": 1.5},
+    {"mirostat": 1, "mirostat_tau": 2.0},
+    {"mirostat": 2, "mirostat_tau": 2.0, "mirostat_eta": 0.5},
+]
+
+
+def sampled(worker: Worker, **fields: object) -> str:
+    reply = worker.client.completions.create(
+        model="m", prompt="Once upon a time", max_tokens=24, temperature=1.5, seed=11, extra_body={"top_k": 0, **fields}
+    )
+    return reply.choices[0].text
+
+
+@pytest.mark.parametrize("fields", SAMPLER_FIELDS, ids=lambda fields: "+".join(fields))
+def test_each_llama_server_sampler_field_changes_what_a_fixed_seed_samples(worker: Worker, fields: dict) -> None:
+    plain = sampled(worker)
+    assert sampled(worker) == plain  # the seed alone fixes the text
+    assert sampled(worker, **fields) != plain
+
+
+def test_dry_cuts_repeats_and_n_predict_limits_the_answer(worker: Worker) -> None:
+    # The repeats are "forever: cat"; ":" is one of DRY's default sequence breakers, which end a repeat.
+    assert repeats(worker, dry_multiplier=2.0, dry_allowed_length=1) == repeats(worker)
+    assert repeats(worker, dry_multiplier=2.0, dry_allowed_length=1, dry_sequence_breakers=["\n"]) < repeats(worker) / 2
+    reply = worker.client.completions.create(model="m", prompt="Hi", extra_body={"n_predict": 3, "ignore_eos": True})
+    assert reply.usage is not None and reply.usage.completion_tokens == 3
 
 
 def test_chat_messages_carry_a_null_refusal(worker: Worker) -> None:
