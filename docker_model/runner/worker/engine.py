@@ -42,7 +42,7 @@ from .contention import ThreadAdvisor
 from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
 from .logprobs import HeldLogprobs, TokenLogprob, token_logprob
-from .sampling import build_sampler
+from .sampling import SequenceSampler, build_sampler
 from .text import TokenText
 
 Job = CompletionJob | EmbeddingJob
@@ -127,7 +127,7 @@ class _Slot:
         self.seq = seq
         self.job: CompletionJob | None = None
         self.cached: list[int] = []  # exactly the tokens in this sequence's KV cells
-        self.sampler: Any = None
+        self.sampler: SequenceSampler | None = None
         self.prompt_at = 0
         self.next_token: int | None = None  # sampled, not yet decoded
         self.generated = 0
@@ -208,7 +208,7 @@ class Engine:
             self._thread.join()
         for slot in self._slots:
             if slot.sampler is not None:
-                lc.llama_sampler_free(slot.sampler)
+                slot.sampler.free()
         lc.llama_batch_free(self._batch)
         lc.llama_free(self.ctx)
 
@@ -381,10 +381,10 @@ class Engine:
         if status != 0:
             self._fail({slot for slot, _ in outputs} | set(allotted), status)
             return
-        sample = lc.llama_sampler_sample
         for slot, index in outputs:
             try:
-                token = sample(slot.sampler, self.ctx, index)
+                assert slot.sampler is not None  # every active slot has one
+                token = slot.sampler.sample(self.ctx, index)
                 entry = None
                 if slot.logprobs is not None:
                     entry = token_logprob(self.ctx, index, self.model.n_vocab, token, slot.logprobs.top)
@@ -437,7 +437,8 @@ class Engine:
     def _finish(self, slot: _Slot, text: str, reason: str, error: str | None = None) -> None:
         logprobs = slot.logprobs.release(text, final=True) if slot.logprobs is not None else None
         self._events.append((slot.job, (text, reason, slot.generated, error, logprobs), True))
-        lc.llama_sampler_free(slot.sampler)
+        if slot.sampler is not None:
+            slot.sampler.free()
         slot.sampler = slot.job = slot.text = slot.next_token = slot.logprobs = None
         self._active.remove(slot)
 

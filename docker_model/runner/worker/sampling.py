@@ -1,4 +1,9 @@
-"""Per-request sampling, done in C by a llama.cpp sampler chain (one chain per sequence)."""
+"""Per-request sampling, done in C by a llama.cpp sampler chain (one chain per sequence).
+
+A grammar is checked the way llama-server checks it: the chain samples freely, and only when the grammar
+rejects that token are the candidates filtered by the grammar and sampled again. Filtering the whole
+vocabulary costs about as much as decoding a token of a small model; checking one token costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import ctypes
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from .bindings import lc
 from .llama import LlamaModel
@@ -57,9 +64,75 @@ def grammar_sampler(model: LlamaModel, grammar: str, trigger: str | None = None)
     return lc.llama_sampler_init_grammar_lazy_patterns(model.vocab, grammar.encode(), b"root", patterns, 1, None, 0)
 
 
-def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int], n_ctx: int) -> ctypes.c_void_p:
-    """A new sampler chain; free it with `lc.llama_sampler_free`. The samplers come in llama-server's
-    order, so that a request gives what it gives there.
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
+
+
+class Candidates:
+    """A reusable llama_token_data_array over the whole vocabulary, filled from a decode's logits."""
+
+    def __init__(self, n_vocab: int):
+        self.n_vocab = n_vocab
+        self.data = np.zeros(n_vocab, TOKEN_DATA)
+        self.ids = np.arange(n_vocab, dtype=np.int32)
+        pointer = self.data.ctypes.data_as(lc.llama_token_data_p)
+        self.array = lc.llama_token_data_array(data=pointer, size=n_vocab, selected=-1, sorted=False)
+        self.one = np.zeros(1, TOKEN_DATA)
+        self.one_array = lc.llama_token_data_array(
+            data=self.one.ctypes.data_as(lc.llama_token_data_p), size=1, selected=-1, sorted=False
+        )
+
+    def fill(self, ctx: ctypes.c_void_p, index: int) -> Any:
+        """The candidates of output `index` of the last decode, as a pointer for llama_sampler_apply."""
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+        self.data["id"] = self.ids
+        self.data["logit"] = logits
+        self.array.size, self.array.selected, self.array.sorted = self.n_vocab, -1, False
+        return ctypes.byref(self.array)
+
+    def selected(self) -> int:
+        return int(self.data["id"][self.array.selected])
+
+    def allows(self, grammar: ctypes.c_void_p, token: int) -> bool:
+        """Whether `grammar` allows `token` next."""
+        self.one[0] = (token, 0.0, 0.0)
+        self.one_array.size, self.one_array.selected, self.one_array.sorted = 1, -1, False
+        lc.llama_sampler_apply(grammar, ctypes.byref(self.one_array))
+        return bool(np.isfinite(self.one["logit"][0]))
+
+
+class SequenceSampler:
+    """The sampling of one sequence: its chain, and its grammar when the request constrains the output."""
+
+    def __init__(self, chain: ctypes.c_void_p, grammar: ctypes.c_void_p | None, candidates: Candidates | None):
+        self.chain = chain
+        self.grammar = grammar
+        self.candidates = candidates
+
+    def sample(self, ctx: ctypes.c_void_p, index: int) -> int:
+        """The next token, from output `index` of the last decode; the chain (and grammar) accept it."""
+        if self.grammar is None or self.candidates is None:
+            return int(lc.llama_sampler_sample(self.chain, ctx, index))
+        candidates = self.candidates
+        lc.llama_sampler_apply(self.chain, candidates.fill(ctx, index))
+        token = candidates.selected()
+        if not candidates.allows(self.grammar, token):
+            filled = candidates.fill(ctx, index)
+            lc.llama_sampler_apply(self.grammar, filled)
+            lc.llama_sampler_apply(self.chain, filled)
+            token = candidates.selected()
+        lc.llama_sampler_accept(self.grammar, token)
+        lc.llama_sampler_accept(self.chain, token)
+        return token
+
+    def free(self) -> None:
+        lc.llama_sampler_free(self.chain)
+        if self.grammar is not None:
+            lc.llama_sampler_free(self.grammar)
+
+
+def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int], n_ctx: int) -> SequenceSampler:
+    """A new sampler; free it with `free()`. The chain's samplers come in llama-server's order, so that a
+    request gives what it gives there.
 
     Penalties count the end of the prompt as well as the answer, as llama-server's do: a model asked to
     continue a repetitive text is kept from repeating it. A penalty window of -1 is `n_ctx` tokens.
@@ -69,6 +142,17 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int], 
         penalty_last_n=n_ctx if params.penalty_last_n == -1 else params.penalty_last_n,
         dry_penalty_last_n=n_ctx if params.dry_penalty_last_n == -1 else params.dry_penalty_last_n,
     )
+    chain = _chain(params, model, prompt)
+    if params.grammar is None:
+        return SequenceSampler(chain, None, None)
+    grammar = grammar_sampler(model, params.grammar, params.grammar_trigger)
+    if not grammar:
+        lc.llama_sampler_free(chain)
+        raise ValueError("llama.cpp could not create the grammar sampler")
+    return SequenceSampler(chain, grammar, Candidates(model.n_vocab))
+
+
+def _chain(params: SamplingParams, model: LlamaModel, prompt: list[int]) -> ctypes.c_void_p:
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
 
     def add(sampler: ctypes.c_void_p) -> None:
@@ -77,8 +161,6 @@ def build_sampler(params: SamplingParams, model: LlamaModel, prompt: list[int], 
             raise ValueError("llama.cpp could not create a sampler")
         lc.llama_sampler_chain_add(chain, sampler)
 
-    if params.grammar is not None:  # first: the others choose among the tokens it allows
-        add(grammar_sampler(model, params.grammar, params.grammar_trigger))
     for sampler in _bias_and_penalties(params, model, prompt):
         add(sampler)
     seed = lc.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
@@ -115,7 +197,7 @@ def _bias_and_penalties(params: SamplingParams, model: LlamaModel, prompt: list[
             params.frequency_penalty,
             params.presence_penalty,
         )
-        # The prompt's tail goes to the penalties alone: a grammar must see only the answer.
+        # The prompt's tail goes to the penalties alone.
         for token in prompt[-params.penalty_last_n :] if params.penalty_last_n > 0 else prompt:
             lc.llama_sampler_accept(penalties, token)
         yield penalties
