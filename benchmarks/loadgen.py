@@ -18,7 +18,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +71,7 @@ class RequestResult:
     text: str = ""  # the answer's content
     prompt_tokens: int | None = None  # from `usage`, when the server sends it
     cached_tokens: int | None = None  # prompt tokens the server reports as reused from its cache
+    finish_reason: str | None = None  # "stop", "length", ... as the server reports it
 
     @property
     def decode_tps(self) -> float:
@@ -107,6 +108,12 @@ def summarize(concurrency: int, results: Sequence[RequestResult], wall: float) -
     )
 
 
+def pooled(levels: Sequence[LevelResult]) -> LevelResult:
+    """Several runs at one concurrency as one: every request, over the summed wall time."""
+    requests = [request for level in levels for request in level.results]
+    return summarize(levels[0].concurrency, requests, sum(level.wall_seconds for level in levels))
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
@@ -126,6 +133,10 @@ def _content(event: dict[str, Any]) -> str:
     return "".join((choice.get("delta") or {}).get("content") or "" for choice in event.get("choices") or ())
 
 
+def _finish_reason(event: dict[str, Any]) -> str | None:
+    return next((choice["finish_reason"] for choice in event.get("choices") or () if choice.get("finish_reason")), None)
+
+
 async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any], timeout: float) -> RequestResult:
     """Stream one chat completion, time it and keep its text. Token count: `usage` if sent, else text chunks."""
     start = time.perf_counter()
@@ -133,6 +144,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any],
     chunks = 0
     text: list[str] = []
     usage: dict[str, Any] = {}
+    finish_reason = None
     try:
         async with client.stream("POST", url, json=body, timeout=timeout) as response:
             if response.status_code != 200:
@@ -153,6 +165,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any],
                     chunks += 1
                     text.append(_content(event))
                 usage = event.get("usage") or usage
+                finish_reason = _finish_reason(event) or finish_reason
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         return RequestResult(False, error=f"{type(exc).__name__}: {exc}")
     if not chunks:
@@ -166,6 +179,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any],
         text="".join(text),
         prompt_tokens=usage.get("prompt_tokens"),
         cached_tokens=cached,
+        finish_reason=finish_reason,
     )
 
 
@@ -200,9 +214,11 @@ async def measure_level(
     extra: dict[str, Any] | None = None,
     timeout: float = 600.0,
     first_prompt: int = 0,
+    ignore_eos: bool = True,
+    prompts: Callable[[int], str] = prompt,
 ) -> LevelResult:
     """`concurrency` streams, each sending `requests_per_stream` requests back to back, with prompts
-    `first_prompt` onwards."""
+    `first_prompt` onwards (`prompts(i)`, by default this module's `prompt`)."""
     url = base_url.rstrip("/") + "/chat/completions"
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -211,8 +227,9 @@ async def measure_level(
 
         async def stream(index: int) -> None:
             for n in range(requests_per_stream):
-                text = prompt(first_prompt + index + n * concurrency)
-                body = chat_body(model, [{"role": "user", "content": text}], max_tokens, temperature, extra)
+                text = prompts(first_prompt + index + n * concurrency)
+                messages = [{"role": "user", "content": text}]
+                body = chat_body(model, messages, max_tokens, temperature, extra, ignore_eos)
                 results.append(await one_request(client, url, body, timeout))
 
         begin = time.perf_counter()

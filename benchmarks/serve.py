@@ -58,9 +58,7 @@ class Row:
     @cached_property
     def result(self) -> LevelResult:
         """All rounds pooled: every request, over the summed wall time."""
-        requests = [request for level in self.rounds for request in level.results]
-        wall = sum(level.wall_seconds for level in self.rounds)
-        return loadgen.summarize(self.rounds[0].concurrency, requests, wall)
+        return loadgen.pooled(self.rounds)
 
 
 def slots(system: str, level: int) -> int:

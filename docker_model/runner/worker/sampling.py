@@ -120,6 +120,8 @@ class SequenceSampler:
             lc.llama_sampler_apply(self.grammar, filled)
             lc.llama_sampler_apply(self.chain, filled)
             token = candidates.selected()
+            if not candidates.allows(self.grammar, token):  # accepting it would abort the process
+                raise ValueError("the grammar allows no token here")
         lc.llama_sampler_accept(self.grammar, token)
         lc.llama_sampler_accept(self.chain, token)
         return token
