@@ -16,11 +16,16 @@ from typing import Any, Literal
 import jsonschema
 import openai
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
 
 from docker_model.runner.worker.bindings import lc
 from docker_model.runner.worker.chat_template import CHATML_TEMPLATE, ChatTemplate
+from docker_model.runner.worker.jobs import CompletionJob
 from docker_model.runner.worker.llama import LlamaModel
-from docker_model.runner.worker.sampling import grammar_sampler
+from docker_model.runner.worker.openai_format import CompletionFormat
+from docker_model.runner.worker.routes import Choice
+from docker_model.runner.worker.sampling import SamplingParams, grammar_sampler
 from docker_model.runner.worker.schemas import ChatCompletionBody
 from docker_model.runner.worker.tool_calls import CallReader, FormatName, ToolPlan, format_of
 
@@ -393,3 +398,25 @@ def test_llama_cpp_holds_the_answer_to_the_grammar_once_a_call_opens(
     finally:
         lc.llama_sampler_free(sampler)
     assert (candidates[0].logit == float("-inf")) == fires
+
+
+def test_several_streamed_calls_get_distinct_indexes_the_sdk_assembles() -> None:
+    """SmolLM2 does not stop after two calls by itself, so the answer is given: the stream of one with two
+    calls, as the worker writes it, read back by the openai SDK's own stream accumulator."""
+    job = CompletionJob([1], SamplingParams())
+    job.finish = "stop"
+    choice = Choice(0, job, reader=CallReader("hermes"))
+    calls = [{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "get_weather", "arguments": {"city": "Oslo"}}]
+    answer = "".join(f"<tool_call>\n{json.dumps(call)}\n</tool_call>\n" for call in calls)
+    fmt = CompletionFormat(True, "m")
+    chunks = [*choice.chunks(fmt, answer, []), *choice.last_chunks(fmt)]
+    state = ChatCompletionStreamState()
+    for chunk in chunks:
+        state.handle_chunk(ChatCompletionChunk.model_validate_json(chunk.removeprefix(b"data: ")))
+    final = state.get_final_completion().choices[0]
+    assert final.finish_reason == "tool_calls" and not final.message.content
+    made = final.message.tool_calls or []
+    assert [(call.function.name, json.loads(call.function.arguments)) for call in made] == [
+        (call["name"], call["arguments"]) for call in calls
+    ]
+    assert len({call.id for call in made}) == 2
