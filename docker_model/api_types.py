@@ -46,7 +46,11 @@ class RunningModel(TypedDict):
     last_used: int
     until: int | None
     in_use: bool
-    context_size: int
+    context_size: int  # tokens per sequence
+    sequences: int  # requests decoded together
+    context_reason: str  # why this context: configured, packaged, the default, reduced to fit ...
+    memory_estimated: int  # bytes, estimated before it loaded
+    memory_measured: int | None  # bytes resident in its worker process now
     pid: int
 
 
@@ -57,13 +61,56 @@ class DiskUsage(TypedDict):
     default_backend_disk_usage: int
 
 
-class ModelSettingsInfo(TypedDict):
-    """A model's settings in effect (`GET /engines/_configure`)."""
+class ConfiguredValues(TypedDict):
+    """What `configure` set for a model (None: not set)."""
 
-    model: str
-    context_size: int
+    context_size: int | None
+    keep_alive: float | None
+    runtime_flags: list[str]
+
+
+class ModelSettingsInfo(TypedDict):
+    """A model's settings in effect (`GET /engines/_configure`): what it loads (or loaded) with and why."""
+
+    model: str  # its ID
+    name: str  # its first tag, or its ID
+    context_size: int | None  # tokens per sequence in effect; None when it would not fit
+    sequences: int | None
+    reason: str  # why that context, or why it does not fit
+    loaded: bool
     keep_alive: float
     runtime_flags: list[str]
+    configured: ConfiguredValues
+
+
+class MemoryParts(TypedDict):
+    """An estimate of a model's memory, in bytes."""
+
+    weights: int
+    kv_cache: int
+    compute: int
+    overhead: int
+    total: int
+
+
+class FitReport(TypedDict):
+    """Whether and how a model fits in the memory the runner may use (`GET /engines/_fit`)."""
+
+    model: str
+    name: str
+    architecture: str
+    parameters: str
+    quantization: str
+    size: str
+    trained_context: int | None
+    packaged_context: int | None
+    configured_context: int | None
+    fits: bool
+    context_size: int  # tokens per sequence it loads with; when it does not fit, the smallest tried
+    sequences: int
+    reason: str  # why that context, or what does not fit and the fixes
+    memory: MemoryParts | None  # the estimate of what it loads with; None when it does not fit
+    room: int | None  # bytes of RAM the runner may give it now; None: unknown
 
 
 class ConfiguredModels(TypedDict):

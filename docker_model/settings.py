@@ -51,6 +51,20 @@ def parallel_requests() -> int:
     return _int_variable("DOCKER_MODEL_NUM_PARALLEL", DEFAULT_PARALLEL_REQUESTS, 1, 64)
 
 
+def memory_budget() -> int | None:
+    """Bytes of RAM the runner's models may use in all (`DOCKER_MODEL_MEMORY_BUDGET`, e.g. `8GiB`); None: what
+    the machine has available, less a safety margin."""
+    value = os.environ.get("DOCKER_MODEL_MEMORY_BUDGET", "")
+    if not value:
+        return None
+    from docker_model.units import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except ValueError as error:
+        raise SettingsError(f"DOCKER_MODEL_MEMORY_BUDGET: {error}; fix or unset it") from None
+
+
 def runner_host() -> str:
     """The runner's base URL as the CLI reaches it (`MODEL_RUNNER_HOST`), without a trailing slash."""
     value = os.environ.get("MODEL_RUNNER_HOST", "")

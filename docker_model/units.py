@@ -6,6 +6,8 @@ import re
 
 DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+BYTE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+BYTE_UNITS_BINARY = {"ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 
 
 def human_bytes(count: float) -> str:
@@ -26,3 +28,13 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(number + unit for number, unit in parts) != text:
         raise ValueError(f"invalid duration {text!r}: use a number with a unit like 30s, 5m or 1h, or 0 or -1")
     return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
+def parse_bytes(text: str) -> int:
+    """Bytes in a size such as `8GiB`, `6G`, `512MB`, `1.5gib` or `1048576` (k, M, G, T decimal; Ki, Mi, Gi, Ti
+    binary; the final B optional)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"invalid size {text!r}: use a number with a unit like 8GiB, 6G or 512MiB")
+    unit = (match[2] or "").lower()
+    return int(float(match[1]) * {**BYTE_UNITS, **BYTE_UNITS_BINARY}[unit])

@@ -38,7 +38,7 @@ def matches(model: ModelInfo, wanted: str) -> bool:
     return False
 
 
-def list_rows(models: list[ModelInfo], contexts: dict[str, int]) -> list[list[str]]:
+def list_rows(models: list[ModelInfo], contexts: dict[str, int | None]) -> list[list[str]]:
     """Table rows; CONTEXT is the context each model runs with (`contexts`, by model ID)."""
     rows = []
     for model in models:
@@ -112,7 +112,17 @@ def ps() -> None:
     """List the models loaded in memory."""
     running: list[RunningModel] = RunnerClient().get_json("/engines/ps")
     rows = [
-        [display_name(entry["model_name"]), entry["backend_name"], entry["mode"], time_until(entry["until"])]
+        [
+            display_name(entry["model_name"]),
+            entry["backend_name"],
+            entry["mode"],
+            time_until(entry["until"]),
+            str(entry["context_size"]),
+            str(entry["sequences"]),
+            human_bytes(entry["memory_estimated"]),
+            "-" if entry["memory_measured"] is None else human_bytes(entry["memory_measured"]),
+        ]
         for entry in running
     ]
-    click.echo(table(("MODEL NAME", "BACKEND", "MODE", "UNTIL"), rows))
+    headers = ("MODEL NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT", "SEQUENCES", "MEMORY EST.", "MEMORY USED")
+    click.echo(table(headers, rows))

@@ -23,6 +23,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "inspect": LazyCommand("docker_model.cli.listing:inspect", "Display detailed information on one model"),
     "df": LazyCommand("docker_model.cli.listing:df", "Show the disk used by models and the inference engine"),
     "ps": LazyCommand("docker_model.cli.listing:ps", "List the models loaded in memory"),
+    "show": LazyCommand("docker_model.cli.sizing:show", "Show a model's facts and how it fits in memory"),
     "run": LazyCommand("docker_model.cli.run:run", "Run a model and answer a prompt, or chat with it"),
     "logs": LazyCommand("docker_model.cli.logs:logs", "Show the runner's logs"),
     "package": LazyCommand("docker_model.cli.package:package", "Package a GGUF file into a model artifact"),

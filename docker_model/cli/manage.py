@@ -109,7 +109,16 @@ def configure(context_size: int | None, keep_alive: str | None, model: str, runt
     \b
     Runtime flags for the engine follow `--`; `--` alone clears them:
       docker model configure --context-size 8192 ai/smollm2 -- --temp 0.2
+    `configure show [MODEL]` shows what is configured, what is in effect and why
+    (a model named show is `ai/show` here).
     """
+    if model == "show" and context_size is None and keep_alive is None and not flags_separator_given():
+        if len(runtime_flags) > 1:
+            raise click.UsageError("configure show takes one model at most")
+        from docker_model.cli.sizing import configure_show
+
+        configure_show(runtime_flags[0] if runtime_flags else None)
+        return
     body: dict = {"model": model}
     if context_size is not None:
         body["context-size"] = context_size

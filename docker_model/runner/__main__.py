@@ -17,6 +17,7 @@ from pathlib import Path
 from docker_model import runner_pid, settings
 from docker_model.distribution.errors import DistributionError
 from docker_model.runner import accelerator as accelerators
+from docker_model.runner.fit import ModelDoesNotFit
 from docker_model.runner.launch import Prestarted, prestart
 
 log = logging.getLogger("docker_model.runner")
@@ -46,7 +47,7 @@ def load_ahead(
     which reports why (or pulls it first)."""
     try:
         return prestart(name, models_path, state_dir, accelerator, settings.parallel_requests())
-    except (DistributionError, ValueError, OSError) as error:
+    except (DistributionError, ModelDoesNotFit, ValueError, OSError) as error:
         log.info("not loading %s ahead: %s", name, error)
         return None
 

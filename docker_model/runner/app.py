@@ -18,7 +18,7 @@ from docker_model import __version__, distribution, settings
 from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner import launch
-from docker_model.runner.api import engines, inference, models
+from docker_model.runner.api import engines, inference, models, sizing
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit, OriginGuard
 from docker_model.runner.model_settings import SettingsBook
@@ -55,6 +55,7 @@ def build_state(
         max_loaded=settings.max_loaded_models(),
         parallel=settings.parallel_requests(),
         prestarted=prestarted,
+        memory_budget=settings.memory_budget(),
     )
     return RunnerState(store, distribution.RegistryClient(store), accelerator, model_settings, scheduler)
 
@@ -91,6 +92,7 @@ def create_app(
             Route("/version", version, methods=["GET"]),
             *models.routes,
             *engines.routes,
+            *sizing.routes,
             *inference.routes,
         ],
         middleware=[Middleware(OriginGuard), Middleware(BodyLimit)],

@@ -17,11 +17,11 @@ from pathlib import Path
 from docker_model.distribution import Bundle, Model, Store
 from docker_model.processes import own_process_group
 from docker_model.runner.accelerator import Accelerator
-from docker_model.runner.model_settings import ModelSettings, SettingsBook, effective_context_size
+from docker_model.runner.fit import ALL_LAYERS, Fit, Room, plan, shape_of, wanted_for
+from docker_model.runner.memory import room_for_a_model
+from docker_model.runner.model_settings import ModelSettings, SettingsBook
 from docker_model.runner.runtime_flags import check_runtime_flags
-
-ALL_LAYERS = 999  # offload every layer to the GPU
-
+from docker_model.settings import memory_budget
 
 WORKER_MODULE = "docker_model.runner.worker"
 
@@ -60,14 +60,12 @@ def handoff_path(socket_path: Path) -> Path:
     return socket_path.with_suffix(".handoff")
 
 
-def spec_for(
-    model: Model, bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, parallel: int, name: str
-) -> WorkerSpec:
-    """The worker a model gets, from its stored settings and the machine's accelerator."""
+def spec_for(bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, fit: Fit, name: str) -> WorkerSpec:
+    """The worker a model gets, from its stored settings, the machine's accelerator and its fit in memory."""
     return WorkerSpec(
         model_path=bundle.gguf_path,
-        ctx_size=effective_context_size(settings, model.config),
-        parallel=parallel,
+        ctx_size=fit.ctx_per_seq,
+        parallel=fit.parallel,
         n_gpu_layers=ALL_LAYERS if accelerator.gpu_offload else 0,
         chat_template=bundle.template_path,
         runtime_flags=tuple(settings.runtime_flags),
@@ -118,17 +116,22 @@ class Prestarted:
     model: Model
     name: str
     spec: WorkerSpec
+    fit: Fit
     process: subprocess.Popen[bytes]
     socket_dir: Path
 
 
 def prestart(name: str, models_path: Path, state_dir: Path, accelerator: Accelerator, parallel: int) -> Prestarted:
-    """Launch the worker of the stored model `name`, as the scheduler would. Raises the store's errors
-    (DistributionError: a model that is not there; ValueError: a bad name) and OSError."""
+    """Launch the worker of the stored model `name`, as the scheduler would, sized to the memory it may use
+    (nothing else is loaded yet). Raises the store's errors (DistributionError: a model that is not there;
+    ValueError: a bad name), ModelDoesNotFit and OSError."""
     store = Store(models_path)
     model = store.get(name)
     settings = SettingsBook(settings_path(state_dir)).get(model.id)
-    spec = spec_for(model, store.bundle(model), settings, accelerator, parallel, name)
+    bundle = store.bundle(model)
+    wanted = wanted_for(model.config, settings, parallel, accelerator.gpu_offload)
+    fit = plan(shape_of(bundle.gguf_path), wanted, Room(room_for_a_model(memory_budget(), 0)))
+    spec = spec_for(bundle, settings, accelerator, fit, name)
     socket_dir = new_socket_dir()
     process = spawn(spec, socket_path_for(socket_dir, model), log_path_for(log_dir(state_dir), model))
-    return Prestarted(model, name, spec, process, socket_dir)
+    return Prestarted(model, name, spec, fit, process, socket_dir)

@@ -30,13 +30,20 @@ def effective_keep_alive(settings: ModelSettings) -> float:
 
 
 def effective_context_size(settings: ModelSettings, config: dict) -> int:
+    return wanted_context_size(settings, config)[0]
+
+
+def wanted_context_size(settings: ModelSettings, config: dict) -> tuple[int, str]:
+    """The context per sequence a model asks for before memory has a say, and where it comes from."""
     if settings.context_size:
-        return settings.context_size
+        return settings.context_size, "set with configure"
     packaged = config.get("context_size")
     if packaged:
-        return int(packaged)
+        return int(packaged), "packaged with the model"
     trained = trained_context_length(config)
-    return min(DEFAULT_CONTEXT_SIZE, trained) if trained else DEFAULT_CONTEXT_SIZE
+    if trained and trained < DEFAULT_CONTEXT_SIZE:
+        return trained, f"the default ({DEFAULT_CONTEXT_SIZE}) capped at what the model was trained for"
+    return DEFAULT_CONTEXT_SIZE, "the default"
 
 
 class SettingsBook:

@@ -27,8 +27,20 @@ class FlagValue:
             raise ValueError(f"runtime flag {flag} needs {what} {bounds}, not {text!r}")
 
 
-_COUNT, _PROBABILITY = FlagValue(int, 1), FlagValue(float, 0, 1)
-RUNTIME_FLAGS: dict[str, FlagValue] = {
+@dataclass(frozen=True)
+class FlagChoice:
+    """What one allowed runtime flag takes: one of `choices`."""
+
+    choices: tuple[str, ...]
+
+    def check(self, flag: str, text: str) -> None:
+        if text not in self.choices:
+            raise ValueError(f"runtime flag {flag} takes one of {', '.join(self.choices)}, not {text!r}")
+
+
+CACHE_TYPES = ("f16", "q8_0", "q4_0")  # KV cache element types: 2, 1.06 and 0.56 bytes per value
+_COUNT, _PROBABILITY, _CACHE_TYPE = FlagValue(int, 1), FlagValue(float, 0, 1), FlagChoice(CACHE_TYPES)
+RUNTIME_FLAGS: dict[str, FlagValue | FlagChoice] = {
     "-t": _COUNT, "--threads": _COUNT,
     "-b": _COUNT, "--batch-size": _COUNT,
     "-ngl": FlagValue(int, -1), "--n-gpu-layers": FlagValue(int, -1),
@@ -36,7 +48,21 @@ RUNTIME_FLAGS: dict[str, FlagValue] = {
     "--max-queue": FlagValue(int, 0),
     "--temp": FlagValue(float, 0), "--top-k": FlagValue(int, 0), "--top-p": _PROBABILITY, "--min-p": _PROBABILITY,
     "--repeat-penalty": FlagValue(float, 0.0001),
+    "-ctk": _CACHE_TYPE, "--cache-type-k": _CACHE_TYPE, "-ctv": _CACHE_TYPE, "--cache-type-v": _CACHE_TYPE,
 }  # fmt: skip
+
+
+def flag_value(flags: Sequence[str], *names: str) -> str | None:
+    """The value the last of `names` has in `flags` (checked flags: each has its value), None if absent."""
+    found = None
+    items = list(flags)
+    while items:
+        name, has_value, value = items.pop(0).partition("=")
+        if not has_value and items:
+            value = items.pop(0)
+        if name in names:
+            found = value
+    return found
 
 
 def check_runtime_flags(flags: Sequence[str]) -> tuple[str, ...]:

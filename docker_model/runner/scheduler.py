@@ -1,9 +1,11 @@
 """Which models are loaded, in which worker process, and for how long.
 
-A model loads on first use; requests for a model that is loading wait for that one load. Several models
-may stay loaded, up to `max_loaded`; past that, and when memory runs short, the least recently used idle
-model is evicted. Each model unloads once idle for its keep-alive (5 minutes by default, 0 at once, -1
-never). A worker that died is noticed on the next request and started afresh.
+A model loads on first use; requests for a model that is loading wait for that one load. Before it loads,
+its memory is estimated from its GGUF metadata and compared with the room it has (`fit.py`): idle models
+make room first, least recently used first; then a context that was not set explicitly shrinks; else the
+load is refused (ModelDoesNotFit, a 507). Several models may stay loaded, up to `max_loaded`; past that the
+least recently used idle model is evicted. Each model unloads once idle for its keep-alive (5 minutes by
+default, 0 at once, -1 never). A worker that died is noticed on the next request and started afresh.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_model.distribution import Model, Store
+from docker_model.reference import familiar_name
 from docker_model.runner.accelerator import Accelerator
+from docker_model.runner.fit import Fit, ModelDoesNotFit, Room, plan, shape_of, wanted_for
 from docker_model.runner.launch import (
     Prestarted,
     WorkerSpec,
@@ -26,14 +30,16 @@ from docker_model.runner.launch import (
     socket_path_for,
     spec_for,
 )
-from docker_model.runner.memory import available_memory_bytes
-from docker_model.runner.model_settings import SettingsBook, effective_keep_alive
+from docker_model.runner.memory import room_for_a_model
+from docker_model.runner.model_settings import ModelSettings, SettingsBook, effective_keep_alive
 from docker_model.runner.workers import WorkerProcess, WorkerStartError
+from docker_model.units import human_bytes
 
 log = logging.getLogger(__name__)
 # (spec, socket path, log path) -> a started worker; WorkerProcess.start, or a stand-in in fast tests
 StartWorker = Callable[[WorkerSpec, Path, Path], Awaitable[WorkerProcess]]
 REAP_INTERVAL_SECONDS = 1.0
+MEMORY_CAP_AFTER_FAILURE = 0.75  # of the estimate a model ran out of memory with
 
 
 class ModelLoadError(Exception):
@@ -49,10 +55,14 @@ class LoadedModel:
     model: Model
     name: str  # the name it was asked for, as `ps` shows it
     worker: WorkerProcess
-    context_size: int
+    fit: Fit  # its context per sequence, its sequences, their estimated memory, and why
     keep_alive: float
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
+
+    @property
+    def context_size(self) -> int:
+        return self.fit.ctx_per_seq
 
     @property
     def expires_at(self) -> float | None:
@@ -74,13 +84,17 @@ class Scheduler:
         parallel: int = 4,
         start_worker: StartWorker = WorkerProcess.start,
         prestarted: Prestarted | None = None,
+        memory_budget: int | None = None,
     ) -> None:
+        """`memory_budget`: bytes of RAM all models may take together; None: what the machine has free."""
         self.store = store
         self.settings = settings
         self.accelerator = accelerator
         self.log_dir = log_dir
         self.max_loaded = max_loaded
         self.parallel = parallel
+        self.memory_budget = memory_budget
+        self.memory_caps: dict[str, int] = {}  # model id -> RAM its next loads may take, after it ran out
         self.start_worker = start_worker
         self.socket_dir = prestarted.socket_dir if prestarted else new_socket_dir()
         self.prestarted = prestarted
@@ -88,8 +102,9 @@ class Scheduler:
         self.loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self.lock = asyncio.Lock()
 
-    async def acquire(self, model: Model, name: str) -> LoadedModel:
-        """The loaded model, loading it first if needed; pair every call with `release`."""
+    async def acquire(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
+        """The loaded model, loading it first if needed; pair every call with `release`. `needed`: tokens
+        the request in hand needs, below which a load never shrinks the context."""
         while True:
             async with self.lock:
                 loaded = self.loaded.get(model.id)
@@ -98,11 +113,16 @@ class Scheduler:
                     loaded.last_used = time.time()
                     return loaded
                 if loaded is not None:
-                    log.warning("worker for %s (pid %s) died; it will be started again", name, loaded.worker.pid)
+                    worker = loaded.worker
+                    log.warning(
+                        "worker for %s (pid %s) %s; it will be started again", name, worker.pid, worker.exit_cause()
+                    )
+                    if worker.out_of_memory:
+                        self._ran_out_of_memory(model, name, loaded.fit)
                     del self.loaded[model.id]
                 task = self.loading.get(model.id)
                 if task is None and loaded is None:
-                    task = asyncio.create_task(self._load(model, name))
+                    task = asyncio.create_task(self._load(model, name, needed))
                     self.loading[model.id] = task
             if task is None:  # a dead worker: clean it up, then load afresh on the next turn
                 assert loaded is not None
@@ -119,30 +139,80 @@ class Scheduler:
         loaded.in_flight -= 1
         loaded.last_used = time.time()
 
-    async def _load(self, model: Model, name: str) -> LoadedModel:
-        """Start the model's worker. Other models make room only as far as memory requires before the load,
-        and for the slot limit only once it succeeded: a model that fails to load evicts nothing."""
+    async def _load(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
+        """Size the model to its room and start its worker. Other models make room only as far as memory
+        requires before the load, and for the slot limit only once it succeeded: a model that fails to load
+        evicts nothing."""
         settings = self.settings.get(model.id)
-        await self._evict_idle(lambda: self._short_of_memory(model), model)
+        bundle = await asyncio.to_thread(self.store.bundle, model)
+        try:
+            fit = await self._fit(model, name, bundle.gguf_path, settings, needed)
+        except ModelDoesNotFit as error:
+            log.error("%s does not fit: %s", name, error)
+            raise ModelDoesNotFit(f"model {name} does not fit in memory: {error}") from None
         async with self.lock:
             if len(self.loaded) >= self.max_loaded and not any(m.in_flight == 0 for m in self.loaded.values()):
                 raise ModelsBusyError(f"{self.max_loaded} models are loaded and busy; retry when one is idle")
-        bundle = await asyncio.to_thread(self.store.bundle, model)
-        spec = spec_for(model, bundle, settings, self.accelerator, self.parallel, name)
-        log.info("loading %s (context %d per sequence)", name, spec.ctx_size)
+        spec = spec_for(bundle, settings, self.accelerator, fit, name)
+        log.info("loading %s (%d tokens per sequence × %d: %s)", name, fit.ctx_per_seq, fit.parallel, fit.reason)
         log_path = log_path_for(self.log_dir, model)
         try:
             worker = await self._start(model, spec, log_path)
         except WorkerStartError as error:
             log.error("%s failed to load: %s", name, error)
-            last_line = (error.log_tail.strip().splitlines() or [str(error)])[-1]
-            raise ModelLoadError(f"model {name} failed to load: {last_line} (full log: {log_path})") from None
+            if error.out_of_memory:
+                self._ran_out_of_memory(model, name, fit)
+                cause = f"it ran out of memory (estimated at {human_bytes(fit.estimate.ram)}); the next load uses less"
+            else:
+                cause = (error.log_tail.strip().splitlines() or [str(error)])[-1]
+            raise ModelLoadError(f"model {name} failed to load: {cause} (full log: {log_path})") from None
         keep_alive = effective_keep_alive(settings)
-        loaded = LoadedModel(model, name, worker, spec.ctx_size, keep_alive)
+        loaded = LoadedModel(model, name, worker, fit, keep_alive)
         async with self.lock:
             self.loaded[model.id] = loaded
         await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model)
         return loaded
+
+    def room(self, model: Model) -> Room:
+        """What `model` may take now: the budget less the other loaded models' estimates, or the machine's
+        available memory less a margin; less again after it ran out of memory with more."""
+        others = sum(m.fit.estimate.ram for m in self.loaded.values() if m.model.id != model.id)
+        ram = room_for_a_model(self.memory_budget, others)
+        cap = self.memory_caps.get(model.id)
+        if cap is None or (ram is not None and ram <= cap):
+            return Room(ram)
+        return Room(cap, note="it ran out of memory with more")
+
+    def _ran_out_of_memory(self, model: Model, name: str, fit: Fit) -> None:
+        """Remember that `model` ran out of memory as `fit` sized it: its next loads get less."""
+        cap = int(fit.estimate.ram * MEMORY_CAP_AFTER_FAILURE)
+        self.memory_caps[model.id] = min(cap, self.memory_caps.get(model.id, cap))
+        log.error(
+            "%s ran out of memory with %d tokens × %d sequences, estimated at %s; its next load gets at most %s",
+            name, fit.ctx_per_seq, fit.parallel, human_bytes(fit.estimate.ram), human_bytes(cap),
+        )  # fmt: skip
+
+    async def preview(self, model: Model, settings: ModelSettings) -> Fit:
+        """How `model` would load now with `settings` (the loaded fit if it runs with them), other loaded
+        models staying; ModelDoesNotFit when it would not."""
+        loaded = self.loaded.get(model.id)
+        if loaded is not None and settings == self.settings.get(model.id):
+            return loaded.fit
+        bundle = await asyncio.to_thread(self.store.bundle, model)
+        shape = await asyncio.to_thread(shape_of, bundle.gguf_path)
+        wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload)
+        return plan(shape, wanted, self.room(model))
+
+    async def _fit(self, model: Model, name: str, gguf: Path, settings: ModelSettings, needed: int) -> Fit:
+        """The model's fit, idle models evicted first as far as it needs them to load as it wants."""
+        early = self.prestarted
+        if early is not None and early.model.id == model.id:
+            return early.fit  # sized before it started, as this would have (nothing else was loaded)
+        shape = await asyncio.to_thread(shape_of, gguf)
+        wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload)
+        full = wanted.estimate(shape)
+        await self._evict_idle(lambda: not self.room(model).holds(full), model)
+        return plan(shape, wanted, self.room(model), needed, familiar_name(name))
 
     async def _start(self, model: Model, spec: WorkerSpec, log_path: Path) -> WorkerProcess:
         """The model's worker: the one launched before the runner started, if it runs as `spec` says."""
@@ -173,17 +243,13 @@ class Scheduler:
 
         task.add_done_callback(done)
 
-    def _short_of_memory(self, model: Model) -> bool:
-        available = available_memory_bytes()
-        return available is not None and available < model.size * 1.2
-
     async def _evict_idle(self, short: Callable[[], bool], model: Model) -> None:
         """Evict idle models other than `model`, least recently used first, while `short()` holds."""
         while True:
             async with self.lock:
                 idle = [m for m in self.loaded.values() if m.in_flight == 0 and m.model.id != model.id]
                 if not short() or not idle:
-                    return  # memory may still look short with nothing to free: let llama.cpp try
+                    return
                 victim = min(idle, key=lambda m: m.last_used)
                 del self.loaded[victim.model.id]
             log.info("evicting %s to make room for %s", victim.name, model.tags[0] if model.tags else model.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -23,12 +24,28 @@ from docker_model.runner.shared.wire import HandedRequest
 START_POLL_SECONDS = 0.01
 
 
+# What llama.cpp and Python write when an allocation fails.
+ALLOCATION_FAILED = ("failed to allocate", "could not create a context", "Cannot allocate memory", "MemoryError")
+
+
+def out_of_memory_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has ended since boot (Linux), None if unknown."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class WorkerStartError(RuntimeError):
     """The worker died or did not become healthy; the message ends with its last log lines."""
 
-    def __init__(self, message: str, log_tail: str):
+    def __init__(self, message: str, log_tail: str, out_of_memory: bool = False):
         super().__init__(f"{message}\n{log_tail}".rstrip())
         self.log_tail = log_tail
+        self.out_of_memory = out_of_memory  # killed by the OOM killer, or an allocation failed
 
 
 class WorkerProcess:
@@ -39,6 +56,8 @@ class WorkerProcess:
         self.socket_path = socket_path
         self.log_path = log_path
         self._process = process
+        self._stopping = False
+        self._oom_kills_at_start = out_of_memory_kills()
         self._client = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
             base_url="http://worker",
@@ -69,8 +88,9 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive:
-                message = f"the model worker exited with code {self._process.returncode} while loading"
-                raise WorkerStartError(message, log_tail(self.log_path))
+                tail = log_tail(self.log_path)
+                out_of_memory = self.out_of_memory or any(text in tail for text in ALLOCATION_FAILED)
+                raise WorkerStartError(f"the model worker {self.exit_cause()} while loading", tail, out_of_memory)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerStartError(f"the model worker was not ready after {timeout:g}s", log_tail(self.log_path))
@@ -101,14 +121,30 @@ class WorkerProcess:
         handed = HandedRequest.of(request, path, body)
         return HandOver(handoff_path(self.socket_path), handed, self._why_failed)
 
-    def _why_failed(self) -> str:
+    @property
+    def out_of_memory(self) -> bool:
+        """Whether the kernel's out-of-memory killer ended the worker: a SIGKILL the runner did not send,
+        while the kernel counted an out-of-memory kill (where the count cannot be read: any such SIGKILL)."""
+        if self._stopping or self._process.poll() != -signal.SIGKILL:
+            return False
+        kills = out_of_memory_kills()
+        return kills is None or self._oom_kills_at_start is None or kills > self._oom_kills_at_start
+
+    def exit_cause(self) -> str:
+        """How the worker ended, in words (for a worker that has exited)."""
+        if self.out_of_memory:
+            return "was killed by the kernel's out-of-memory killer"
         code = self._process.poll()
-        if code is None:
+        return "was killed (SIGKILL)" if code == -signal.SIGKILL else f"exited with code {code}"
+
+    def _why_failed(self) -> str:
+        if self._process.poll() is None:
             return "the connection to the model's worker process was lost"
-        return f"the model's worker process stopped unexpectedly (exit code {code}); it will be restarted"
+        return f"the model's worker process {self.exit_cause()}; it will be started again"
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit (SIGTERM), kill it after `timeout`, and clean up."""
+        self._stopping = True
         if self.alive:
             self._process.terminate()
             deadline = time.monotonic() + timeout

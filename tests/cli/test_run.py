@@ -51,9 +51,32 @@ def test_detach_preloads_and_ps_shows_it(chat_cli: DockerCLI) -> None:
     assert result.returncode == 0, result.stderr
     ps = chat_cli.run("model", "ps")
     header, *rows = ps.stdout.strip().splitlines()
-    assert header.split() == ["MODEL", "NAME", "BACKEND", "MODE", "UNTIL"]
+    assert header.split() == [
+        "MODEL", "NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT", "SEQUENCES", "MEMORY", "EST.", "MEMORY", "USED"
+    ]  # fmt: skip
     assert rows[0].split()[:3] == ["smollm2", "llama.cpp", "completion"]
     assert "from now" in rows[0]
+    context, sequences, estimated, used = rows[0].split()[-4:]
+    assert (context, sequences) == ("4096", "4") and estimated.endswith("MB") and used.endswith("MB")
+
+
+def test_show_tells_how_the_model_fits_and_configure_show_why(chat_cli: DockerCLI) -> None:
+    shown = chat_cli.run("model", "show", MODEL)
+    assert shown.returncode == 0, shown.stderr
+    facts = dict(re.split(r"\s{3,}", line, maxsplit=1) for line in shown.stdout.strip().splitlines())
+    assert (facts["Architecture"], facts["Quantization"], facts["Fits"]) == ("llama", "Q4_1", "yes")
+    assert facts["Context"] == "trained 8192"
+    assert facts["Loads with"] == "4096 tokens × 4 sequences (the default)"
+    assert "weights" in facts["Memory"] and "KV cache" in facts["Memory"]
+    huge = chat_cli.run("model", "show", "--context-size", "10000000", MODEL)
+    assert huge.returncode == 0, huge.stderr
+    assert "Fits           no" in huge.stdout and "10000000 tokens × 4 sequences" in huge.stdout
+
+    table = chat_cli.run("model", "configure", "show", MODEL)
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.strip().splitlines()
+    assert header.split()[:4] == ["MODEL", "NAME", "CONTEXT", "SET"]
+    assert row.split()[:4] == ["smollm2", "-", "4096", "4"] and row.endswith("the default")
 
     unloaded = chat_cli.run("model", "unload", MODEL)
     assert unloaded.stdout.strip() == "Unloaded 1 model(s)"
@@ -235,4 +258,4 @@ def test_an_answer_cut_off_by_a_dying_worker_is_an_error(chat_cli: DockerCLI, ru
     # The runner reports the worker's death itself (how depends on whether it has reaped it yet); the CLI
     # would report a stream that merely stopped as incomplete.
     assert line.startswith("Error: ")
-    assert any(cause in line for cause in ("incomplete", "stopped unexpectedly", "worker process was lost"))
+    assert any(cause in line for cause in ("incomplete", "was killed (SIGKILL)", "worker process was lost"))

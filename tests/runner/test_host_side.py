@@ -35,12 +35,16 @@ PIDS = itertools.count(1000)
 
 @dataclass
 class StandInWorker:
-    """What the scheduler uses of a worker process: a pid, whether it lives, and stop()."""
+    """What the scheduler uses of a worker process: a pid, whether it lives and how it ended, and stop()."""
 
     spec: WorkerSpec
     pid: int = field(default_factory=lambda: next(PIDS))
     alive: bool = True
     stopped: bool = False
+    out_of_memory: bool = False
+
+    def exit_cause(self) -> str:
+        return "was killed by the kernel's out-of-memory killer" if self.out_of_memory else "exited"
 
     async def stop(self) -> None:
         self.alive, self.stopped = False, True

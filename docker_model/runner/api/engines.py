@@ -12,17 +12,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from docker_model.api_types import (
-    ConfiguredModels,
     ConfigureRequest,
     DiskUsage,
-    ModelSettingsInfo,
     RunningModel,
     UnloadRequest,
     UnloadResult,
 )
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_body, state_of
-from docker_model.runner.model_settings import ModelSettings, effective_context_size, effective_keep_alive
+from docker_model.runner.model_settings import ModelSettings
 from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.runner.shared.error_body import APIError
 from docker_model.units import parse_duration
@@ -66,6 +64,10 @@ async def engines_ps(request: Request) -> JSONResponse:
             "until": None if loaded.expires_at is None else int(loaded.expires_at),
             "in_use": loaded.in_flight > 0,
             "context_size": loaded.context_size,
+            "sequences": loaded.fit.parallel,
+            "context_reason": loaded.fit.reason,
+            "memory_estimated": loaded.fit.estimate.ram,
+            "memory_measured": loaded.worker.rss_bytes(),
             "pid": loaded.worker.pid,
         }
         for loaded in state_of(request).scheduler.running()
@@ -144,31 +146,11 @@ async def engines_configure(request: Request) -> JSONResponse:
     )
 
 
-async def configured_settings(request: Request) -> JSONResponse:
-    """Every model's settings in effect: what `configure` set, else the defaults it loads with."""
-    state = state_of(request)
-    models = await asyncio.to_thread(state.store.list)
-    entries: list[ModelSettingsInfo] = []
-    for model in models:
-        settings = state.settings.get(model.id)
-        entries.append(
-            {
-                "model": model.id,
-                "context_size": effective_context_size(settings, model.config),
-                "keep_alive": effective_keep_alive(settings),
-                "runtime_flags": settings.runtime_flags,
-            }
-        )
-    configured: ConfiguredModels = {"models": entries}
-    return JSONResponse(configured)
-
-
 routes = [
     Route("/engines/status", engines_status, methods=["GET"]),
     Route("/engines/ps", engines_ps, methods=["GET"]),
     Route("/engines/df", engines_df, methods=["GET"]),
     Route("/engines/unload", engines_unload, methods=["POST"]),
     Route("/engines/_configure", engines_configure, methods=["POST"]),
-    Route("/engines/_configure", configured_settings, methods=["GET"]),
     Route(f"/engines/{BACKEND_NAME}/_configure", engines_configure, methods=["POST"]),
 ]

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from docker_model import distribution
+from docker_model.runner.fit import ModelDoesNotFit
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError
 from docker_model.runner.shared.error_body import APIError, error_response
 from docker_model.units import human_bytes
@@ -19,6 +20,7 @@ from docker_model.units import human_bytes
 DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (ModelLoadError, 500),
     (ModelsBusyError, 503),
+    (ModelDoesNotFit, 507),
     (distribution.ModelNotFoundError, 404),
     (distribution.InvalidReferenceError, 400),
     (distribution.UnsupportedFormatError, 400),
@@ -83,6 +85,8 @@ def response_for(error: Exception) -> JSONResponse:
         return error.response()
     if isinstance(error, distribution.ModelNotFoundError):
         return error_response(str(error), status, "model", "model_not_found")
+    if isinstance(error, ModelDoesNotFit):
+        return error_response(str(error), status, "model", "insufficient_memory")
     if isinstance(error, HTTPException):
         return error_response(str(error.detail), status)
     return error_response(message_of(error), status)

@@ -20,6 +20,7 @@ from docker_model.reference import familiar_name
 from docker_model.runner.api.common import state_of
 from docker_model.runner.shared.error_body import APIError
 
+BYTES_PER_TOKEN = 4  # about, in a request body: what a load never shrinks the context below
 PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
@@ -60,7 +61,7 @@ async def complete(request: Request) -> ReleaseAfter:
         raise APIError(400, 'missing "model": name the model to use, e.g. "ai/smollm2"')
     model = await find_model(request, name)
     scheduler = state_of(request).scheduler
-    loaded = await scheduler.acquire(model, name)
+    loaded = await scheduler.acquire(model, name, needed=len(body) // BYTES_PER_TOKEN)
     return ReleaseAfter(loaded.worker.hand_over(request, body, f"/v1/{endpoint}"), lambda: scheduler.release(loaded))
 
 

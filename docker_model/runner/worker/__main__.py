@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from docker_model.runner.runtime_flags import CACHE_TYPES
 from docker_model.runner.shared.cpu import default_threads
 from docker_model.settings import DEFAULT_CONTEXT_SIZE
 
@@ -50,6 +51,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tokens per decode")
     parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, help="layers offloaded to the GPU")
+    for short, name, what in (("-ctk", "--cache-type-k", "keys"), ("-ctv", "--cache-type-v", "values")):
+        parser.add_argument(short, name, choices=CACHE_TYPES, default="f16", help=f"KV cache type of the {what}")
     parser.add_argument("--chat-template", type=Path, help="Jinja chat template (default: the GGUF's)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the runner) goes away")
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="waiting requests before 503")
@@ -95,6 +98,7 @@ def load_engine(args: argparse.Namespace) -> tuple[LlamaModel, Engine]:
             threads,
             args.max_queue,
             adapt_threads=not args.threads,
+            cache_types=(args.cache_type_k, args.cache_type_v),
         )
         return model, engine
     except BaseException:

@@ -151,10 +151,12 @@ class Engine:
         threads: int,
         max_queue: int,
         adapt_threads: bool = False,
+        cache_types: tuple[str, str] = ("f16", "f16"),
     ):
-        """`adapt_threads`: use fewer than `threads` while other programs keep cores busy."""
+        """`adapt_threads`: use fewer than `threads` while other programs keep cores busy. `cache_types`: of
+        the KV cache's keys and values."""
         self.model = model
-        self.ctx = model.new_context(ctx_size * parallel, parallel, max(n_batch, parallel), threads)
+        self.ctx = model.new_context(ctx_size * parallel, parallel, max(n_batch, parallel), threads, cache_types)
         self._threads = threads
         self._advisor = ThreadAdvisor(threads, usable_cpus()) if adapt_threads else None
         self.n_ctx_seq: int = lc.llama_n_ctx_seq(self.ctx)

@@ -30,6 +30,9 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+GGML_CACHE_TYPES = {"f16": lc.GGML_TYPE_F16, "q8_0": lc.GGML_TYPE_Q8_0, "q4_0": lc.GGML_TYPE_Q4_0}
+
+
 class ModelLoadError(RuntimeError):
     pass
 
@@ -111,8 +114,11 @@ class LlamaModel:
             cached = self._pieces[token] = buf.raw[:n]
         return cached
 
-    def new_context(self, n_ctx: int, n_seq_max: int, n_batch: int, n_threads: int) -> ctypes.c_void_p:
-        """A context whose KV cache holds `n_seq_max` independent sequences of `n_ctx / n_seq_max` each.
+    def new_context(
+        self, n_ctx: int, n_seq_max: int, n_batch: int, n_threads: int, cache_types: tuple[str, str] = ("f16", "f16")
+    ) -> ctypes.c_void_p:
+        """A context whose KV cache holds `n_seq_max` independent sequences of `n_ctx / n_seq_max` each, its
+        keys and values stored as `cache_types` (names in GGML_CACHE_TYPES).
 
         Mean pooling is set so that pooled embeddings can be read while embeddings are switched on;
         it has no effect on generation.
@@ -125,6 +131,7 @@ class LlamaModel:
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.kv_unified = False
+        params.type_k, params.type_v = (GGML_CACHE_TYPES[name] for name in cache_types)
         params.pooling_type = lc.LLAMA_POOLING_TYPE_MEAN
         params.no_perf = True
         ctx = lc.llama_init_from_model(self.ptr, params)
