@@ -12,7 +12,7 @@ import platform
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_model.runner.shared.cpu import default_threads
@@ -24,6 +24,12 @@ class Accelerator:
     detail: str  # what was found, for `docker model status`
     threads: int  # most llama.cpp threads a model gets unless its runtime flags say `--threads`
     problem: str | None = None  # a GPU the engine cannot use, and the fix
+    free_vram: Callable[[], int | None] | None = field(default=None, compare=False)  # bytes, for a CUDA GPU
+
+    @property
+    def unified_memory(self) -> bool:
+        """Whether the GPU's memory is the machine's RAM (Apple Silicon): then layers offloaded take RAM too."""
+        return self.kind == "metal"
 
     @property
     def description(self) -> str:
@@ -52,6 +58,20 @@ def nvidia_gpus() -> list[str]:
     return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
 
 
+def nvidia_free_memory() -> int | None:
+    """Free memory of the NVIDIA GPUs together, in bytes, as the driver reports it; None when unknown."""
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return sum(int(line) for line in result.stdout.split()) * 1024**2 if result.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
 def is_apple_silicon() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
@@ -75,6 +95,7 @@ class Probes:
     apple_silicon: Callable[[], bool] = is_apple_silicon
     engine_gpu_libraries: Callable[[], set[str]] = engine_gpu_libraries
     threads: Callable[[], int] = default_threads
+    free_vram: Callable[[], int | None] = nvidia_free_memory
 
 
 def detect(probes: Probes | None = None) -> Accelerator:
@@ -85,7 +106,7 @@ def detect(probes: Probes | None = None) -> Accelerator:
     if gpus:
         names = ", ".join(gpus)
         if "cuda" in engine:
-            return Accelerator("cuda", f"CUDA: {names}", threads)
+            return Accelerator("cuda", f"CUDA: {names}", threads, free_vram=probes.free_vram)
         return Accelerator(
             "cpu",
             cpu,

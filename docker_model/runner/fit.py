@@ -61,9 +61,11 @@ class Room:
     ram: int | None
     vram: int | None = None
     note: str = ""  # why it is smaller than the memory free, when it is
+    unified: bool = False  # the GPU's memory is the RAM: what goes to the GPU takes RAM too
 
     def holds(self, needs: MemoryEstimate) -> bool:
-        return (self.ram is None or needs.ram <= self.ram) and (self.vram is None or needs.vram <= self.vram)
+        ram = needs.total if self.unified else needs.ram
+        return (self.ram is None or ram <= self.ram) and (self.vram is None or needs.vram <= self.vram)
 
     def describe(self) -> str:
         parts = [f"{human_bytes(self.ram)} of RAM" if self.ram is not None else ""]

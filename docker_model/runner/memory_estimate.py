@@ -37,13 +37,13 @@ n_batch tokens touches the whole reservation and grows the output buffer to `n_b
 from __future__ import annotations
 
 import math
-import mmap
 import re
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from docker_model.distribution.gguf_header import GGUFHeader
 
 MiB = 1024**2
 CACHE_TYPES: dict[str, float] = {  # bytes per element: ggml's block bytes / block size
@@ -93,9 +93,6 @@ _NO_MEMORY = frozenset(  # encoders and diffusion models: llama.cpp makes no KV 
     }
 )  # fmt: skip
 _BLOCK = re.compile(r"^blk\.\d+\.")
-_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-_SMALL_ARRAY = 4096  # longer arrays of numbers (token scores and types) are skipped
 
 
 @dataclass(frozen=True)
@@ -133,10 +130,10 @@ class ModelShape:
         from docker_model.distribution.gguf_metadata import find_shards
 
         shards = find_shards(path)
-        first = _GGUFHeader(shards[0])
+        first = GGUFHeader(shards[0])
         tensors = dict(first.tensor_bytes)
         for shard in shards[1:]:
-            tensors.update(_GGUFHeader(shard).tensor_bytes)
+            tensors.update(GGUFHeader(shard).tensor_bytes)
         return _shape(_Metadata(first.values, first.array_lengths), tensors)
 
     def kv_bytes_per_token(self, cache_type_k: str = "f16", cache_type_v: str = "f16") -> int:
@@ -302,70 +299,6 @@ class _Metadata:
         """A value that is one number for every layer or a list of one per layer."""
         value = self.get(key, default)
         return [int(v) for v in value] if isinstance(value, list) else [int(value)] * n_layers
-
-
-class _GGUFHeader:
-    """The metadata and tensor sizes of a GGUF file, read straight from its header.
-
-    The `gguf` package's reader takes seconds on a large vocabulary (it makes objects of every token and
-    merge); this reader skips the arrays it does not need: strings, and numbers longer than _SMALL_ARRAY.
-    """
-
-    def __init__(self, path: Path):
-        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            self.data, self.pos = data, 0
-            magic, version = self._unpack("<4sI")
-            if magic != b"GGUF" or version < 2:
-                raise ValueError(f"{path} is not a GGUF file of version 2 or later")
-            n_tensors, n_kv = self._unpack("<QQ")
-            self.values: dict[str, Any] = {}
-            self.array_lengths: dict[str, int] = {}
-            for _ in range(n_kv):
-                self._read_pair()
-            offsets = {}
-            for _ in range(n_tensors):
-                name = self._string()
-                (n_dims,) = self._unpack("<I")
-                offsets[name] = self._unpack(f"<{n_dims}QIQ")[-1]
-            alignment = int(self.values.get("general.alignment", 32))
-            start = -(-self.pos // alignment) * alignment
-            starts = sorted(offsets.values())
-            ends = dict(zip(starts, [*starts[1:], len(data) - start], strict=False))  # sizes with their padding
-            self.tensor_bytes = {name: ends[offset] - offset for name, offset in offsets.items()}
-            del self.data
-
-    def _unpack(self, fmt: str) -> tuple[Any, ...]:
-        values = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return values
-
-    def _string(self) -> str:
-        (length,) = self._unpack("<Q")
-        self.pos += length
-        return bytes(self.data[self.pos - length : self.pos]).decode("utf-8", "replace")
-
-    def _read_pair(self) -> None:
-        key = self._string()
-        (kind,) = self._unpack("<I")
-        if kind != _GGUF_ARRAY:
-            self.values[key] = self._value(kind)
-            return
-        kind, count = self._unpack("<IQ")
-        self.array_lengths[key] = count
-        if kind in _GGUF_SCALARS and count <= _SMALL_ARRAY:
-            self.values[key] = list(self._unpack(f"<{count}{_GGUF_SCALARS[kind]}"))
-        elif kind in _GGUF_SCALARS:
-            self.pos += count * struct.calcsize(_GGUF_SCALARS[kind])
-        else:
-            for _ in range(count):
-                self._value(kind)
-
-    def _value(self, kind: int) -> Any:
-        if kind == _GGUF_STRING:
-            return self._string()
-        if kind == _GGUF_ARRAY:
-            raise ValueError("nested GGUF arrays are not read")
-        return self._unpack(f"<{_GGUF_SCALARS[kind]}")[0]
 
 
 def _shape(meta: _Metadata, tensors: dict[str, int]) -> ModelShape:

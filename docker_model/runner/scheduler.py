@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 StartWorker = Callable[[WorkerSpec, Path, Path], Awaitable[WorkerProcess]]
 REAP_INTERVAL_SECONDS = 1.0
 MEMORY_CAP_AFTER_FAILURE = 0.75  # of the estimate a model ran out of memory with
+VRAM_MARGIN = 256 * 1024**2  # GPU memory a new model leaves free (the driver's and other programs')
 
 
 class ModelLoadError(Exception):
@@ -176,12 +177,15 @@ class Scheduler:
     def room(self, model: Model) -> Room:
         """What `model` may take now: the budget less the other loaded models' estimates, or the machine's
         available memory less a margin; less again after it ran out of memory with more."""
-        others = sum(m.fit.estimate.ram for m in self.loaded.values() if m.model.id != model.id)
-        ram = room_for_a_model(self.memory_budget, others)
+        unified = self.accelerator.unified_memory
+        others = [m.fit.estimate for m in self.loaded.values() if m.model.id != model.id]
+        ram = room_for_a_model(self.memory_budget, sum(e.total if unified else e.ram for e in others))
+        free_vram = self.accelerator.free_vram() if self.accelerator.free_vram is not None else None
+        vram = None if free_vram is None else free_vram - VRAM_MARGIN
         cap = self.memory_caps.get(model.id)
         if cap is None or (ram is not None and ram <= cap):
-            return Room(ram)
-        return Room(cap, note="it ran out of memory with more")
+            return Room(ram, vram, unified=unified)
+        return Room(cap, vram, note="it ran out of memory with more", unified=unified)
 
     def _ran_out_of_memory(self, model: Model, name: str, fit: Fit) -> None:
         """Remember that `model` ran out of memory as `fit` sized it: its next loads get less."""

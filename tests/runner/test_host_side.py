@@ -22,6 +22,7 @@ from docker_model.distribution.packaging import package
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
 from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit, OriginGuard
+from docker_model.runner.fit import ALL_LAYERS, ModelDoesNotFit
 from docker_model.runner.handover import read_reports
 from docker_model.runner.launch import WorkerSpec
 from docker_model.runner.model_settings import ModelSettings, SettingsBook
@@ -31,6 +32,8 @@ from docker_model.runner.workers import WorkerStartError
 from tests.fixtures.gguf_files import write_gguf
 
 PIDS = itertools.count(1000)
+
+MiB = 1024**2
 
 
 @dataclass
@@ -247,3 +250,25 @@ def test_bodies_over_the_limit_are_refused_declared_or_streamed(guarded: TestCli
 
     streamed = guarded.post("/echo", content=chunks())
     assert streamed.status_code == 413
+
+
+def test_a_gpu_with_too_little_free_memory_gets_a_smaller_model_or_a_refusal(
+    smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    """No GPU here: the driver's free-memory figure is a stand-in (every layer would go to the GPU)."""
+    store = Store(tmp_path / "models")
+    model = store.write_artifact(package(smollm2_gguf), ["ai/smollm2"])
+    launcher = StandInLauncher()
+
+    async def load(free_vram: int) -> WorkerSpec:
+        accelerator = Accelerator("cuda", "stand-in GPU", threads=2, free_vram=lambda: free_vram)
+        settings = SettingsBook(tmp_path / "settings.json")
+        scheduler = Scheduler(store, settings, accelerator, tmp_path / "logs", start_worker=launcher)  # type: ignore[arg-type]
+        loaded = await scheduler.acquire(model, "ai/smollm2")
+        assert "GPU memory" in loaded.fit.reason
+        return loaded.worker.spec
+
+    spec = asyncio.run(load(600 * MiB))
+    assert spec.ctx_size * spec.parallel < 4096 * 4 and spec.n_gpu_layers == ALL_LAYERS
+    with pytest.raises(ModelDoesNotFit, match="GPU memory"):
+        asyncio.run(load(300 * MiB))
