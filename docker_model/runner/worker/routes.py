@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 from array import array
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from docker_model.runner.shared.asgi import ClientGone, EventStreamResponse, unt
 from docker_model.runner.shared.error_body import APIError, error_response, sse_error_event
 
 from . import adopted
+from .answers import Choice, pieces, prompt_tokens
 from .chat_template import ChatTemplate
 from .engine import Engine, EngineOverloaded
 from .grammars import check_grammar, requested_grammar
@@ -31,7 +32,7 @@ from .openai_format import SSE_DONE, CompletionFormat, LogprobsFormat, embedding
 from .reasoning import ReasoningSplitter, prompt_opens_thinking
 from .sampling import SamplingParams
 from .schemas import ChatCompletionBody, CompletionBody, EmbeddingBody, GenerationBody, parse_body
-from .tool_calls import CallReader, ToolCall, ToolPlan
+from .tool_calls import ToolPlan
 
 
 @dataclass
@@ -212,116 +213,58 @@ class OpenAIHandlers:
         for choice in choices:
             if choice.job.finish == FINISH_ERROR:
                 return error_response(choice.job.error or "generation failed", 500)
-        entries = [choice.answer(fmt, *answer) for choice, answer in zip(choices, answers, strict=True)]
+        entries = [whole_choice(choice, fmt, *answer) for choice, answer in zip(choices, answers, strict=True)]
         return JSONResponse(fmt.response(entries, _usage(choices)))
 
 
-@dataclass
-class Choice:
-    """One of a request's `n` answers: its job, and how its text is read and sent."""
+def whole_choice(choice: Choice, fmt: CompletionFormat, text: str, entries: list[TokenLogprob]) -> dict[str, Any]:
+    """One answer of a whole OpenAI response."""
+    content, reasoning, ending = choice.whole(text)
+    logprobs = choice.logprobs.part(entries) if choice.logprobs is not None else None
+    calls = [call.message_entry() for call in ending.calls]
+    return fmt.choice(choice.index, content, reasoning, ending.finish, calls, logprobs)
 
-    index: int
-    job: CompletionJob
-    splitter: ReasoningSplitter | None = None  # chat: reasoning apart from the answer
-    reader: CallReader | None = None  # chat with tools: the calls apart from the text
-    logprobs: LogprobsFormat | None = None  # when the request asked for logprobs
 
-    def answer(self, fmt: CompletionFormat, text: str, entries: list[TokenLogprob]) -> dict[str, Any]:
-        """The whole answer, once its job has finished."""
-        reasoning = ""
-        if self.splitter is not None:
-            text, reasoning = _join(self.splitter.feed(text), self.splitter.flush())
-        calls: list[ToolCall] = []
-        if self.reader is not None:
-            sent = self.reader.feed(text)
-            rest, calls = self.reader.finish()
-            text = sent + rest
-        finish = "tool_calls" if calls else self.job.finish or "stop"
-        logprobs = self.logprobs.part(entries) if self.logprobs is not None else None
-        return fmt.choice(self.index, text, reasoning, finish, [call.message_entry() for call in calls], logprobs)
+def text_chunks(choice: Choice, fmt: CompletionFormat, text: str, entries: list[TokenLogprob]) -> Iterator[bytes]:
+    """OpenAI's chunks for an answer's text as it streams in."""
+    content, reasoning = choice.read(text)
+    if reasoning:
+        yield fmt.chunk({"reasoning_content": reasoning}, index=choice.index)
+    logprobs = choice.logprobs.part(entries) if choice.logprobs is not None and entries else None
+    if content or logprobs is not None:
+        yield fmt.content_chunk(content, choice.index, logprobs)
 
-    def chunks(self, fmt: CompletionFormat, text: str, entries: list[TokenLogprob]) -> Iterable[bytes]:
-        """The chunks for text as it streams in."""
-        content, reasoning = self.splitter.feed(text) if self.splitter is not None else (text, "")
-        return self._chunks(fmt, content, reasoning, entries)
 
-    def _chunks(
-        self, fmt: CompletionFormat, content: str, reasoning: str, entries: list[TokenLogprob]
-    ) -> Iterator[bytes]:
-        if reasoning:
-            yield fmt.chunk({"reasoning_content": reasoning}, index=self.index)
-        if self.reader is not None:
-            content = self.reader.feed(content)
-        logprobs = self.logprobs.part(entries) if self.logprobs is not None and entries else None
-        if content or logprobs is not None:
-            yield fmt.content_chunk(content, self.index, logprobs)
-
-    def last_chunks(self, fmt: CompletionFormat) -> Iterator[bytes]:
-        """The chunks after the job's last text: what was held back, the calls, the finish reason."""
-        if self.splitter is not None:
-            yield from self._chunks(fmt, *self.splitter.flush(), [])
-        calls: list[ToolCall] = []
-        if self.reader is not None:
-            rest, calls = self.reader.finish()
-            if rest:
-                yield fmt.content_chunk(rest, self.index)
-            for number, call in enumerate(calls):
-                for delta in tool_call_deltas(number, call.message_entry()):
-                    yield fmt.chunk(delta, index=self.index)
-        yield fmt.chunk({}, "tool_calls" if calls else self.job.finish, index=self.index)
+def last_chunks(choice: Choice, fmt: CompletionFormat) -> Iterator[bytes]:
+    """OpenAI's chunks after an answer's last text: what was held back, the calls, the finish reason."""
+    ending = choice.close()
+    if ending.reasoning:
+        yield fmt.chunk({"reasoning_content": ending.reasoning}, index=choice.index)
+    if ending.content:
+        yield fmt.content_chunk(ending.content, choice.index)
+    for number, call in enumerate(ending.calls):
+        for delta in tool_call_deltas(number, call.message_entry()):
+            yield fmt.chunk(delta, index=choice.index)
+    yield fmt.chunk({}, ending.finish, index=choice.index)
 
 
 def _usage(choices: list[Choice]) -> dict[str, Any]:
-    """The prompt counted once, as it was evaluated once; the answers' tokens summed."""
-    first = choices[0].job
-    return usage(len(first.prompt), sum(c.job.completion_tokens for c in choices), first.cached_tokens)
-
-
-def _join(*parts: tuple[str, str]) -> tuple[str, str]:
-    return "".join(p[0] for p in parts), "".join(p[1] for p in parts)
-
-
-Piece = tuple[str, list[TokenLogprob]]
-
-
-async def _pieces(choices: list[Choice]) -> AsyncIterator[tuple[Choice, Piece | None]]:
-    """Every choice's text as it comes, then (choice, None) when that choice's job has finished."""
-    if len(choices) == 1:  # no task in between: the engine hands each step to the writer directly
-        async for piece in choices[0].job.stream():
-            yield choices[0], piece
-        yield choices[0], None
-        return
-    queue: asyncio.Queue[tuple[Choice, Piece | None]] = asyncio.Queue()
-
-    async def pump(choice: Choice) -> None:
-        async for piece in choice.job.stream():
-            queue.put_nowait((choice, piece))
-        queue.put_nowait((choice, None))
-
-    tasks = [asyncio.create_task(pump(choice)) for choice in choices]
-    try:
-        for _ in range(len(choices)):
-            while (item := await queue.get())[1] is not None:
-                yield item
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()
+    return usage(*prompt_tokens(choices))
 
 
 async def _stream(choices: list[Choice], fmt: CompletionFormat, include_usage: bool) -> AsyncIterator[bytes]:
     if fmt.chat:
         for choice in choices:
             yield fmt.chunk({"role": "assistant", "content": "", "refusal": None}, index=choice.index)
-    async for choice, piece in _pieces(choices):
+    async for choice, piece in pieces(choices):
         if piece is not None:
-            for chunk in choice.chunks(fmt, *piece):
+            for chunk in text_chunks(choice, fmt, *piece):
                 yield chunk
         elif choice.job.finish == FINISH_ERROR:
             yield sse_error_event(choice.job.error or "generation failed")
             return
         else:
-            for chunk in choice.last_chunks(fmt):
+            for chunk in last_chunks(choice, fmt):
                 yield chunk
     if include_usage:
         yield fmt.usage_chunk(_usage(choices))

@@ -19,12 +19,13 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
+from docker_model.runner.worker.answers import Choice
 from docker_model.runner.worker.bindings import lc
 from docker_model.runner.worker.chat_template import CHATML_TEMPLATE, ChatTemplate
 from docker_model.runner.worker.jobs import CompletionJob
 from docker_model.runner.worker.llama import LlamaModel
 from docker_model.runner.worker.openai_format import CompletionFormat
-from docker_model.runner.worker.routes import Choice
+from docker_model.runner.worker.routes import last_chunks, text_chunks
 from docker_model.runner.worker.sampling import SamplingParams, grammar_sampler
 from docker_model.runner.worker.schemas import ChatCompletionBody
 from docker_model.runner.worker.tool_calls import CallReader, FormatName, ToolPlan, format_of
@@ -409,7 +410,7 @@ def test_several_streamed_calls_get_distinct_indexes_the_sdk_assembles() -> None
     calls = [{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "get_weather", "arguments": {"city": "Oslo"}}]
     answer = "".join(f"<tool_call>\n{json.dumps(call)}\n</tool_call>\n" for call in calls)
     fmt = CompletionFormat(True, "m")
-    chunks = [*choice.chunks(fmt, answer, []), *choice.last_chunks(fmt)]
+    chunks = [*text_chunks(choice, fmt, answer, []), *last_chunks(choice, fmt)]
     state = ChatCompletionStreamState()
     for chunk in chunks:
         state.handle_chunk(ChatCompletionChunk.model_validate_json(chunk.removeprefix(b"data: ")))
