@@ -18,9 +18,10 @@ from docker_model import __version__, distribution, settings
 from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner import launch
-from docker_model.runner.api import engines, inference, models, sizing
+from docker_model.runner.api import anthropic, engines, inference, models, ollama, responses, sizing
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit, OriginGuard
+from docker_model.runner.metrics import RequestCounter, metrics_route
 from docker_model.runner.model_settings import SettingsBook
 from docker_model.runner.scheduler import Scheduler
 from docker_model.runner.state import RunnerState
@@ -90,12 +91,20 @@ def create_app(
         routes=[
             Route("/", root, methods=["GET"]),
             Route("/version", version, methods=["GET"]),
+            Route("/metrics", metrics_route, methods=["GET"]),
             *models.routes,
             *engines.routes,
             *sizing.routes,
             *inference.routes,
+            *anthropic.routes,
+            *ollama.routes,
+            *responses.routes,
         ],
-        middleware=[Middleware(OriginGuard), Middleware(BodyLimit)],
+        middleware=[
+            Middleware(RequestCounter, metrics=state.scheduler.metrics),
+            Middleware(OriginGuard),
+            Middleware(BodyLimit),
+        ],
         exception_handlers={
             **dict.fromkeys(EXPECTED_ERRORS, handle_error),  # HTTPException: unknown routes and methods too
             Exception: handle_error,  # anything unexpected still answers with a JSON error body

@@ -19,17 +19,19 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from docker_model.runner.shared.asgi import wait_for_disconnect
-from docker_model.runner.shared.error_body import error_body, error_response, sse_error_event
+from docker_model.runner.shared.error_body import dialect_of, error_body, error_response
 from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
 
 TRANSPORT = "docker_model.transport"  # key of the connection's asyncio transport in scope["extensions"]
 WORKER_FAILED = "worker_failed"
+HANDED_STATUS = "docker_model.handed_status"  # key in the scope: the status the worker answered with
 
 
 class HandOverProtocol(H11Protocol):
@@ -66,9 +68,10 @@ class HandOver:
         transport.abort()
         try:
             await wait_for_disconnect(receive)  # uvicorn now forgets the connection, silently
-            started, done = await read_reports(reports)
-            if not done:
-                await _answer_failure(fallback, started, self.request.can_chunk, self.why_failed())
+            report = await read_reports(reports)
+            scope[HANDED_STATUS] = report.status if report.done else 500
+            if not report.done:
+                await _answer_failure(fallback, report.content_type, self.request, self.why_failed())
         finally:
             control.close()
             fallback.close()
@@ -92,27 +95,43 @@ async def _send_connection(
     return reader, writer
 
 
-async def read_reports(reports: asyncio.StreamReader) -> tuple[str | None, bool]:
-    """Follow the worker's reports until it is done or gone: (content type once started, done)."""
-    started = None
+@dataclass(frozen=True)
+class Reports:
+    """What the worker said of a request it answered: its status and content type once it started, and
+    whether it finished."""
+
+    status: int | None
+    content_type: str | None
+    done: bool
+
+
+async def read_reports(reports: asyncio.StreamReader) -> Reports:
+    """Follow the worker's reports until it is done or gone."""
+    status = content_type = None
     while line := await reports.readline():
         word, _, detail = line.strip().partition(b" ")
         if word == REPORT_STARTED:
-            started = detail.decode("latin-1")
+            code, _, kind = detail.partition(b" ")
+            status, content_type = int(code), kind.decode("latin-1")
         elif word == REPORT_DONE:
-            return started, True
-    return started, False
+            return Reports(status, content_type, True)
+    return Reports(status, content_type, False)
 
 
-async def _answer_failure(client: socket.socket, started: str | None, chunked: bool, message: str) -> None:
-    """Tell the client that the worker died while answering it, as far as HTTP still allows."""
+async def _answer_failure(client: socket.socket, started: str | None, request: HandedRequest, message: str) -> None:
+    """Tell the client that the worker died while answering it, as far as HTTP still allows, in the error
+    shape of the dialect of the request's path."""
+    body = json.dumps(error_body(message, 500, code=WORKER_FAILED, path=request.path)).encode()
     if started is None:
-        body = json.dumps(error_body(message, 500, code=WORKER_FAILED)).encode()
         head = f"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
         data = head.encode() + b"\r\nconnection: close\r\n\r\n" + body
-    elif started.startswith("text/event-stream"):  # chunked whenever the client can take it (adopted.py)
-        event = sse_error_event(message, 500, code=WORKER_FAILED)
-        data = b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event) if chunked else event
+    elif started.startswith(("text/event-stream", "application/x-ndjson")):  # chunked when the client can take it
+        if started.startswith("application/x-ndjson"):
+            event = body + b"\n"
+        else:
+            kind = b"event: error\n" if dialect_of(request.path) == "anthropic" else b""
+            event = kind + b"data: " + body + b"\n\n"
+        data = b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event) if request.can_chunk else event
     else:
         return  # a plain body cut short: closing the connection is all HTTP offers
     with contextlib.suppress(OSError):  # the client may have left as well

@@ -37,6 +37,7 @@ class WorkerSpec:
     chat_template: Path | None = None
     runtime_flags: tuple[str, ...] = ()
     model_name: str | None = None
+    model_id: str | None = None  # its short ID, in the IDs of the responses it keeps
 
     def __post_init__(self) -> None:
         check_runtime_flags(self.runtime_flags)
@@ -52,6 +53,8 @@ class WorkerSpec:
             args += ["--chat-template", str(self.chat_template)]
         if self.model_name:
             args += ["--model-name", self.model_name]
+        if self.model_id:
+            args += ["--model-id", self.model_id]
         return args + list(self.runtime_flags)
 
 
@@ -60,7 +63,9 @@ def handoff_path(socket_path: Path) -> Path:
     return socket_path.with_suffix(".handoff")
 
 
-def spec_for(bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, fit: Fit, name: str) -> WorkerSpec:
+def spec_for(
+    bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, fit: Fit, name: str, model_id: str | None = None
+) -> WorkerSpec:
     """The worker a model gets, from its stored settings, the machine's accelerator and its fit in memory."""
     return WorkerSpec(
         model_path=bundle.gguf_path,
@@ -70,6 +75,7 @@ def spec_for(bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, 
         chat_template=bundle.template_path,
         runtime_flags=tuple(settings.runtime_flags),
         model_name=name,
+        model_id=model_id,
     )
 
 
@@ -131,7 +137,7 @@ def prestart(name: str, models_path: Path, state_dir: Path, accelerator: Acceler
     bundle = store.bundle(model)
     wanted = wanted_for(model.config, settings, parallel, accelerator.gpu_offload)
     fit = plan(shape_of(bundle.gguf_path), wanted, Room(room_for_a_model(memory_budget(), 0)))
-    spec = spec_for(bundle, settings, accelerator, fit, name)
+    spec = spec_for(bundle, settings, accelerator, fit, name, model.short_id)
     socket_dir = new_socket_dir()
     process = spawn(spec, socket_path_for(socket_dir, model), log_path_for(log_dir(state_dir), model))
     return Prestarted(model, name, spec, fit, process, socket_dir)

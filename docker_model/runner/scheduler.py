@@ -31,6 +31,7 @@ from docker_model.runner.launch import (
     spec_for,
 )
 from docker_model.runner.memory import room_for_a_model
+from docker_model.runner.metrics import RunnerMetrics
 from docker_model.runner.model_settings import ModelSettings, SettingsBook, effective_keep_alive
 from docker_model.runner.workers import WorkerProcess, WorkerStartError
 from docker_model.units import human_bytes
@@ -86,6 +87,7 @@ class Scheduler:
         start_worker: StartWorker = WorkerProcess.start,
         prestarted: Prestarted | None = None,
         memory_budget: int | None = None,
+        metrics: RunnerMetrics | None = None,
     ) -> None:
         """`memory_budget`: bytes of RAM all models may take together; None: what the machine has free."""
         self.store = store
@@ -95,6 +97,7 @@ class Scheduler:
         self.max_loaded = max_loaded
         self.parallel = parallel
         self.memory_budget = memory_budget
+        self.metrics = metrics or RunnerMetrics()
         self.memory_caps: dict[str, int] = {}  # model id -> RAM its next loads may take, after it ran out
         self.start_worker = start_worker
         self.socket_dir = prestarted.socket_dir if prestarted else new_socket_dir()
@@ -154,12 +157,15 @@ class Scheduler:
         async with self.lock:
             if len(self.loaded) >= self.max_loaded and not any(m.in_flight == 0 for m in self.loaded.values()):
                 raise ModelsBusyError(f"{self.max_loaded} models are loaded and busy; retry when one is idle")
-        spec = spec_for(bundle, settings, self.accelerator, fit, name)
+        spec = spec_for(bundle, settings, self.accelerator, fit, name, model.short_id)
         log.info("loading %s (%d tokens per sequence × %d: %s)", name, fit.ctx_per_seq, fit.parallel, fit.reason)
         log_path = log_path_for(self.log_dir, model)
+        label = familiar_name(name)
+        started = time.monotonic()
         try:
             worker = await self._start(model, spec, log_path)
         except WorkerStartError as error:
+            self.metrics.loads.labels(label, "out_of_memory" if error.out_of_memory else "failed").inc()
             log.error("%s failed to load: %s", name, error)
             if error.out_of_memory:
                 self._ran_out_of_memory(model, name, fit)
@@ -167,11 +173,13 @@ class Scheduler:
             else:
                 cause = (error.log_tail.strip().splitlines() or [str(error)])[-1]
             raise ModelLoadError(f"model {name} failed to load: {cause} (full log: {log_path})") from None
+        self.metrics.loads.labels(label, "loaded").inc()
+        self.metrics.load_seconds.labels(label).observe(time.monotonic() - started)
         keep_alive = effective_keep_alive(settings)
         loaded = LoadedModel(model, name, worker, fit, keep_alive)
         async with self.lock:
             self.loaded[model.id] = loaded
-        await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model)
+        await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model, "loaded_models_limit")
         return loaded
 
     def room(self, model: Model) -> Room:
@@ -215,7 +223,7 @@ class Scheduler:
         shape = await asyncio.to_thread(shape_of, gguf)
         wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload)
         full = wanted.estimate(shape)
-        await self._evict_idle(lambda: not self.room(model).holds(full), model)
+        await self._evict_idle(lambda: not self.room(model).holds(full), model, "memory")
         return plan(shape, wanted, self.room(model), needed, familiar_name(name))
 
     async def _start(self, model: Model, spec: WorkerSpec, log_path: Path) -> WorkerProcess:
@@ -247,7 +255,7 @@ class Scheduler:
 
         task.add_done_callback(done)
 
-    async def _evict_idle(self, short: Callable[[], bool], model: Model) -> None:
+    async def _evict_idle(self, short: Callable[[], bool], model: Model, reason: str) -> None:
         """Evict idle models other than `model`, least recently used first, while `short()` holds."""
         while True:
             async with self.lock:
@@ -257,6 +265,7 @@ class Scheduler:
                 victim = min(idle, key=lambda m: m.last_used)
                 del self.loaded[victim.model.id]
             log.info("evicting %s to make room for %s", victim.name, model.tags[0] if model.tags else model.id)
+            self.metrics.evictions.labels(reason).inc()
             await victim.worker.stop()
 
     async def unload(self, model_ids: list[str] | None = None) -> list[str]:

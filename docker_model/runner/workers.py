@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -115,10 +116,18 @@ class WorkerProcess:
             return None
         return int(resident) * os.sysconf("SC_PAGE_SIZE")
 
-    def hand_over(self, request: Request, body: bytes, path: str) -> HandOver:
+    async def metrics_text(self) -> str | None:
+        """The worker's Prometheus metrics; None when it does not answer."""
+        from docker_model.runner.metrics import worker_metrics
+
+        return await worker_metrics(self._client)
+
+    def hand_over(
+        self, request: Request, body: bytes, path: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> HandOver:
         """An ASGI app that has the worker answer `request` (its `body` already read) at its `path`
-        (e.g. "/v1/chat/completions") on the client's own connection."""
-        handed = HandedRequest.of(request, path, body)
+        (e.g. "/v1/chat/completions") on the client's own connection, with `extra_headers` added."""
+        handed = HandedRequest.of(request, path, body, extra_headers)
         return HandOver(handoff_path(self.socket_path), handed, self._why_failed)
 
     @property

@@ -23,7 +23,7 @@ from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
 from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit, OriginGuard
 from docker_model.runner.fit import ALL_LAYERS, ModelDoesNotFit
-from docker_model.runner.handover import read_reports
+from docker_model.runner.handover import Reports, read_reports
 from docker_model.runner.launch import WorkerSpec
 from docker_model.runner.model_settings import ModelSettings, SettingsBook
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError, Scheduler
@@ -176,12 +176,12 @@ def test_a_handed_request_crosses_the_wire_whole() -> None:
         "POST", "/v1/chat/completions", b"a=1", [(b"content-type", b"application/json")], b'{"x": "\xc3\xa9"}', "1.0"
     )
 
-    async def scenario() -> tuple[HandedRequest, tuple[str | None, bool]]:
+    async def scenario() -> tuple[HandedRequest, Reports]:
         left, right = socket.socketpair()
         reader, reader_side = await asyncio.open_connection(sock=left)
         _, writer = await asyncio.open_connection(sock=right)
         writer.write(request.encode())
-        writer.write(REPORT_STARTED + b" text/event-stream\n" + REPORT_DONE + b"\n")
+        writer.write(REPORT_STARTED + b" 200 text/event-stream\n" + REPORT_DONE + b"\n")
         await writer.drain()
         writer.close()
         try:
@@ -191,17 +191,17 @@ def test_a_handed_request_crosses_the_wire_whole() -> None:
 
     received, reports = asyncio.run(scenario())
     assert received == request and not received.can_chunk
-    assert reports == ("text/event-stream", True)
+    assert reports == Reports(200, "text/event-stream", True)
 
 
 def test_reports_cut_short_say_the_worker_is_gone() -> None:
-    async def scenario() -> tuple[str | None, bool]:
+    async def scenario() -> Reports:
         reader = asyncio.StreamReader()
-        reader.feed_data(REPORT_STARTED + b" application/json\n")
+        reader.feed_data(REPORT_STARTED + b" 200 application/json\n")
         reader.feed_eof()
         return await read_reports(reader)
 
-    assert asyncio.run(scenario()) == ("application/json", False)
+    assert asyncio.run(scenario()) == Reports(200, "application/json", False)
 
 
 def test_progress_lines_are_throttled_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,19 +78,19 @@ def status_for(error: Exception) -> int:
     return 500
 
 
-def response_for(error: Exception) -> JSONResponse:
-    """The JSON error response of any error a route raised."""
+def response_for(error: Exception, path: str = "") -> JSONResponse:
+    """The JSON error response of any error a route raised, in the shape of the dialect of `path`."""
     status = status_for(error)
     if isinstance(error, APIError):
-        return error.response()
+        return error.response(path)
     if isinstance(error, distribution.ModelNotFoundError):
-        return error_response(str(error), status, "model", "model_not_found")
+        return error_response(str(error), status, "model", "model_not_found", path)
     if isinstance(error, ModelDoesNotFit):
-        return error_response(str(error), status, "model", "insufficient_memory")
+        return error_response(str(error), status, "model", "insufficient_memory", path)
     if isinstance(error, HTTPException):
-        return error_response(str(error.detail), status)
-    return error_response(message_of(error), status)
+        return error_response(str(error.detail), status, path=path)
+    return error_response(message_of(error), status, path=path)
 
 
 async def handle_error(request: Request, error: Exception) -> JSONResponse:
-    return response_for(error)
+    return response_for(error, request.url.path)

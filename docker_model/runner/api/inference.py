@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,7 +20,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from docker_model.distribution import Model, ModelNotFoundError
 from docker_model.reference import familiar_name
 from docker_model.runner.api.common import state_of
+from docker_model.runner.metrics import MODEL_KEY
+from docker_model.runner.scheduler import LoadedModel
 from docker_model.runner.shared.error_body import APIError
+from docker_model.runner.shared.wire import LOAD_HEADER
 
 BYTES_PER_TOKEN = 4  # about, in a request body: what a load never shrinks the context below
 PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
@@ -50,25 +55,53 @@ async def find_model(request: Request, name: str) -> Model:
 
 
 async def complete(request: Request) -> ReleaseAfter:
-    endpoint = request.url.path.split("/v1/", 1)[1]
+    """An OpenAI request (`.../v1/chat/completions`, ...), answered by the worker at `/v1/...`."""
+    return await hand_over(request, "/v1/" + request.url.path.split("/v1/", 1)[1])
+
+
+async def json_body(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The body, and it read as a JSON object."""
     body = await request.body()
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise APIError(400, "the request body is not valid JSON") from None
-    name = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    return body, payload
+
+
+async def hand_over(
+    request: Request, worker_path: str, after: Callable[[LoadedModel], Awaitable[None]] | None = None
+) -> ReleaseAfter:
+    """Any dialect's inference request, routed by the `model` in its JSON body: the model is loaded if
+    needed and its worker answers at `worker_path` on the client's own connection (told in LOAD_HEADER how
+    long the load took). `after`: what to do with the model once the answer is sent."""
+    body, payload = await json_body(request)
+    name = payload.get("model")
     if not isinstance(name, str) or not name:
-        raise APIError(400, 'missing "model": name the model to use, e.g. "ai/smollm2"')
+        raise APIError(400, 'missing "model": name the model to use, e.g. "ai/smollm2"', param="model")
     model = await find_model(request, name)
+    request.scope[MODEL_KEY] = familiar_name(model.tags[0]) if model.tags else model.short_id
     scheduler = state_of(request).scheduler
+    was_loaded = model.id in scheduler.loaded
+    asked = time.perf_counter_ns()
     loaded = await scheduler.acquire(model, name, needed=len(body) // BYTES_PER_TOKEN)
-    return ReleaseAfter(loaded.worker.hand_over(request, body, f"/v1/{endpoint}"), lambda: scheduler.release(loaded))
+    load_ns = 0 if was_loaded else time.perf_counter_ns() - asked
+    worker = loaded.worker.hand_over(request, body, worker_path, [(LOAD_HEADER.encode(), str(load_ns).encode())])
+
+    async def release() -> None:
+        scheduler.release(loaded)
+        if after is not None:
+            await after(loaded)
+
+    return ReleaseAfter(worker, release)
 
 
 class ReleaseAfter:
     """Sends a response, then releases the model it came from: a stream holds its model until it ends."""
 
-    def __init__(self, response: ASGIApp, release: Callable[[], None]) -> None:
+    def __init__(self, response: ASGIApp, release: Callable[[], Awaitable[None]]) -> None:
         self.response = response
         self.release = release
 
@@ -76,7 +109,7 @@ class ReleaseAfter:
         try:
             await self.response(scope, receive, send)
         finally:
-            self.release()
+            await self.release()
 
 
 routes = [

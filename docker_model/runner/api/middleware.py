@@ -15,8 +15,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 UNLIMITED_PATHS = ("/models/load",)  # model archives are large by nature
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
-    body = json.dumps(error_body(message, status)).encode()
+async def send_error(send: Send, status: int, message: str, path: str) -> None:
+    """An error in the shape of the dialect of `path`."""
+    body = json.dumps(error_body(message, status, path=path)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -33,7 +34,8 @@ class OriginGuard:
         if scope["type"] == "http":
             origin = dict(scope["headers"]).get(b"origin", b"").decode("latin-1")
             if origin and not self.is_allowed(origin):
-                await send_error(send, 403, f"origin {origin} is not allowed; add it to DMR_ORIGINS to allow it")
+                why = f"origin {origin} is not allowed; add it to DMR_ORIGINS to allow it"
+                await send_error(send, 403, why, scope["path"])
                 return
         await self.app(scope, receive, send)
 
@@ -58,7 +60,7 @@ class BodyLimit:
         too_large = f"request body too large: the limit is {MAX_BODY_BYTES // (1024 * 1024)} MiB"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            await send_error(send, 413, too_large)
+            await send_error(send, 413, too_large, scope["path"])
             return
         received = 0
 
@@ -73,7 +75,7 @@ class BodyLimit:
         try:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge as error:
-            await send_error(send, 413, str(error))
+            await send_error(send, 413, str(error), scope["path"])
 
 
 class BodyTooLarge(Exception):

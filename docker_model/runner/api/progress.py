@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -63,7 +64,11 @@ class ProgressThrottle:
         )
 
 
-async def stream_job(verb: str, job: Job) -> Response:
+async def stream_job(
+    verb: str, job: Job, shape: Callable[[ProgressLine], dict[str, Any]] | None = None, path: str = ""
+) -> Response:
+    """Run `job` in a thread, its progress streamed as JSON lines (`shape`d for another dialect; errors
+    shaped for the dialect of `path`)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
     cancel = threading.Event()
@@ -82,7 +87,7 @@ async def stream_job(verb: str, job: Job) -> Response:
     threading.Thread(target=run, name=f"{verb.lower()}-job", daemon=True).start()
     first = await queue.get()
     if isinstance(first, Exception):
-        return response_for(first)
+        return response_for(first, path)
 
     async def lines() -> AsyncIterator[bytes]:
         item = first
@@ -90,7 +95,7 @@ async def stream_job(verb: str, job: Job) -> Response:
             while item is not _END:
                 if isinstance(item, Exception):
                     item = {"type": "error", "message": message_of(item)}
-                yield json.dumps(item).encode() + b"\n"
+                yield json.dumps(shape(item) if shape is not None else item).encode() + b"\n"  # type: ignore[arg-type]
                 item = await queue.get()
         finally:
             cancel.set()

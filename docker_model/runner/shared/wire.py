@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -18,6 +19,8 @@ from starlette.requests import Request
 REPORT_STARTED = b"started"
 REPORT_DONE = b"done"
 _NOT_HANDED = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
+
+LOAD_HEADER = "x-docker-model-load-ns"  # the runner tells the worker how long a request waited for the load
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,14 @@ class HandedRequest:
     http_version: str = "1.1"
 
     @classmethod
-    def of(cls, request: Request, path: str, body: bytes) -> HandedRequest:
-        """`request` as the worker sees it: at `path`, without the runner connection's own headers."""
+    def of(
+        cls, request: Request, path: str, body: bytes, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> HandedRequest:
+        """`request` as the worker sees it: at `path`, without the runner connection's own headers, with
+        `extra_headers` (what the runner tells the worker about it)."""
         scope = request.scope
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _NOT_HANDED]
-        return cls(request.method, path, scope["query_string"], headers, body, scope["http_version"])
+        return cls(request.method, path, scope["query_string"], [*headers, *extra_headers], body, scope["http_version"])
 
     @property
     def can_chunk(self) -> bool:

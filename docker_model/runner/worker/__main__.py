@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="TCP address with --port (default: %(default)s)")
     parser.add_argument("--handoff-socket", type=Path, help="UNIX socket on which the runner hands over clients")
     parser.add_argument("--model-name", help="name reported by /v1/models (default: the file's stem)")
+    parser.add_argument("--model-id", default="", help="the model's short ID, in the IDs of the responses it keeps")
     parser.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CONTEXT_SIZE, help="context per request")
     parser.add_argument("-np", "--parallel", type=int, default=1, help="requests decoded together")
     parser.add_argument(
@@ -86,6 +87,7 @@ def load_engine(args: argparse.Namespace) -> tuple[LlamaModel, Engine]:
     """The model and its engine (the llama.cpp context): the slow, GIL-free part of start-up."""
     from .engine import Engine
     from .llama import LlamaModel
+    from .metrics import WorkerMetrics
 
     model = LlamaModel(args.model, args.n_gpu_layers)
     try:
@@ -99,6 +101,7 @@ def load_engine(args: argparse.Namespace) -> tuple[LlamaModel, Engine]:
             args.max_queue,
             adapt_threads=not args.threads,
             cache_types=(args.cache_type_k, args.cache_type_v),
+            metrics=WorkerMetrics(args.model_name or args.model.stem),
         )
         return model, engine
     except BaseException:
@@ -120,7 +123,7 @@ def worker_state(args: argparse.Namespace, model: LlamaModel, engine: Engine) ->
         min_p=args.min_p,
         repeat_penalty=args.repeat_penalty,
     )
-    return WorkerState(model, engine, template, args.model_name or args.model.stem, sampling)
+    return WorkerState(model, engine, template, args.model_name or args.model.stem, sampling, args.model_id)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -164,7 +164,7 @@ class AdoptedConnection:
             lines.append(b"transfer-encoding: chunked")
         lines.append(b"connection: close")
         await self._write(b"\r\n".join(lines) + b"\r\n\r\n")
-        self.reports.write(REPORT_STARTED + b" " + named.get(b"content-type", b"") + b"\n")
+        self.reports.write(REPORT_STARTED + b" %d " % status + named.get(b"content-type", b"") + b"\n")
 
     async def _write(self, data: bytes) -> None:
         if self.gone or not data:

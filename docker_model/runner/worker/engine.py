@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from .contention import ThreadAdvisor
 from .jobs import FINISH_CANCELLED, FINISH_ERROR, CompletionJob, EmbeddingJob
 from .llama import LlamaModel
 from .logprobs import HeldLogprobs, TokenLogprob, token_logprob
+from .metrics import WorkerMetrics
 from .sampling import SequenceSampler, build_sampler
 from .text import TokenText
 
@@ -121,6 +123,7 @@ class _Slot:
 
     __slots__ = (
         "cached", "generated", "job", "limit", "logprobs", "next_token", "prompt_at", "sampler", "seq", "text",
+        "token_at",
     )  # fmt: skip
 
     def __init__(self, seq: int):
@@ -134,6 +137,7 @@ class _Slot:
         self.limit = 0
         self.text: TokenText | None = None
         self.logprobs: HeldLogprobs | None = None  # when the request asked for logprobs
+        self.token_at = 0.0  # when its last token was sampled (perf_counter)
 
     @property
     def prompt_left(self) -> int:
@@ -152,6 +156,7 @@ class Engine:
         max_queue: int,
         adapt_threads: bool = False,
         cache_types: tuple[str, str] = ("f16", "f16"),
+        metrics: WorkerMetrics | None = None,
     ):
         """`adapt_threads`: use fewer than `threads` while other programs keep cores busy. `cache_types`: of
         the KV cache's keys and values."""
@@ -178,6 +183,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running = False
+        self.metrics = metrics or WorkerMetrics(model.path.stem)
+        self.metrics.watch(lambda: len(self._waiting) + len(self._inbox), lambda: len(self._active))
 
     # -- event-loop side ---------------------------------------------------------------------------
 
@@ -200,6 +207,10 @@ class Engine:
         if self._in_flight + len(jobs) > self._capacity:
             raise EngineOverloaded
         self._in_flight += len(jobs)
+        submitted = time.perf_counter()
+        for job in jobs:
+            if isinstance(job, CompletionJob):
+                job.submitted_at = submitted
         self._inbox.extend(jobs)
         self._wake.set()
 
@@ -422,6 +433,7 @@ class Engine:
             self._finish(slot, text_stream.flush(), "stop")
             return
         slot.generated += 1
+        self._time_token(slot)
         piece = self.model.piece(token)
         if entry is not None and slot.logprobs is not None:
             slot.logprobs.add(entry, len(piece))
@@ -436,7 +448,18 @@ class Engine:
                 logprobs = slot.logprobs.release(text) if slot.logprobs is not None else None
                 self._events.append((slot.job, (text, None, slot.generated, None, logprobs), False))
 
+    def _time_token(self, slot: _Slot) -> None:
+        now = time.perf_counter()
+        if slot.generated == 1 and slot.job is not None:
+            self.metrics.time_to_first_token.observe(now - slot.job.submitted_at)
+        else:
+            self.metrics.time_per_token.observe(now - slot.token_at)
+        slot.token_at = now
+
     def _finish(self, slot: _Slot, text: str, reason: str, error: str | None = None) -> None:
+        if slot.job is not None:
+            self.metrics.prompt_tokens.inc(len(slot.job.prompt))
+            self.metrics.generated_tokens.inc(slot.generated)
         logprobs = slot.logprobs.release(text, final=True) if slot.logprobs is not None else None
         self._events.append((slot.job, (text, reason, slot.generated, error, logprobs), True))
         if slot.sampler is not None:

@@ -31,6 +31,7 @@ class CompletionJob:
     error: str | None = None
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens found in the KV cache, not evaluated again; set at admission
+    submitted_at: float = 0.0  # when it reached the engine (perf_counter)
     _pieces: list[str] = field(default_factory=list)
     _logprobs: list[TokenLogprob] = field(default_factory=list)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)

@@ -9,8 +9,9 @@ from array import array
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from docker_model.runner.shared.error_body import APIError, error_response, sse_
 from . import adopted
 from .answers import Choice, pieces, prompt_tokens
 from .chat_template import ChatTemplate
+from .dialects import dialect_routes
 from .engine import Engine, EngineOverloaded
 from .grammars import check_grammar, requested_grammar
 from .jobs import FINISH_ERROR, CompletionJob, EmbeddingJob
@@ -42,6 +44,7 @@ class WorkerState:
     template: ChatTemplate
     model_name: str
     sampling: SamplingParams
+    model_id: str = ""  # the model's short ID (`--model-id`), in the IDs of its OpenAI Responses
 
 
 class OpenAIHandlers:
@@ -53,30 +56,43 @@ class OpenAIHandlers:
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.engine.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     async def models(self, request: Request) -> Response:
         entry = {"id": self.state.model_name, "object": "model", "created": 0, "owned_by": "docker"}
         return JSONResponse({"object": "list", "data": [entry]})
 
     async def chat(self, request: Request) -> Response:
         body = parse_body(ChatCompletionBody, await request.body())
+        fmt = CompletionFormat(True, body.model or self.state.model_name)
+        return await self._generate(request, self.chat_choices(body), body, fmt)
+
+    def chat_choices(self, body: ChatCompletionBody) -> list[Choice]:
+        """The answers a chat request asks for, their jobs made (not submitted): every dialect's chat
+        request comes here as OpenAI's."""
+        prompt, tools = self.render(body)
+        jobs = self._jobs(self.model.tokenize(prompt), body, tools)
+        thinking = prompt_opens_thinking(prompt)
+        return [
+            Choice(i, job, ReasoningSplitter(thinking), tools.reader() if tools is not None else None)
+            for i, job in enumerate(jobs)
+        ]
+
+    def render(self, body: ChatCompletionBody) -> tuple[str, ToolPlan | None]:
+        """A chat request's prompt, tools included, and its tools' plan (None without tools)."""
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         tools = ToolPlan.of(body, self.state.template)
         if tools is not None:
             messages = tools.messages(messages)
         template_tools = tools.template_tools() if tools is not None else None
-        prompt = self.state.template.render(messages, template_tools, body.chat_template_kwargs)
-        jobs = self._jobs(self.model.tokenize(prompt), body, tools)
-        thinking = prompt_opens_thinking(prompt)
-        choices = [
-            Choice(i, job, ReasoningSplitter(thinking), tools.reader() if tools is not None else None)
-            for i, job in enumerate(jobs)
-        ]
-        return await self._generate(request, choices, body, CompletionFormat(True, body.model or self.state.model_name))
+        return self.state.template.render(messages, template_tools, body.chat_template_kwargs), tools
 
     async def completions(self, request: Request) -> Response:
         body = parse_body(CompletionBody, await request.body())
         prompt = body.prompt
-        tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(prompt)
+        ids = cast(list[int], prompt)  # a list of texts was one text, or refused, when the body was read
+        tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(ids)
         choices = [Choice(i, job) for i, job in enumerate(self._jobs(tokens, body))]
         return await self._generate(
             request, choices, body, CompletionFormat(False, body.model or self.state.model_name)
@@ -84,22 +100,32 @@ class OpenAIHandlers:
 
     async def embeddings(self, request: Request) -> Response:
         body = parse_body(EmbeddingBody, await request.body())
-        inputs = [self._embedding_tokens(item) for item in body.inputs]
-        job = EmbeddingJob(inputs, asyncio.get_running_loop().create_future())
-        if (busy := self._submit(job)) is not None:
-            return busy
         try:
-            vectors = await until_disconnect(job.result, request.receive)
+            vectors, tokens = await self.embed(request, body.inputs)
         except ClientGone:
-            job.cancel()
             return Response(status_code=499)
-        except RuntimeError as exc:
-            return error_response(str(exc), 500)
         encoded: list[list[float]] | list[str] = vectors
         if body.encoding_format == "base64":
             encoded = [base64.b64encode(array("f", v).tobytes()).decode() for v in vectors]
         name = body.model or self.state.model_name
-        return JSONResponse(embeddings_response(name, encoded, sum(len(t) for t in inputs)))
+        return JSONResponse(embeddings_response(name, encoded, tokens))
+
+    async def embed(
+        self, request: Request, inputs: list[str | list[int]], truncate: bool = False
+    ) -> tuple[list[list[float]], int]:
+        """Normalised embeddings of `inputs` and their token count (every dialect's embeddings come here).
+        `truncate`: cut inputs longer than one embedding takes, rather than refuse them. Raises ClientGone."""
+        tokens = [self._embedding_tokens(item, truncate) for item in inputs]
+        job = EmbeddingJob(tokens, asyncio.get_running_loop().create_future())
+        self.submit(job)
+        try:
+            vectors = await until_disconnect(job.result, request.receive)
+        except ClientGone:
+            job.cancel()
+            raise
+        except RuntimeError as exc:
+            raise APIError(500, str(exc)) from None
+        return vectors, sum(len(t) for t in tokens)
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -114,11 +140,13 @@ class OpenAIHandlers:
         self._checked_ids(list(bias), "logit_bias")
         return tuple(sorted(bias.items()))
 
-    def _embedding_tokens(self, item: str | list[int]) -> list[int]:
+    def _embedding_tokens(self, item: str | list[int], truncate: bool = False) -> list[int]:
         tokens = self.model.tokenize(item) if isinstance(item, str) else self._checked_ids(item)
         limit = min(self.engine.n_batch, self.engine.n_ctx_seq)
         if not tokens:
             raise APIError(400, "an embedding input is empty", param="input")
+        if truncate:
+            return tokens[:limit]
         if len(tokens) > limit:
             raise APIError(
                 400,
@@ -189,18 +217,17 @@ class OpenAIHandlers:
             logit_bias=self._checked_bias(body.logit_bias),
         )
 
-    def _submit(self, *jobs: CompletionJob | EmbeddingJob) -> Response | None:
+    def submit(self, *jobs: CompletionJob | EmbeddingJob) -> None:
+        """Hand jobs to the engine, all or none; a 503 when it cannot take them all."""
         try:
             self.engine.submit(*jobs)
         except EngineOverloaded:
-            return error_response("the model is busy: too many requests are waiting, retry later", 503)
-        return None
+            raise APIError(503, "the model is busy: too many requests are waiting, retry later") from None
 
     async def _generate(
         self, request: Request, choices: list[Choice], body: GenerationBody, fmt: CompletionFormat
     ) -> Response:
-        if (busy := self._submit(*(choice.job for choice in choices))) is not None:
-            return busy
+        self.submit(*(choice.job for choice in choices))
         logprobs = body.logprob_alternatives is not None
         for choice in choices:
             choice.logprobs = LogprobsFormat(fmt.chat, self.model.piece) if logprobs else None
@@ -273,11 +300,12 @@ async def _stream(choices: list[Choice], fmt: CompletionFormat, include_usage: b
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     """Every error in the one body: a request's own (APIError), an unknown route, or a bug."""
+    path = request.url.path
     if isinstance(exc, APIError):
-        return exc.response()
+        return exc.response(path)
     if isinstance(exc, HTTPException):
-        return error_response(str(exc.detail), exc.status_code)
-    return error_response(f"internal error: {exc}", 500)
+        return error_response(str(exc.detail), exc.status_code, path=path)
+    return error_response(f"internal error: {exc}", 500, path=path)
 
 
 def build_app(state: WorkerState, handoff_socket: Path | None = None) -> Starlette:
@@ -299,10 +327,12 @@ def build_app(state: WorkerState, handoff_socket: Path | None = None) -> Starlet
 
     routes = [
         Route("/health", api.health),
+        Route("/metrics", api.metrics),
         Route("/v1/models", api.models),
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/embeddings", api.embeddings, methods=["POST"]),
+        *dialect_routes(api),
     ]
     return Starlette(
         routes=routes,

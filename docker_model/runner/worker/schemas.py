@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -296,7 +296,10 @@ class EmbeddingBody(_Body):
         return list(value)  # type: ignore[arg-type]
 
 
-def parse_body(model: type[_Body], raw: bytes) -> Any:
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_body(model: type[Body], raw: bytes) -> Body:
     """Validate a JSON body, turning any problem into a 400 APIError naming the field."""
     try:
         body = model.model_validate_json(raw)
@@ -314,7 +317,7 @@ def parse_body(model: type[_Body], raw: bytes) -> Any:
             ) from None
         problem = first["msg"].removeprefix("Value error, ")
         raise APIError(400, f"{where}: {problem}" if where else problem, param=where or None) from None
-    refused = body.refused_field()
+    refused = body.refused_field() if isinstance(body, _Body) else None
     if refused is not None:
         raise refused
     return body
