@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -19,7 +17,6 @@ from docker_model.runner.worker.dialects.anthropic import stream_events
 from docker_model.runner.worker.jobs import CompletionJob
 from docker_model.runner.worker.sampling import SamplingParams
 from tests.fixtures.runner import RunnerEnv
-from tests.runner.test_inference import load_model
 
 integration = pytest.mark.integration
 
@@ -36,12 +33,6 @@ CAPITAL_OF = {
         "required": ["city"],
     },
 }
-
-
-@pytest.fixture(scope="module")
-def served(runner: RunnerEnv, smollm2_gguf: Path) -> Iterator[RunnerEnv]:
-    load_model(runner.base_url, smollm2_gguf, MODEL)
-    yield runner
 
 
 @pytest.fixture

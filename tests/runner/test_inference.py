@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 import requests
 
-from docker_model import distribution
 from tests.fixtures.runner import RunnerEnv
+
+from .conftest import MODEL, load_model
 
 pytestmark = pytest.mark.integration
 
-MODEL = "ai/smollm2"
 SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
 FRANCE = {"role": "user", "content": "What is the capital of France?"}
-
-
-def load_model(base_url: str, gguf: Path, tag: str, context_size: int | None = None) -> None:
-    """Package a GGUF and load it into the runner's store, as `docker model package` does."""
-    archive = io.BytesIO()
-    distribution.write_model_tar(distribution.package(gguf, context_size=context_size), archive)
-    response = requests.post(f"{base_url}/models/load", params={"tag": tag}, data=archive.getvalue(), timeout=120)
-    assert response.status_code == 201, response.text
-
-
-@pytest.fixture(scope="module")
-def served(runner: RunnerEnv, smollm2_gguf: Path) -> Iterator[RunnerEnv]:
-    load_model(runner.base_url, smollm2_gguf, MODEL)
-    yield runner
 
 
 @pytest.fixture

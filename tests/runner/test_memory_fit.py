@@ -14,7 +14,8 @@ from docker_model.runner.fit import CONTEXT_FLOOR
 from tests.fixtures.cgroup import memory_limited
 from tests.fixtures.runner import RunnerEnv, direct_runner, make_runner_env
 
-from .test_inference import FRANCE, load_model
+from .conftest import load_model
+from .test_inference import FRANCE
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.runner import RunnerEnv, direct_runner, make_runner_env
 
-from .test_inference import FRANCE, SYSTEM, load_model
+from .conftest import load_model
+from .test_inference import FRANCE, SYSTEM
 
 pytestmark = pytest.mark.integration
 

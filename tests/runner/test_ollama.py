@@ -17,7 +17,7 @@ from docker_model.distribution.packaging import package
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.runner import RunnerEnv
 
-from .test_inference import load_model
+from .conftest import load_model
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,6 @@ tools, JSON-schema output, stored responses and `previous_response_id`, refused 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,7 +14,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from tests.fixtures.runner import RunnerEnv
-from tests.runner.test_inference import MODEL, load_model
+from tests.runner.conftest import MODEL
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +22,6 @@ INSTRUCTIONS = "You are a helpful assistant. Answer briefly."
 FRANCE = "What is the capital of France?"
 CAPITAL = {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}, "required": ["city"]}
 CAPITAL_OF = {"type": "function", "name": "capital_of", "description": "A country's capital", "parameters": CAPITAL}
-
-
-@pytest.fixture(scope="module")
-def served(runner: RunnerEnv, smollm2_gguf: Path) -> Iterator[RunnerEnv]:
-    load_model(runner.base_url, smollm2_gguf, MODEL)
-    yield runner
 
 
 @pytest.fixture
