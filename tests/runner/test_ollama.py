@@ -122,3 +122,28 @@ def test_pull_with_progress_copy_and_delete(
     with pytest.raises(ollama.ResponseError) as gone:
         client.delete("ai/copied")
     assert gone.value.status_code == 404
+
+
+def test_tools_and_a_tool_round_trip_render_and_answer(client: ollama.Client) -> None:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    conversation = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+        },
+        {"role": "tool", "content": "18 degrees and sunny", "tool_name": "get_weather"},
+    ]
+    reply = client.chat(MODEL, messages=conversation, tools=[weather], options={"temperature": 0, "num_predict": 64})
+    assert reply.done
+    for call in reply.message.tool_calls or []:  # the model may call again: then with valid arguments
+        assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
+    assert reply.message.content or reply.message.tool_calls
