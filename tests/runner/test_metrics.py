@@ -18,7 +18,7 @@ from .test_inference import FRANCE, SYSTEM
 
 pytestmark = pytest.mark.integration
 
-MODEL, LABEL = "ai/smollm2", "ai/smollm2:latest"
+MODEL = "ai/smollm2"
 CHAT_ROUTE = "/engines/v1/chat/completions"
 
 
@@ -62,7 +62,7 @@ def test_counters_move_by_what_the_requests_did(fresh: RunnerEnv) -> None:
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert moved("docker_model_requests_total", route=CHAT_ROUTE, model=LABEL, status="200") == 4
+    assert moved("docker_model_requests_total", route=CHAT_ROUTE, model=MODEL, status="200") == 4
     assert moved("docker_model_requests_total", route=CHAT_ROUTE, model="", status="404") == 1
     generated = sum(usage.completion_tokens for usage in usages if usage) + streamed
     prompt = sum(usage.prompt_tokens for usage in usages if usage) + (usages[0].prompt_tokens if usages[0] else 0)

@@ -82,11 +82,11 @@ async def hand_over(
     if not isinstance(name, str) or not name:
         raise APIError(400, 'missing "model": name the model to use, e.g. "ai/smollm2"', param="model")
     model = await find_model(request, name)
-    request.scope[MODEL_KEY] = familiar_name(model.tags[0]) if model.tags else model.short_id
     scheduler = state_of(request).scheduler
     was_loaded = model.id in scheduler.loaded
     asked = time.perf_counter_ns()
     loaded = await scheduler.acquire(model, name, needed=len(body) // BYTES_PER_TOKEN)
+    request.scope[MODEL_KEY] = loaded.name  # as its worker labels its own metrics
     load_ns = 0 if was_loaded else time.perf_counter_ns() - asked
     worker = loaded.worker.hand_over(request, body, worker_path, [(LOAD_HEADER.encode(), str(load_ns).encode())])
 
