@@ -4,27 +4,18 @@ Give Anthropic's SDK `http://127.0.0.1:12434/anthropic` (or the runner's own add
 
 from __future__ import annotations
 
-from starlette.requests import Request
 from starlette.routing import Route
 
-from docker_model.runner.api.inference import ReleaseAfter, hand_over
+from docker_model.runner.api.inference import complete
 
 PREFIXES = ("/anthropic/v1", "/v1")
-
-
-async def messages(request: Request) -> ReleaseAfter:
-    return await hand_over(request, "/v1/messages")
-
-
-async def count_tokens(request: Request) -> ReleaseAfter:
-    return await hand_over(request, "/v1/messages/count_tokens")
 
 
 routes = [
     route
     for prefix in PREFIXES
     for route in (
-        Route(f"{prefix}/messages", messages, methods=["POST"]),
-        Route(f"{prefix}/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route(f"{prefix}/messages", complete, methods=["POST"]),
+        Route(f"{prefix}/messages/count_tokens", complete, methods=["POST"]),
     )
 ]

@@ -55,7 +55,7 @@ async def find_model(request: Request, name: str) -> Model:
 
 
 async def complete(request: Request) -> ReleaseAfter:
-    """An OpenAI request (`.../v1/chat/completions`, ...), answered by the worker at `/v1/...`."""
+    """A request to `.../v1/<endpoint>` (OpenAI's, Anthropic's), answered by the worker at `/v1/<endpoint>`."""
     return await hand_over(request, "/v1/" + request.url.path.split("/v1/", 1)[1])
 
 

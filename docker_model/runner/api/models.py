@@ -27,6 +27,7 @@ from docker_model.runner.api.common import read_body, state_of
 from docker_model.runner.api.error_table import free_bytes, status_for, storage_problem
 from docker_model.runner.api.progress import stream_job
 from docker_model.runner.shared.error_body import APIError
+from docker_model.runner.state import RunnerState
 from docker_model.units import human_bytes
 
 ROUTE_WORDS = ("create", "load", "purge")
@@ -88,9 +89,13 @@ def forced(request: Request) -> bool:
 
 
 async def delete_model(request: Request) -> JSONResponse:
-    name = model_name(request)
-    force = forced(request)
-    state = state_of(request)
+    events = await remove_model(state_of(request), model_name(request), forced(request))
+    return JSONResponse([{kind: value} for kind, value in events])
+
+
+async def remove_model(state: RunnerState, name: str, force: bool) -> list[tuple[str, str]]:
+    """Remove a tag, or the model with its last tag (stopping its worker); a 409 while it answers requests,
+    unless `force`. Every API dialect's delete comes here."""
     model = await asyncio.to_thread(state.store.get, name)
     serving = state.scheduler.requests_in_flight(model.id)
     deletes = len(model.tags) <= 1 or not names_a_tag(model, name)  # untagging one of several stops nothing
@@ -104,7 +109,7 @@ async def delete_model(request: Request) -> JSONResponse:
     events = await asyncio.to_thread(state.store.remove, name, force)
     if any(kind == "Deleted" for kind, _ in events):
         await state.scheduler.forget(model.id)
-    return JSONResponse([{kind: value} for kind, value in events])
+    return events
 
 
 async def tag_model(request: Request) -> JSONResponse:

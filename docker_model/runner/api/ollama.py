@@ -23,6 +23,7 @@ from docker_model.distribution import Model, ProgressEvent
 from docker_model.reference import familiar_name, parse_reference
 from docker_model.runner.api.common import state_of
 from docker_model.runner.api.inference import find_model, hand_over, json_body
+from docker_model.runner.api.models import remove_model
 from docker_model.runner.api.progress import stream_job
 from docker_model.runner.scheduler import LoadedModel
 from docker_model.runner.shared.error_body import APIError
@@ -163,10 +164,7 @@ async def _last_line(response: Response) -> Response:
 
 async def delete(request: Request) -> Response:
     _, payload = await json_body(request)
-    state = state_of(request)
-    model = await find_model(request, _string_field(payload, "model"))
-    await asyncio.to_thread(state.store.remove, payload["model"], False)
-    await state.scheduler.forget(model.id)
+    await remove_model(state_of(request), _string_field(payload, "model"), force=False)
     return Response(status_code=200)
 
 

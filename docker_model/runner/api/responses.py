@@ -11,15 +11,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from docker_model.runner.api.common import state_of
-from docker_model.runner.api.inference import PREFIXES, ReleaseAfter, hand_over
+from docker_model.runner.api.inference import PREFIXES, ReleaseAfter, complete
 from docker_model.runner.shared.error_body import APIError
 from docker_model.runner.shared.response_ids import model_of, not_found_message
 
 WORKER_PATH = "/v1/responses"
-
-
-async def create(request: Request) -> ReleaseAfter:
-    return await hand_over(request, WORKER_PATH)
 
 
 async def stored(request: Request) -> ReleaseAfter:
@@ -43,7 +39,7 @@ routes = [
     route
     for prefix in PREFIXES
     for route in (
-        Route(f"{prefix}/responses", create, methods=["POST"]),
+        Route(f"{prefix}/responses", complete, methods=["POST"]),
         Route(f"{prefix}/responses/{{response_id}}", stored, methods=["GET", "DELETE"]),
     )
 ]

@@ -39,8 +39,9 @@ async def _settings_info(request: Request, model: Model) -> ModelSettingsInfo:
     state = state_of(request)
     settings = state.settings.get(model.id)
     try:
-        fit: Fit | None = await state.scheduler.preview(model, settings)
-        reason = fit.reason if fit else ""
+        found = await state.scheduler.preview(model, settings)
+        fit: Fit | None = found
+        reason = found.reason
     except ModelDoesNotFit as error:
         fit, reason = None, f"does not fit: {error}"
     return {

@@ -5,10 +5,15 @@ completions, Ollama's, Anthropic's, OpenAI's Responses) shapes these into its ow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
-from .jobs import CompletionJob
+from starlette.types import Receive
+
+from docker_model.runner.shared.asgi import until_disconnect
+from docker_model.runner.shared.error_body import APIError
+
+from .jobs import FINISH_ERROR, CompletionJob
 from .logprobs import TokenLogprob
 from .openai_format import LogprobsFormat
 from .reasoning import ReasoningSplitter
@@ -92,3 +97,16 @@ async def pieces(choices: list[Choice]) -> AsyncIterator[tuple[Choice, Piece | N
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def whole_text(choice: Choice, receive: Receive, text: Awaitable[str] | None = None) -> str:
+    """All of a finished answer's text, gathered by `text` (by default: all its pieces). Raises ClientGone
+    when the client leaves first (a 499 in every dialect), and a 500 when generation failed."""
+    gathered = await until_disconnect(text if text is not None else _all_text(choice.job), receive)
+    if choice.job.finish == FINISH_ERROR:
+        raise APIError(500, choice.job.error or "generation failed")
+    return gathered
+
+
+async def _all_text(job: CompletionJob) -> str:
+    return (await job.collect())[0]

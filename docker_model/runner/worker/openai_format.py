@@ -35,6 +35,11 @@ def sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
+def sse_event(kind: str, obj: Any) -> bytes:
+    """A named SSE event (`event: kind`), as Anthropic's and OpenAI's Responses streams send them."""
+    return f"event: {kind}\n".encode() + sse(obj)
+
+
 class CompletionFormat:
     """Shapes one response of either endpoint: `chat` (messages, deltas) or text completions."""
 

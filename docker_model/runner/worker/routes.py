@@ -91,8 +91,8 @@ class OpenAIHandlers:
     async def completions(self, request: Request) -> Response:
         body = parse_body(CompletionBody, await request.body())
         prompt = body.prompt
-        ids = cast(list[int], prompt)  # a list of texts was one text, or refused, when the body was read
-        tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(ids)
+        # A list of texts was made one text, or refused, when the body was read: a list here is token ids.
+        tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(cast(list[int], prompt))
         choices = [Choice(i, job) for i, job in enumerate(self._jobs(tokens, body))]
         return await self._generate(
             request, choices, body, CompletionFormat(False, body.model or self.state.model_name)
@@ -100,10 +100,7 @@ class OpenAIHandlers:
 
     async def embeddings(self, request: Request) -> Response:
         body = parse_body(EmbeddingBody, await request.body())
-        try:
-            vectors, tokens = await self.embed(request, body.inputs)
-        except ClientGone:
-            return Response(status_code=499)
+        vectors, tokens = await self.embed(request, body.inputs)
         encoded: list[list[float]] | list[str] = vectors
         if body.encoding_format == "base64":
             encoded = [base64.b64encode(array("f", v).tobytes()).decode() for v in vectors]
@@ -233,13 +230,10 @@ class OpenAIHandlers:
             choice.logprobs = LogprobsFormat(fmt.chat, self.model.piece) if logprobs else None
         if body.stream:
             return EventStreamResponse(_stream(choices, fmt, body.include_usage))  # type: ignore[return-value]
-        try:
-            answers = await until_disconnect(asyncio.gather(*(c.job.collect() for c in choices)), request.receive)
-        except ClientGone:
-            return Response(status_code=499)
+        answers = await until_disconnect(asyncio.gather(*(c.job.collect() for c in choices)), request.receive)
         for choice in choices:
             if choice.job.finish == FINISH_ERROR:
-                return error_response(choice.job.error or "generation failed", 500)
+                raise APIError(500, choice.job.error or "generation failed")
         entries = [whole_choice(choice, fmt, *answer) for choice, answer in zip(choices, answers, strict=True)]
         return JSONResponse(fmt.response(entries, _usage(choices)))
 
@@ -299,7 +293,10 @@ async def _stream(choices: list[Choice], fmt: CompletionFormat, include_usage: b
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    """Every error in the one body: a request's own (APIError), an unknown route, or a bug."""
+    """Every error in the shape of its dialect: a request's own (APIError), an unknown route, or a bug; and
+    no answer (499) to a client that left before it was ready."""
+    if isinstance(exc, ClientGone):
+        return Response(status_code=499)
     path = request.url.path
     if isinstance(exc, APIError):
         return exc.response(path)
@@ -337,5 +334,10 @@ def build_app(state: WorkerState, handoff_socket: Path | None = None) -> Starlet
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={APIError: _api_error, HTTPException: _api_error, Exception: _api_error},
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _api_error,
+            ClientGone: _api_error,
+            Exception: _api_error,
+        },
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from docker_model.runner.shared.error_body import APIError
 
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # what a tool's function may be called
 ANY_VALUE = object()  # in REFUSED_UNLESS: no value but null is accepted
 
 
@@ -175,7 +176,7 @@ class ChatMessage(BaseModel):
 
 
 class ToolFunction(_Strict):
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None  # a JSON Schema; the calls are held to it
     strict: bool | None = None  # held to it either way

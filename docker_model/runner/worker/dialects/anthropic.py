@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from docker_model.runner.shared.asgi import ClientGone, EventStreamResponse, until_disconnect
-from docker_model.runner.shared.error_body import APIError, error_body
-from docker_model.runner.worker.answers import Choice, pieces, prompt_tokens
+from docker_model.runner.shared.asgi import EventStreamResponse
+from docker_model.runner.shared.error_body import error_body
+from docker_model.runner.worker.answers import Choice, pieces, prompt_tokens, whole_text
 from docker_model.runner.worker.jobs import FINISH_ERROR
+from docker_model.runner.worker.openai_format import sse_event
 from docker_model.runner.worker.schemas import ChatCompletionBody, parse_body
 from docker_model.runner.worker.tool_calls import ToolCall
 
@@ -54,13 +55,7 @@ class AnthropicDialect:
         model = body.model or self.api.state.model_name
         if body.stream:
             return EventStreamResponse(stream_events(choice, model))  # type: ignore[return-value]
-        try:
-            text, _ = await until_disconnect(choice.job.collect(), request.receive)
-        except ClientGone:
-            return Response(status_code=499)
-        if choice.job.finish == FINISH_ERROR:
-            raise APIError(500, choice.job.error or "generation failed")
-        content, reasoning, ending = choice.whole(text)
+        content, reasoning, ending = choice.whole(await whole_text(choice, request.receive))
         blocks = [*_thinking_blocks(reasoning), *_text_blocks(content), *map(_tool_use, ending.calls)]
         return JSONResponse(_message(model, blocks, _stop_reason(ending.finish), _usage(choice)))
 
@@ -116,7 +111,7 @@ def _tool_use(call: ToolCall) -> dict[str, Any]:
 
 
 def _event(kind: str, **fields: Any) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields}, ensure_ascii=False)}\n\n".encode()
+    return sse_event(kind, {"type": kind, **fields})
 
 
 class _Blocks:

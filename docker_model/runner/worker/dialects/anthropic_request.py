@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from docker_model.runner.shared.error_body import APIError
+from docker_model.runner.worker.schemas import FUNCTION_NAME
 
 TEXT_ONLY = ("image", "document", "search_result", "container_upload")  # blocks a text model cannot read
 
@@ -92,7 +93,7 @@ class MessageParam(_Strict):
 
 
 class ToolDefinition(_Strict):
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     input_schema: dict[str, Any]
     type: Literal["custom"] | None = None

@@ -15,10 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from docker_model.runner.shared.asgi import ClientGone, until_disconnect
 from docker_model.runner.shared.error_body import APIError
 from docker_model.runner.shared.wire import LOAD_HEADER
-from docker_model.runner.worker.answers import Choice, Ending, pieces, prompt_tokens
+from docker_model.runner.worker.answers import Choice, Ending, pieces, prompt_tokens, whole_text
 from docker_model.runner.worker.jobs import FINISH_ERROR
 from docker_model.runner.worker.schemas import ChatCompletionBody, parse_body
 
@@ -127,7 +126,8 @@ class OllamaDialect:
         body = parse_body(ChatRequest, await request.body())
         for number, message in enumerate(body.messages):
             if message.images:
-                raise APIError(400, f"messages[{number}].images: images are not supported yet", param="images")
+                where = f"messages.{number}.images"
+                raise APIError(400, f"{where}: images are not supported yet", param=where)
         chat = self._chat_body(body, _openai_messages(body.messages), tools=body.tools)
         return await self._answer(request, body, chat, started, "message")
 
@@ -152,10 +152,7 @@ class OllamaDialect:
         if body.dimensions is not None:
             raise APIError(400, "dimensions is not supported: the model's own size is used", param="dimensions")
         inputs: list[str | list[int]] = [body.input] if isinstance(body.input, str) else list(body.input)
-        try:
-            vectors, tokens = await self.api.embed(request, inputs, truncate=body.truncate)
-        except ClientGone:
-            return Response(status_code=499)
+        vectors, tokens = await self.api.embed(request, inputs, truncate=body.truncate)
         total = time.perf_counter_ns() - started + _load_ns(request)
         return JSONResponse(
             {
@@ -170,10 +167,7 @@ class OllamaDialect:
     async def embeddings(self, request: Request) -> Response:
         body = parse_body(LegacyEmbedRequest, await request.body())
         self._check_options(body.options, embedding=True)
-        try:
-            vectors, _ = await self.api.embed(request, [body.prompt], truncate=True)
-        except ClientGone:
-            return Response(status_code=499)
+        vectors, _ = await self.api.embed(request, [body.prompt], truncate=True)
         return JSONResponse({"embedding": vectors[0]})
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -218,28 +212,22 @@ class OllamaDialect:
                 "type": "json_schema",
                 "json_schema": {"name": "format", "schema": body.format},
             }
-        if body.think is False:
-            fields["chat_template_kwargs"] = {"enable_thinking": False}
+        if body.think is not None:  # templates that think on request read this
+            fields["chat_template_kwargs"] = {"enable_thinking": body.think}
         return parse_body(ChatCompletionBody, json.dumps(fields).encode())
 
     async def _answer(
         self, request: Request, body: _Request, chat: ChatCompletionBody, started: int, field: str
     ) -> Response:
-        choices = self.api.chat_choices(chat)
-        self.api.submit(*(choice.job for choice in choices))
+        [choice] = self.api.chat_choices(chat)  # Ollama asks for one answer
+        self.api.submit(choice.job)
         timer = _Timer(started, _load_ns(request))
         shape = _Shape(body.model, field)
         if body.stream:
-            return StreamingResponse(_lines(choices[0], shape, timer), media_type="application/x-ndjson")
-        choice = choices[0]
-        try:
-            text = await until_disconnect(_collect(choice, timer), request.receive)
-        except ClientGone:
-            return Response(status_code=499)
-        if choice.job.finish == FINISH_ERROR:
-            raise APIError(500, choice.job.error or "generation failed")
+            return StreamingResponse(_lines(choice, shape, timer), media_type="application/x-ndjson")
+        text = await whole_text(choice, request.receive, _collect(choice, timer))
         content, reasoning, ending = choice.whole(text)
-        return JSONResponse(shape.last(content, reasoning, ending, timer.stats(choices)))
+        return JSONResponse(shape.last(content, reasoning, ending, timer.stats([choice])))
 
 
 class _Timer:
@@ -338,13 +326,18 @@ def _openai_messages(messages: list[OllamaMessage]) -> list[dict[str, Any]]:
     pending: list[str] = []  # ids of calls not answered yet, oldest first
     for number, message in enumerate(messages):
         entry: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.thinking:
+            entry["reasoning_content"] = message.thinking  # as Hugging Face chat templates read it
         if message.tool_calls:
             ids = [f"call_{number}_{i}" for i in range(len(message.tool_calls))]
             entry["tool_calls"] = [
                 {
                     "id": ids[i],
                     "type": "function",
-                    "function": {"name": c.function.name, "arguments": json.dumps(c.function.arguments)},
+                    "function": {
+                        "name": c.function.name,
+                        "arguments": json.dumps(c.function.arguments, ensure_ascii=False),
+                    },
                 }
                 for i, c in enumerate(message.tool_calls)
             ]

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from docker_model.runner.shared.asgi import ClientGone, EventStreamResponse, until_disconnect
-from docker_model.runner.shared.error_body import APIError, error_response
+from docker_model.runner.shared.asgi import EventStreamResponse
+from docker_model.runner.shared.error_body import APIError
 from docker_model.runner.shared.response_ids import (
     STORE_SECONDS,
     STORE_SIZE,
@@ -25,7 +25,7 @@ from docker_model.runner.shared.response_ids import (
     new_response_id,
     not_found_message,
 )
-from docker_model.runner.worker.answers import Choice, pieces, prompt_tokens
+from docker_model.runner.worker.answers import Choice, pieces, prompt_tokens, whole_text
 from docker_model.runner.worker.jobs import FINISH_ERROR
 from docker_model.runner.worker.schemas import parse_body
 
@@ -100,13 +100,7 @@ class ResponsesDialect:
         self.api.submit(choice.job)
         if body.stream:
             return EventStreamResponse(self._stream(choice, writer, body, messages))  # type: ignore[return-value]
-        try:
-            text, _ = await until_disconnect(choice.job.collect(), request.receive)
-        except ClientGone:
-            return Response(status_code=499)
-        if choice.job.finish == FINISH_ERROR:
-            return error_response(choice.job.error or "generation failed", 500)
-        writer.text(*choice.read(text))
+        writer.text(*choice.read(await whole_text(choice, request.receive)))
         self._finish(choice, writer, body, messages)
         return JSONResponse(writer.response)
 

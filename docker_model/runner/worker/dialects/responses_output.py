@@ -5,12 +5,12 @@ calls) and the stream events that report them, from `response.created` to `respo
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
 
 from docker_model.runner.worker.answers import Ending
+from docker_model.runner.worker.openai_format import sse_event
 
 # The kinds of item that text streams into: the item, its content part, and its delta and done events.
 _TEXT_ITEMS: dict[str, tuple[dict[str, Any], str, str]] = {
@@ -140,5 +140,4 @@ class ResponseWriter:
     def _event(self, kind: str, **fields: Any) -> bytes:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
-        data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-        return f"event: {kind}\ndata: {data}\n\n".encode()
+        return sse_event(kind, event)
