@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -305,20 +306,25 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
     try:
         body = model.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        if first.get("type") == "json_invalid":
-            raise APIError(400, f"the request body is not valid JSON: {first['msg']}") from None
-        if first.get("type") == "extra_forbidden":
-            raise APIError(
-                400,
-                f"unknown field {where}: this server does not know it; check its spelling or leave it out",
-                param=where,
-                code="unknown_parameter",
-            ) from None
-        problem = first["msg"].removeprefix("Value error, ")
-        raise APIError(400, f"{where}: {problem}" if where else problem, param=where or None) from None
+        raise invalid(exc) from None
     refused = body.refused_field() if isinstance(body, _Body) else None
     if refused is not None:
         raise refused
     return body
+
+
+def invalid(exc: ValidationError, rename: Callable[[str], str] = str) -> APIError:
+    """The 400 for the first problem pydantic found, naming its field (as `rename` gives it)."""
+    first = exc.errors()[0]
+    where = rename(".".join(str(p) for p in first.get("loc", ())))
+    if first.get("type") == "json_invalid":
+        return APIError(400, f"the request body is not valid JSON: {first['msg']}")
+    if first.get("type") == "extra_forbidden":
+        return APIError(
+            400,
+            f"unknown field {where}: this server does not know it; check its spelling or leave it out",
+            param=where,
+            code="unknown_parameter",
+        )
+    problem = first["msg"].removeprefix("Value error, ")
+    return APIError(400, f"{where}: {problem}" if where else problem, param=where or None)

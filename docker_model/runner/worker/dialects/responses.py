@@ -95,7 +95,8 @@ class ResponsesDialect:
         try:
             [choice] = self.api.chat_choices(chat)
         except APIError as error:
-            raise APIError(error.status, error.message, responses_param(error.param), error.code) from None
+            param = responses_param(error.param) if error.param else None
+            raise APIError(error.status, error.message, param, error.code) from None
         writer = ResponseWriter(self._envelope(body))
         self.api.submit(choice.job)
         if body.stream:

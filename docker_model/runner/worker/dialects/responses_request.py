@@ -9,8 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
-from docker_model.runner.shared.error_body import APIError
-from docker_model.runner.worker.schemas import ANY_VALUE, ChatCompletionBody, _Body, _Strict
+from docker_model.runner.worker.schemas import ANY_VALUE, FUNCTION_NAME, ChatCompletionBody, _Body, _Strict, invalid
 
 Message = dict[str, Any]
 
@@ -109,7 +108,7 @@ ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 class FunctionTool(_Strict):
     type: Literal["function"]
-    name: str
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None  # the grammar holds the calls to the parameters either way
@@ -122,7 +121,7 @@ class FunctionChoice(_Strict):
 
 class TextFormat(_Strict):
     type: Literal["text", "json_object", "json_schema"]
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=64)  # as chat's json_schema name
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     description: str | None = None
     strict: bool | None = None  # the grammar holds the output to the schema either way
@@ -235,15 +234,11 @@ def chat_body(body: ResponsesBody, messages: list[Message]) -> ChatCompletionBod
     try:
         return ChatCompletionBody.model_validate({k: v for k, v in chat.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise APIError(400, f"{where}: {first['msg']}", param=responses_param(where)) from None
+        raise invalid(exc, responses_param) from None
 
 
-def responses_param(param: str | None) -> str | None:
+def responses_param(param: str) -> str:
     """A chat parameter's name as this request calls it."""
-    if param is None:
-        return None
     head, dot, rest = param.partition(".")
     return _PARAMS.get(head, head) + dot + rest
 
