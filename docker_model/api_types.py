@@ -123,6 +123,16 @@ class VersionInfo(TypedDict):
     version: str
     engine: str
     models_path: str
+    listeners: list[ListenerInfo]
+    container_url: str | None  # where containers reach the runner (through the Docker bridge), if they can
+
+
+class ListenerInfo(TypedDict):
+    """An address the runner listens on, and which routes need its token there."""
+
+    url: str
+    kind: Literal["loopback", "bridge", "wildcard", "other"]
+    token: Literal["none", "management", "all"]
 
 
 class UnloadResult(TypedDict):

@@ -69,7 +69,8 @@ def runner_host() -> str:
     """The runner's base URL as the CLI reaches it (`MODEL_RUNNER_HOST`), without a trailing slash."""
     value = os.environ.get("MODEL_RUNNER_HOST", "")
     if not value:
-        return f"http://{DEFAULT_RUNNER_BIND}:{runner_port()}"
+        scheme = "https" if tls_files() else "http"
+        return f"{scheme}://{DEFAULT_RUNNER_BIND}:{runner_port()}"
     url = value if "://" in value else f"http://{value}"
     from urllib.parse import urlsplit
 
@@ -85,6 +86,58 @@ def runner_host() -> str:
             "(an IPv6 address in brackets: http://[::1]:12434), or unset it"
         )
     return url.rstrip("/")
+
+
+def listen_address() -> str | None:
+    """An address the runner listens on besides loopback (`MODEL_RUNNER_BIND`, e.g. the Docker bridge's
+    172.17.0.1, or 0.0.0.0 for every address); None: loopback only."""
+    value = os.environ.get("MODEL_RUNNER_BIND", "").strip()
+    if not value:
+        return None
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise SettingsError(
+            f"MODEL_RUNNER_BIND must be an IP address of this machine (like 172.17.0.1), not {value!r}"
+        ) from None
+
+
+TOKEN_SCOPES = ("none", "management", "all")
+
+
+def token_scope() -> str | None:
+    """Which routes need the runner's token (`DOCKER_MODEL_REQUIRE_TOKEN`: none, management or all); None:
+    each address's default (loopback none, the Docker bridge management, any other address all)."""
+    value = os.environ.get("DOCKER_MODEL_REQUIRE_TOKEN", "").strip().lower()
+    if not value:
+        return None
+    if value not in TOKEN_SCOPES:
+        raise SettingsError(f"DOCKER_MODEL_REQUIRE_TOKEN must be none, management or all, not {value!r}")
+    return value
+
+
+def bridge_interface() -> str | None:
+    """The network bridge containers reach the host through (`DOCKER_MODEL_BRIDGE`, default docker0);
+    None when set to `none`: the runner never counts an address as a bridge nor opens one for Compose."""
+    value = os.environ.get("DOCKER_MODEL_BRIDGE", "").strip() or "docker0"
+    return None if value.lower() == "none" else value
+
+
+def tls_files() -> tuple[Path, Path] | None:
+    """The runner's TLS certificate and key (`DOCKER_MODEL_TLS_CERT`, `DOCKER_MODEL_TLS_KEY`); None: plain HTTP."""
+    cert, key = os.environ.get("DOCKER_MODEL_TLS_CERT", ""), os.environ.get("DOCKER_MODEL_TLS_KEY", "")
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise SettingsError("set both DOCKER_MODEL_TLS_CERT and DOCKER_MODEL_TLS_KEY for TLS, or neither")
+    return Path(cert).expanduser(), Path(key).expanduser()
+
+
+def runner_token() -> str | None:
+    """The token the CLI sends (`MODEL_RUNNER_TOKEN`); None: the local runner's own token file, if any."""
+    return os.environ.get("MODEL_RUNNER_TOKEN", "").strip() or None
 
 
 def models_path() -> Path:

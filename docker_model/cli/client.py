@@ -19,11 +19,13 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
-from docker_model import settings
+from docker_model import runner_token, settings
 from docker_model.cli import runner_process
 from docker_model.reference import InvalidReferenceError, is_id_prefix, parse_reference
 
 if TYPE_CHECKING:
+    import ssl
+
     from rich.status import Status
 
     from docker_model.api_types import ProgressLine, VersionInfo
@@ -115,6 +117,12 @@ class RunnerClient:
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.checked = False
+        self.token = settings.runner_token() or (runner_token.read_token() if self.is_local else None)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the runner is this machine's, on loopback: one this CLI can start, stop and read the token of."""
+        return runner_process.runner_port_of(self.base_url) is not None
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -131,9 +139,14 @@ class RunnerClient:
         timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> Reply:
         """One request, whatever its status; raises OSError when the runner cannot be reached."""
-        connection_type = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        connection = connection_type(self.host, self.port, timeout=timeout)
+        connection = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=tls_context())
+            if self.https
+            else http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        )
         headers = {"Accept": "application/json", **(headers or {})}
+        if self.token:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
         body: bytes | Iterable[bytes] | None = data
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -164,9 +177,9 @@ class RunnerClient:
     def is_running(self) -> bool:
         return self.probe() == "runner"
 
-    def ensure_running(self, load: str | None = None) -> None:
+    def ensure_running(self, load: str | None = None, host: str | None = None) -> None:
         """Start the runner in the background when it is local and not answering, then wait for it; a runner
-        started here begins loading the model `load` at once."""
+        started here begins loading the model `load` at once, and listens on `host` too."""
         if self.checked:
             return
         if self.found_running():
@@ -179,7 +192,7 @@ class RunnerClient:
         try:
             with runner_process.start_lock(port):
                 if not self.found_running():  # another CLI may have started it while this one waited
-                    self.start_and_wait(port, load)
+                    self.start_and_wait(port, load, host)
         except runner_process.StateDirError as error:
             raise click.ClickException(str(error)) from None
         self.checked = True
@@ -208,8 +221,8 @@ class RunnerClient:
             )
         return found == "runner"
 
-    def start_and_wait(self, port: int, load: str | None = None) -> None:
-        process = runner_process.start(port, load)
+    def start_and_wait(self, port: int, load: str | None = None, host: str | None = None) -> None:
+        process = runner_process.start(port, load, host)
         with spinner("Starting Docker Model Runner"):
             deadline = time.monotonic() + runner_process.START_TIMEOUT_SECONDS
             while not self.found_running():
@@ -257,6 +270,21 @@ class RunnerClient:
                 if event.get("type") == "error":
                     raise click.ClickException(event.get("message", "the runner reported an error"))
                 yield cast("ProgressLine", event)
+
+
+def tls_context() -> ssl.SSLContext:
+    """The system's trusted authorities, plus the runner's own certificate when this machine's settings name
+    one (a self-signed certificate is then trusted as itself)."""
+    import ssl
+
+    context = ssl.create_default_context()
+    tls = settings.tls_files()
+    if tls is not None:
+        try:
+            context.load_verify_locations(tls[0])
+        except (OSError, ssl.SSLError) as error:
+            raise click.ClickException(f"cannot read the certificate DOCKER_MODEL_TLS_CERT={tls[0]}: {error}") from None
+    return context
 
 
 class RunnerError(click.ClickException):

@@ -37,6 +37,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "stop-runner": LazyCommand("docker_model.cli.status:stop_runner", "Stop the runner"),
     "restart-runner": LazyCommand("docker_model.cli.status:restart_runner", "Restart the runner"),
     "version": LazyCommand("docker_model.cli.version:version", "Show the Docker Model Runner version"),
+    "compose": LazyCommand("docker_model.cli.compose:compose", "Docker Compose's provider protocol", hidden=True),
 }
 ALIASES: dict[str, str] = {"ls": "list"}
 

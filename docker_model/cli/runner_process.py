@@ -72,9 +72,10 @@ def start_lock(port: int) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def start(port: int, load: str | None = None) -> subprocess.Popen[bytes]:
+def start(port: int, load: str | None = None, host: str | None = None) -> subprocess.Popen[bytes]:
     """Start the runner detached from this terminal, logging to its log file; it writes its own pid file.
-    With `load`, the runner starts loading that model at once (a command about to use it)."""
+    With `load`, the runner starts loading that model at once (a command about to use it); with `host`, it
+    listens on that address too (else on MODEL_RUNNER_BIND's, if set)."""
     try:
         log = open(log_path(port), "ab")  # noqa: SIM115 - closed below
     except OSError as error:
@@ -82,7 +83,8 @@ def start(port: int, load: str | None = None) -> subprocess.Popen[bytes]:
     with log:
         return subprocess.Popen(
             [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)]
-            + ([f"--load={load}"] if load else []),
+            + ([f"--load={load}"] if load else [])
+            + ([f"--host={host}"] if host else []),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
+from docker_model import settings
 from docker_model.cli import runner_process
 from docker_model.cli.client import NOT_RUNNING, RunnerClient
 from docker_model.cli.render import table
@@ -22,32 +24,54 @@ def split_status(text: str) -> tuple[str, str]:
     return state, details
 
 
+ENGINES_PATH = "/engines/v1/"
+TOKEN_NEEDS = {"none": "no token", "management": "token for management, not inference", "all": "token everywhere"}
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON")
 def status(as_json: bool) -> None:
     """Check whether Docker Model Runner is running."""
     client = RunnerClient()
-    endpoint = f"{client.base_url}/engines/v1/"
+    host_endpoint = f"{client.base_url}{ENGINES_PATH}"
     if not client.found_running():
         if as_json:
-            click.echo(json.dumps({"running": False, "backends": {}, "endpoint": endpoint}))
+            click.echo(json.dumps({"running": False, "backends": {}, "endpoint": "", "endpointHost": host_endpoint}))
         else:
             click.echo(NOT_RUNNING)
             click.echo("Start it with: docker model start-runner", err=True)
         sys.exit(1)
     backends = client.get_json("/engines/status")
     version: VersionInfo = client.get_json("/version")
-    models_path = version.get("models_path")
+    container_url = version.get("container_url")
     if as_json:
-        click.echo(
-            json.dumps({"running": True, "backends": backends, "endpoint": endpoint, "models_path": models_path})
-        )
+        answer = {
+            "running": True,
+            "backends": backends,
+            "endpoint": f"{container_url}{ENGINES_PATH}" if container_url else "",
+            "endpointHost": host_endpoint,
+            "models_path": version.get("models_path"),
+            "listeners": version.get("listeners", []),
+        }
+        click.echo(json.dumps(answer))
         return
     click.echo("Docker Model Runner is running\n")
     click.echo(
         table(("BACKEND", "STATUS", "DETAILS"), [[name, *split_status(text)] for name, text in backends.items()])
     )
-    click.echo(f"\nModel store: {models_path}")
+    click.echo(f"\nModel store: {version.get('models_path')}")
+    for listener in version.get("listeners", []):
+        click.echo(f"Listening:   {listener['url']} ({TOKEN_NEEDS[listener['token']]})")
+    if container_url:
+        click.echo(f"Containers:  {container_url}{ENGINES_PATH}")
+    else:
+        click.echo(
+            "Containers:  cannot reach it (listening on loopback only); `docker model start-runner --host` opens it"
+        )
+    if client.token and any(listener["token"] != "none" for listener in version.get("listeners", [])):
+        click.echo(
+            f"Token:       {client.token} (send it as `Authorization: Bearer TOKEN`, an OpenAI client's api_key)"
+        )
 
 
 def local_port(client: RunnerClient) -> int:
@@ -57,31 +81,90 @@ def local_port(client: RunnerClient) -> int:
     return port
 
 
+def address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address (like 172.17.0.1, or 0.0.0.0 for all)") from None
+
+
+listen_options = [
+    click.option(
+        "--host",
+        callback=address,
+        help="An address to listen on besides loopback: the Docker bridge's (172.17.0.1) for containers, "
+        "0.0.0.0 for every address (default: MODEL_RUNNER_BIND)",
+    ),
+    click.option("--port", type=click.IntRange(1, 65535), help="The port to listen on (default: MODEL_RUNNER_PORT)"),
+]
+
+
+def with_listen_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(listen_options):
+        command = option(command)
+    return command
+
+
+def client_at(port: int | None) -> RunnerClient:
+    """The client of the runner on this machine's `port` (the configured runner when None)."""
+    if port is None:
+        return RunnerClient()
+    scheme = "https" if settings.tls_files() else "http"
+    return RunnerClient(f"{scheme}://127.0.0.1:{port}")
+
+
 @click.command(name="start-runner")
-def start_runner() -> None:
+@with_listen_options
+def start_runner(host: str | None, port: int | None) -> None:
     """Start the runner in the background."""
-    client = RunnerClient()
+    client = client_at(port)
     if client.found_running():
+        wanted = host or settings.listen_address()
+        version: VersionInfo = client.get_json("/version")
+        if wanted and not any(
+            f"//{wanted}:" in item["url"] or f"[{wanted}]" in item["url"] for item in version["listeners"]
+        ):
+            raise click.ClickException(
+                f"Docker Model Runner is already running at {client.base_url}, but not on {wanted}: "
+                f"run `docker model restart-runner --host {wanted}`"
+            )
         click.echo(f"Docker Model Runner is already running at {client.base_url}")
         return
     local_port(client)
-    client.ensure_running()
+    client.ensure_running(host=host)
     click.echo(f"Docker Model Runner is running at {client.base_url}")
+    if port is not None and client.base_url != settings.runner_host():
+        click.echo(f"Set MODEL_RUNNER_PORT={port} for the other commands to find it", err=True)
 
 
 @click.command(name="stop-runner")
-def stop_runner() -> None:
+@click.option("--port", type=click.IntRange(1, 65535), help="The port of the runner (default: MODEL_RUNNER_PORT)")
+def stop_runner(port: int | None) -> None:
     """Stop the runner, unloading every model."""
-    client = RunnerClient()
-    if runner_process.stop(local_port(client)):
+    if runner_process.stop(local_port(client_at(port))):
         click.echo("Docker Model Runner stopped")
     else:
         click.echo(NOT_RUNNING)
 
 
 @click.command(name="restart-runner")
+@with_listen_options
 @click.pass_context
-def restart_runner(ctx: click.Context) -> None:
-    """Stop the runner, then start it again."""
-    ctx.invoke(stop_runner)
-    ctx.invoke(start_runner)
+def restart_runner(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Stop the runner, then start it again (on the addresses it had, unless told others)."""
+    client = client_at(port)
+    if host is None and client.found_running():
+        version: VersionInfo = client.get_json("/version")
+        host = next((extra_address(item["url"]) for item in version["listeners"] if item["kind"] != "loopback"), None)
+    ctx.invoke(stop_runner, port=port)
+    ctx.invoke(start_runner, host=host, port=port)
+
+
+def extra_address(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""

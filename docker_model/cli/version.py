@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from docker_model import __version__
+from docker_model import DMR_COMPATIBILITY, __version__
 
 if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
     from docker_model.api_types import VersionInfo
@@ -23,7 +23,7 @@ def platform_name() -> str:
 def version() -> None:
     """Show the Docker Model Runner version."""
     click.echo("Client:")
-    click.echo(f" Version:    {__version__}")
+    click.echo(f" Version:    {__version__} (implements Docker Model Runner {DMR_COMPATIBILITY})")
     click.echo(f" OS/Arch:    {platform_name()}")
     from docker_model.cli.client import RunnerClient
 

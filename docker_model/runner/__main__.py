@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import sys
 from pathlib import Path
 
-from docker_model import runner_pid, settings
+from docker_model import runner_pid, runner_token, settings
 from docker_model.distribution.errors import DistributionError
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner.fit import ModelDoesNotFit
 from docker_model.runner.launch import Prestarted, prestart
+from docker_model.runner.listeners import ListenError, Listeners, bind
 
 log = logging.getLogger("docker_model.runner")
-
-
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        sys.exit(
-            f"cannot listen on {host}:{port}: {error.strerror or error}; "
-            "stop what uses that port or choose another with MODEL_RUNNER_PORT"
-        )
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def load_ahead(
@@ -54,25 +37,35 @@ def load_ahead(
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m docker_model.runner", description="The docker-model runner.")
-    parser.add_argument("--host", default=settings.DEFAULT_RUNNER_BIND, help="address to bind (default: loopback)")
+    parser.add_argument(
+        "--host", default=None, help="an address to listen on besides loopback (default: MODEL_RUNNER_BIND)"
+    )
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: MODEL_RUNNER_PORT or 12434)")
     parser.add_argument("--load", metavar="MODEL", help="load this stored model as the runner starts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         port = args.port if args.port is not None else settings.runner_port()
-        models_path, state_dir = settings.models_path(), settings.state_dir()
-    except settings.SettingsError as error:
+        models_path, state_dir, tls = settings.models_path(), settings.state_dir(), settings.tls_files()
+        listeners = Listeners.plan(args.host or settings.listen_address(), port, tls is not None)
+    except (settings.SettingsError, ValueError) as error:
         parser.error(str(error))
-    listener = bind(args.host, port)
+    if tls is not None:
+        check_tls(*tls)
     try:
+        sockets = [bind(listener.address, port) for listener in listeners.items]
+    except ListenError as error:
+        sys.exit(str(error))
+    try:
+        token = runner_token.ensure_token()
         record = runner_pid.write_pid_file(port)
     except OSError as error:
         sys.exit(
-            f"cannot write the pid file {runner_pid.pid_path(port)}: {error.strerror}; free some space there "
+            f"cannot write the runner's state in {state_dir}: {error.strerror or error}; free some space there "
             "or set DOCKER_MODEL_STATE_DIR to a writable folder"
         )
-    log.info("listening on http://%s:%d (pid %d)", args.host, port, record.pid)
+    for listener in listeners.items:
+        log.info("listening on %s (pid %d; token needed: %s)", listener.url, record.pid, listener.token_scope)
     try:
         accelerator = accelerators.detect()
         prestarted = load_ahead(args.load, models_path, state_dir, accelerator) if args.load else None
@@ -80,17 +73,35 @@ def main() -> None:
 
         from docker_model.runner.app import create_app
         from docker_model.runner.handover import HandOverProtocol
+        from docker_model.runner.server import RunnerServer
 
         config = uvicorn.Config(
-            create_app(models_path, state_dir, accelerator, prestarted),
+            create_app(models_path, state_dir, listeners, token, accelerator, prestarted),
             http=HandOverProtocol,
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=5,
+            ssl_certfile=tls and str(tls[0]),
+            ssl_keyfile=tls and str(tls[1]),
         )
-        uvicorn.Server(config).run(sockets=[listener])
+        server = RunnerServer(config)
+        listeners.start_serving = server.serve_socket
+        server.run(sockets=sockets)
     finally:
         runner_pid.remove_pid_file(record)
+
+
+def check_tls(cert: Path, key: Path) -> None:
+    """A certificate and key that TLS cannot use stop the runner with one line, before it listens."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        sys.exit(
+            f"cannot use the TLS certificate {cert} and key {key}: {error}; "
+            "fix DOCKER_MODEL_TLS_CERT and DOCKER_MODEL_TLS_KEY, or unset both"
+        )
 
 
 if __name__ == "__main__":

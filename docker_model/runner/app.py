@@ -19,8 +19,10 @@ from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner import launch
 from docker_model.runner.api import anthropic, engines, inference, models, ollama, responses, sizing
+from docker_model.runner.api.access import AccessGuard
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
-from docker_model.runner.api.middleware import BodyLimit, OriginGuard
+from docker_model.runner.api.middleware import BodyLimit
+from docker_model.runner.listeners import Listeners
 from docker_model.runner.metrics import RequestCounter, metrics_route
 from docker_model.runner.model_settings import SettingsBook
 from docker_model.runner.scheduler import Scheduler
@@ -36,7 +38,13 @@ async def root(request: Request) -> PlainTextResponse:
 async def version(request: Request) -> JSONResponse:
     state = request.app.state.runner
     engine = f"llama.cpp (llama-cpp-python {engines.engine_version()}, {state.accelerator.kind})"
-    info: VersionInfo = {"version": __version__, "engine": engine, "models_path": str(state.store.root)}
+    info: VersionInfo = {
+        "version": __version__,
+        "engine": engine,
+        "models_path": str(state.store.root),
+        "listeners": [listener.describe() for listener in state.listeners.items],
+        "container_url": state.listeners.container_url(),
+    }
     return JSONResponse(info)
 
 
@@ -44,6 +52,7 @@ def build_state(
     models_path: Path,
     state_dir: Path,
     accelerator: accelerators.Accelerator,
+    listeners: Listeners,
     prestarted: launch.Prestarted | None = None,
 ) -> RunnerState:
     store = distribution.Store(models_path)
@@ -58,16 +67,20 @@ def build_state(
         prestarted=prestarted,
         memory_budget=settings.memory_budget(),
     )
-    return RunnerState(store, distribution.RegistryClient(store), accelerator, model_settings, scheduler)
+    registry = distribution.RegistryClient(store)
+    return RunnerState(store, registry, accelerator, model_settings, scheduler, listeners)
 
 
 def create_app(
     models_path: Path,
     state_dir: Path,
+    listeners: Listeners,
+    token: str,
     accelerator: accelerators.Accelerator | None = None,
     prestarted: launch.Prestarted | None = None,
 ) -> Starlette:
-    """The runner's app; `prestarted`: a model's worker launched already, loaded as the app starts."""
+    """The runner's app, serving on `listeners` and checking `token` where they ask for it; `prestarted`:
+    a model's worker launched already, loaded as the app starts."""
     accelerator = accelerator or accelerators.detect()
     log.info(
         "accelerator: %s (%s)%s",
@@ -75,7 +88,7 @@ def create_app(
         accelerator.detail,
         f"; {accelerator.problem}" if accelerator.problem else "",
     )
-    state = build_state(models_path, state_dir, accelerator, prestarted)
+    state = build_state(models_path, state_dir, accelerator, listeners, prestarted)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,7 +115,7 @@ def create_app(
         ],
         middleware=[
             Middleware(RequestCounter, metrics=state.scheduler.metrics),
-            Middleware(OriginGuard),
+            Middleware(AccessGuard, listeners=listeners, token=token),
             Middleware(BodyLimit),
         ],
         exception_handlers={

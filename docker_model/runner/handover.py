@@ -6,7 +6,8 @@ with no relay through the runner, whose process would otherwise wake for every t
 from llama.cpp. The worker answers with `Connection: close`, so the client's next request comes back to
 the runner. On the control connection the worker reports when its response started and when it is done;
 if the worker dies before that, the runner answers the client itself: a JSON 500, or, for a stream
-already under way, an SSE error event.
+already under way, an SSE error event. Over TLS the worker cannot write into the encrypted connection:
+it answers into a socket pair instead, and the runner relays its bytes (the one case with a relay).
 
 The wire protocol is `shared/wire.py`; the worker's side is `worker/adopted.py`.
 """
@@ -55,6 +56,13 @@ class HandOver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport: asyncio.Transport = scope["extensions"][TRANSPORT]
+        if transport.get_extra_info("ssl_object") is not None:
+            await self._relay(transport, scope, receive, send)
+        else:
+            await self._hand_socket(transport, scope, receive, send)
+
+    async def _hand_socket(self, transport: asyncio.Transport, scope: Scope, receive: Receive, send: Send) -> None:
+        """Plain HTTP: the worker gets the client's own socket."""
         client_fd = transport.get_extra_info("socket").fileno()
         try:
             reports, control = await _send_connection(self.control_path, client_fd, self.request.encode())
@@ -68,13 +76,63 @@ class HandOver:
         transport.abort()
         try:
             await wait_for_disconnect(receive)  # uvicorn now forgets the connection, silently
-            report = await read_reports(reports)
-            scope[HANDED_STATUS] = report.status if report.done else 500
-            if not report.done:
-                await _answer_failure(fallback, report.content_type, self.request, self.why_failed())
+            report = await self._follow(reports, scope)
+            failure = None if report.done else self._failure(report)
+            if failure:
+                with contextlib.suppress(OSError):  # the client may have left as well
+                    await asyncio.get_running_loop().sock_sendall(fallback, failure)
         finally:
             control.close()
             fallback.close()
+
+    async def _relay(self, transport: asyncio.Transport, scope: Scope, receive: Receive, send: Send) -> None:
+        """TLS: the worker cannot write into the encrypted connection, so it writes plain HTTP into a socket
+        pair, and the runner relays those bytes through the client's TLS transport."""
+        ours, theirs = socket.socketpair()
+        with ours:
+            try:
+                with theirs:
+                    reports, control = await _send_connection(self.control_path, theirs.fileno(), self.request.encode())
+            except OSError:
+                await error_response(self.why_failed(), 500, code=WORKER_FAILED)(scope, receive, send)
+                return
+            ours.setblocking(False)
+            pump = asyncio.create_task(_pump(ours, transport))
+            left = asyncio.create_task(wait_for_disconnect(receive))
+            try:
+                await asyncio.wait({pump, left}, return_when=asyncio.FIRST_COMPLETED)
+                pump.cancel()
+                with contextlib.suppress(OSError):
+                    ours.shutdown(socket.SHUT_RDWR)  # a client that left: the worker's next write fails
+                report = await self._follow(reports, scope)
+                failure = None if report.done or left.done() else self._failure(report)
+                if failure:
+                    transport.write(failure)
+                transport.close()  # after what is buffered; uvicorn then forgets the connection
+                await left
+            finally:
+                left.cancel()
+                control.close()
+
+    async def _follow(self, reports: asyncio.StreamReader, scope: Scope) -> Reports:
+        report = await read_reports(reports)
+        scope[HANDED_STATUS] = report.status if report.done else 500
+        return report
+
+    def _failure(self, report: Reports) -> bytes | None:
+        return failure_answer(report.content_type, self.request, self.why_failed())
+
+
+RELAY_BUFFER_BYTES = 1024 * 1024  # a slow TLS client holds up the worker's writes beyond this
+
+
+async def _pump(source: socket.socket, transport: asyncio.Transport) -> None:
+    """Copy what the worker writes to the client's transport until the worker closes its end."""
+    loop = asyncio.get_running_loop()
+    while data := await loop.sock_recv(source, 65536):
+        transport.write(data)
+        while transport.get_write_buffer_size() > RELAY_BUFFER_BYTES and not transport.is_closing():
+            await asyncio.sleep(0.01)
 
 
 async def _send_connection(
@@ -118,13 +176,14 @@ async def read_reports(reports: asyncio.StreamReader) -> Reports:
     return Reports(status, content_type, False)
 
 
-async def _answer_failure(client: socket.socket, started: str | None, request: HandedRequest, message: str) -> None:
-    """Tell the client that the worker died while answering it, as far as HTTP still allows, in the error
-    shape of the dialect of the request's path."""
+def failure_answer(started: str | None, request: HandedRequest, message: str) -> bytes | None:
+    """What tells the client that the worker died while answering it, as far as HTTP still allows, in the
+    error shape of the dialect of the request's path; None when closing the connection is all HTTP offers."""
     body = json.dumps(error_body(message, 500, code=WORKER_FAILED, path=request.path)).encode()
     if started is None:
         head = f"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
-        data = head.encode() + b"\r\nconnection: close\r\n\r\n" + body
+        extra = b"".join(b"\r\n" + name + b": " + value for name, value in request.response_headers)
+        data = head.encode() + extra + b"\r\nconnection: close\r\n\r\n" + body
     elif started.startswith(("text/event-stream", "application/x-ndjson")):  # chunked when the client can take it
         if started.startswith("application/x-ndjson"):
             event = body + b"\n"
@@ -133,6 +192,5 @@ async def _answer_failure(client: socket.socket, started: str | None, request: H
             event = kind + b"data: " + body + b"\n\n"
         data = b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event) if request.can_chunk else event
     else:
-        return  # a plain body cut short: closing the connection is all HTTP offers
-    with contextlib.suppress(OSError):  # the client may have left as well
-        await asyncio.get_running_loop().sock_sendall(client, data)
+        return None  # a plain body cut short
+    return data

@@ -1,4 +1,5 @@
-"""What every route of the runner shares: the store, the registry client, the scheduler and settings."""
+"""What every route of the runner shares: the store, the registry client, the scheduler, settings and
+the addresses it listens on."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from docker_model.distribution import RegistryClient, Store
 from docker_model.runner.accelerator import Accelerator
+from docker_model.runner.listeners import Listeners
 from docker_model.runner.model_settings import SettingsBook
 from docker_model.runner.scheduler import Scheduler
 
@@ -17,3 +19,4 @@ class RunnerState:
     accelerator: Accelerator
     settings: SettingsBook
     scheduler: Scheduler
+    listeners: Listeners

@@ -15,11 +15,14 @@ from tests.fixtures.runner import RunnerEnv
 MODEL = "ai/smollm2"
 
 
-def load_model(base_url: str, gguf: Path, tag: str, context_size: int | None = None) -> None:
-    """Package a GGUF and load it into the runner's store, as `docker model package` does."""
+def load_model(base_url: str, gguf: Path, tag: str, context_size: int | None = None, verify: str | bool = True) -> None:
+    """Package a GGUF and load it into the runner's store, as `docker model package` does (`verify`: the
+    certificate of a runner over TLS)."""
     archive = io.BytesIO()
     distribution.write_model_tar(distribution.package(gguf, context_size=context_size), archive)
-    response = requests.post(f"{base_url}/models/load", params={"tag": tag}, data=archive.getvalue(), timeout=120)
+    response = requests.post(
+        f"{base_url}/models/load", params={"tag": tag}, data=archive.getvalue(), timeout=120, verify=verify
+    )
     assert response.status_code == 201, response.text
 
 

@@ -21,7 +21,9 @@ from docker_model.distribution import Model, ProgressEvent, Store
 from docker_model.distribution.packaging import package
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
-from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit, OriginGuard
+from docker_model.runner.api.access import AccessGuard, Origins
+from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit
+from docker_model.runner.listeners import Listeners, kind_of
 from docker_model.runner.fit import ALL_LAYERS, ModelDoesNotFit
 from docker_model.runner.handover import Reports, read_reports
 from docker_model.runner.launch import WorkerSpec
@@ -218,13 +220,26 @@ def test_progress_lines_are_throttled_per_layer(monkeypatch: pytest.MonkeyPatch)
     assert lines[0]["message"] == "Downloaded 1.00kB of 10.49MB"
 
 
-@pytest.fixture
-def guarded() -> TestClient:
+TOKEN = "s3cret-token"
+
+
+def guarded_app(extra_address: str | None = None, origins: str = "") -> TestClient:
     async def echo(request: Request) -> PlainTextResponse:
         return PlainTextResponse(str(len(await request.body())))
 
-    routes = [Route("/echo", echo, methods=["GET", "POST"])]
-    return TestClient(Starlette(routes=routes, middleware=[Middleware(OriginGuard), Middleware(BodyLimit)]))
+    paths = ["/echo", "/", "/v1/chat/completions", "/api/chat", "/models", "/engines/ps", "/metrics"]
+    routes = [Route(path, echo, methods=["GET", "POST"]) for path in paths]
+    listeners = Listeners(port=12434, tls=False, scope_setting=None, bridge_interface=None)
+    listeners.add("127.0.0.1", "loopback")
+    if extra_address is not None:
+        listeners.add(extra_address, kind_of(extra_address, "10.9.9.1"))
+    guard = Middleware(AccessGuard, listeners=listeners, token=TOKEN, origins=Origins(origins))
+    return TestClient(Starlette(routes=routes, middleware=[guard, Middleware(BodyLimit)]), base_url="http://localhost")
+
+
+@pytest.fixture
+def guarded() -> TestClient:
+    return guarded_app()
 
 
 @pytest.mark.parametrize(
@@ -237,6 +252,74 @@ def test_foreign_browser_origins_are_refused(guarded: TestClient, origin: str | 
     assert response.status_code == status
     if status == 403:
         assert response.json()["error"]["code"] == "forbidden"
+    elif origin:
+        assert response.headers["access-control-allow-origin"] == origin
+
+
+def test_dmr_origins_allows_more_origins_and_their_preflights() -> None:
+    client = guarded_app(origins="https://app.example, http://tool.test:8080")
+    preflight = client.options(
+        "/v1/chat/completions",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-headers"] == "authorization, content-type"
+    foreign = client.options(
+        "/v1/chat/completions", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert foreign.status_code == 403
+    assert client.get("/echo", headers={"Origin": "http://tool.test:8080"}).status_code == 200
+    assert guarded_app(origins="*").get("/echo", headers={"Origin": "https://any.example"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("localhost:12434", 200),
+        ("127.0.0.1:12434", 200),
+        ("[::1]:12434", 200),
+        ("host.docker.internal:12434", 200),
+        ("evil.example", 403),
+        ("evil.example:12434", 403),
+        ("localhost.evil.example", 403),
+    ],
+)
+def test_loopback_refuses_host_names_of_other_machines(guarded: TestClient, host: str, status: int) -> None:
+    """DNS rebinding: a page from evil.example whose name now points at 127.0.0.1 still sends its own name."""
+    assert guarded.get("/echo", headers={"Host": host}).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("address", "path", "needs_token"),
+    [
+        ("10.9.9.1", "/v1/chat/completions", False),  # the bridge: inference is open
+        ("10.9.9.1", "/api/chat", False),
+        ("10.9.9.1", "/models", True),  # management is not
+        ("10.9.9.1", "/engines/ps", True),
+        ("10.9.9.1", "/metrics", True),
+        ("10.9.9.1", "/echo", True),  # default deny: a route not listed as inference
+        ("10.9.9.1", "/", False),  # the health check never needs it
+        ("192.0.2.50", "/v1/chat/completions", True),  # any other address: everything
+        ("192.0.2.50", "/", False),
+    ],
+)
+def test_the_token_guards_what_each_address_exposes(address: str, path: str, needs_token: bool) -> None:
+    client = guarded_app(address)
+    client.base_url = client.base_url.copy_with(host=address)  # the request arrives on that address
+    anonymous = client.get(path, headers={"Host": address})
+    assert anonymous.status_code == (401 if needs_token else 200)
+    if needs_token:
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+        assert anonymous.json()["error"]["code"] == "unauthorized"
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert client.get(path, headers={"x-api-key": TOKEN}).status_code == 200  # Anthropic's clients
 
 
 def test_bodies_over_the_limit_are_refused_declared_or_streamed(guarded: TestClient) -> None:

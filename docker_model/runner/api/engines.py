@@ -1,4 +1,4 @@
-"""Runner control routes (`/engines/...`): status, ps, df, unload and configure."""
+"""Runner control routes (`/engines/...`): status, ps, df, unload, configure, and opening the bridge."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from starlette.routing import Route
 from docker_model.api_types import (
     ConfigureRequest,
     DiskUsage,
+    ListenerInfo,
     RunningModel,
     UnloadRequest,
     UnloadResult,
 )
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_body, state_of
+from docker_model.runner.listeners import ListenError
 from docker_model.runner.model_settings import ModelSettings
 from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.runner.shared.error_body import APIError
@@ -146,8 +148,19 @@ async def engines_configure(request: Request) -> JSONResponse:
     )
 
 
+async def open_bridge(request: Request) -> JSONResponse:
+    """Listen on the Docker bridge too, so that containers reach the runner (what `compose up` asks)."""
+    try:
+        listener = await state_of(request).listeners.open_bridge()
+    except ListenError as error:
+        raise APIError(409, str(error), code="no_bridge") from None
+    info: ListenerInfo = listener.describe()
+    return JSONResponse(info)
+
+
 routes = [
     Route("/engines/status", engines_status, methods=["GET"]),
+    Route("/engines/_bridge", open_bridge, methods=["POST"]),
     Route("/engines/ps", engines_ps, methods=["GET"]),
     Route("/engines/df", engines_df, methods=["GET"]),
     Route("/engines/unload", engines_unload, methods=["POST"]),

@@ -1,50 +1,27 @@
-"""ASGI middleware: refuse foreign browser origins, and bodies over the size limit."""
+"""ASGI middleware: bodies over the size limit, and the error answer middleware sends (`access.py` guards
+who may call)."""
 
 from __future__ import annotations
 
 import json
-import os
-from urllib.parse import urlsplit
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docker_model import settings
 from docker_model.runner.shared.error_body import error_body
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 UNLIMITED_PATHS = ("/models/load",)  # model archives are large by nature
 
 
-async def send_error(send: Send, status: int, message: str, path: str) -> None:
+async def send_error(
+    send: Send, status: int, message: str, path: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     """An error in the shape of the dialect of `path`."""
     body = json.dumps(error_body(message, status, path=path)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class OriginGuard:
-    """Refuses (403) browser requests from origins other than localhost, unless `DMR_ORIGINS` lists them."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.allowed = {origin.strip().rstrip("/") for origin in os.environ.get("DMR_ORIGINS", "").split(",") if origin}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            origin = dict(scope["headers"]).get(b"origin", b"").decode("latin-1")
-            if origin and not self.is_allowed(origin):
-                why = f"origin {origin} is not allowed; add it to DMR_ORIGINS to allow it"
-                await send_error(send, 403, why, scope["path"])
-                return
-        await self.app(scope, receive, send)
-
-    def is_allowed(self, origin: str) -> bool:
-        return (
-            "*" in self.allowed
-            or origin.rstrip("/") in self.allowed
-            or urlsplit(origin).hostname in settings.LOCAL_HOSTS
-        )
 
 
 class BodyLimit:

@@ -2,7 +2,8 @@
 (`runner/worker/adopted.py`) over the worker's hand-over socket.
 
 On a new UNIX-socket connection the runner sends one byte carrying the client's socket (SCM_RIGHTS),
-then the request: one JSON line (method, path, query, headers, body length, HTTP version) and the body.
+then the request: one JSON line (method, path, query, headers, body length, HTTP version, headers the
+response must carry) and the body.
 The worker then writes report lines on the same connection: `started <content-type>` once the response
 head is sent, and `done` once the response is complete (or the client went away).
 """
@@ -21,6 +22,7 @@ REPORT_DONE = b"done"
 _NOT_HANDED = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 
 LOAD_HEADER = "x-docker-model-load-ns"  # the runner tells the worker how long a request waited for the load
+RESPONSE_HEADERS = "docker_model.response_headers"  # key in the scope: headers the response must carry (CORS)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class HandedRequest:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     http_version: str = "1.1"
+    response_headers: tuple[tuple[bytes, bytes], ...] = ()  # for the worker to add to its answer
 
     @classmethod
     def of(
@@ -42,7 +45,15 @@ class HandedRequest:
         `extra_headers` (what the runner tells the worker about it)."""
         scope = request.scope
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _NOT_HANDED]
-        return cls(request.method, path, scope["query_string"], [*headers, *extra_headers], body, scope["http_version"])
+        return cls(
+            request.method,
+            path,
+            scope["query_string"],
+            [*headers, *extra_headers],
+            body,
+            scope["http_version"],
+            tuple(scope.get(RESPONSE_HEADERS, ())),
+        )
 
     @property
     def can_chunk(self) -> bool:
@@ -58,6 +69,7 @@ class HandedRequest:
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
             "body": len(self.body),
             "http_version": self.http_version,
+            "response_headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.response_headers],
         }
         return json.dumps(head).encode() + b"\n" + self.body
 
@@ -71,4 +83,5 @@ class HandedRequest:
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"]],
             body=await reader.readexactly(head["body"]),
             http_version=head["http_version"],
+            response_headers=tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in head["response_headers"]),
         )

@@ -159,7 +159,8 @@ class AdoptedConnection:
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = ""
-        lines = [f"HTTP/1.1 {status} {reason}".encode(), *(name + b": " + value for name, value in headers)]
+        every = [*headers, *self.request.response_headers]
+        lines = [f"HTTP/1.1 {status} {reason}".encode(), *(name + b": " + value for name, value in every)]
         if self.chunked:
             lines.append(b"transfer-encoding: chunked")
         lines.append(b"connection: close")

@@ -1,0 +1,153 @@
+"""Who may call the runner: the Host header on loopback, browser origins (CORS), and the runner's token.
+
+Checked in this order on every request, before any route runs:
+1. On a loopback address, a `Host` that is not a name of this machine is refused (403): a web page whose
+   domain an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name there.
+2. A browser's `Origin` must be allowed: localhost by default, more in `DMR_ORIGINS` (`*` for any).
+   Allowed origins get CORS headers, and their preflights (`OPTIONS`) a 204; others a 403.
+3. The listener's token scope (`runner/listeners.py`): `all` needs `Authorization: Bearer TOKEN` (or
+   Anthropic's `x-api-key: TOKEN`) everywhere, `management` everywhere but the inference routes, `none`
+   nowhere. `GET /`, the health check, reveals nothing and never needs it. Without it: 401.
+CORS headers are added to the runner's own responses here, and handed to a model's worker for the
+responses it writes itself (`RESPONSE_HEADERS`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import re
+import socket
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docker_model import settings
+from docker_model.runner.api.middleware import send_error
+from docker_model.runner.listeners import Listener, Listeners
+from docker_model.runner.shared.wire import RESPONSE_HEADERS
+
+HEALTH_PATH = "/"
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal")  # `host.docker.internal` included
+INFERENCE_ROUTES = re.compile(
+    r"(/engines(/llama\.cpp)?|/anthropic)?/v1/"
+    r"(chat/completions|completions|embeddings|messages|messages/count_tokens|responses|responses/[^/]+"
+    r"|models|models/.+)"
+    r"|/api/(chat|generate|embed|embeddings|tags|show|ps|version)"
+)
+ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def is_inference(path: str) -> bool:
+    """Whether `path` serves models to applications (open on a bridge), rather than managing the runner."""
+    return INFERENCE_ROUTES.fullmatch(path) is not None
+
+
+def needs_token(listener: Listener, method: str, path: str) -> bool:
+    if path == HEALTH_PATH and method in ("GET", "HEAD"):
+        return False
+    if listener.token_scope == "none":
+        return False
+    return listener.token_scope == "all" or not is_inference(path)
+
+
+def names_this_machine(host: str) -> bool:
+    """Whether a `Host` header's name is this machine's: an address, `localhost`, a local suffix, or its
+    host name. (An attacker's page cannot make a browser send an address it does not serve.)"""
+    name = urlsplit(f"//{host}").hostname or ""
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return name == "localhost" or name.endswith(LOCAL_SUFFIXES) or name == socket.gethostname().lower()
+
+
+class Origins:
+    """The browser origins allowed to call the runner: localhost's, and those `DMR_ORIGINS` lists."""
+
+    def __init__(self, listed: str | None = None) -> None:
+        value = os.environ.get("DMR_ORIGINS", "") if listed is None else listed
+        self.listed = {origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()}
+
+    def allow(self, origin: str) -> bool:
+        return (
+            "*" in self.listed or origin.rstrip("/") in self.listed or urlsplit(origin).hostname in settings.LOCAL_HOSTS
+        )
+
+
+class AccessGuard:
+    """The three checks above, as ASGI middleware in front of every route."""
+
+    def __init__(self, app: ASGIApp, listeners: Listeners, token: str, origins: Origins | None = None) -> None:
+        self.app = app
+        self.listeners = listeners
+        self.token = token.encode()
+        self.origins = origins or Origins()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        path, method = scope["path"], scope["method"]
+        server = scope.get("server")
+        listener = self.listeners.serving(server[0] if server else None)
+        host = headers.get("host")
+        if listener.kind == "loopback" and host and not names_this_machine(host):
+            why = f"Host {host!r} is not a name of this machine; call the runner as localhost or 127.0.0.1"
+            await send_error(send, 403, why, path)
+            return
+        cors: list[tuple[bytes, bytes]] = []
+        origin = headers.get("origin")
+        if origin:
+            if not self.origins.allow(origin):
+                await send_error(send, 403, f"origin {origin} is not allowed; add it to DMR_ORIGINS to allow it", path)
+                return
+            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+            if method == "OPTIONS" and "access-control-request-method" in headers:
+                await self.preflight(send, headers, cors)
+                return
+            scope[RESPONSE_HEADERS] = cors
+            send = with_headers(send, cors)
+        if needs_token(listener, method, path) and not self.authorized(headers):
+            why = (
+                f"this route of the runner at {listener.url} needs its token: send `Authorization: Bearer TOKEN` "
+                "(an OpenAI client's api_key); `docker model status` on the runner's machine shows it"
+            )
+            await send_error(send, 401, why, path, [(b"www-authenticate", b"Bearer")])
+            return
+        await self.app(scope, receive, send)
+
+    def authorized(self, headers: Headers) -> bool:
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+        given = credentials.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
+        return hmac.compare_digest(given.encode("latin-1", "replace"), self.token)
+
+    async def preflight(self, send: Send, headers: Headers, cors: list[tuple[bytes, bytes]]) -> None:
+        """204 to an allowed origin's preflight, allowing the headers it asks for."""
+        answer = [
+            *cors,
+            (b"access-control-allow-methods", ALLOWED_METHODS.encode()),
+            (b"access-control-max-age", PREFLIGHT_MAX_AGE.encode()),
+        ]
+        if asked := headers.get("access-control-request-headers"):
+            answer.append((b"access-control-allow-headers", asked.encode("latin-1")))
+        if headers.get("access-control-request-private-network") == "true":  # Chrome's Private Network Access
+            answer.append((b"access-control-allow-private-network", b"true"))
+        await send({"type": "http.response.start", "status": 204, "headers": answer})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, adding `extra` to the response's headers."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
