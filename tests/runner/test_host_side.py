@@ -23,10 +23,10 @@ from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
 from docker_model.runner.api.access import AccessGuard, Origins
 from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit
-from docker_model.runner.listeners import Listeners, kind_of
 from docker_model.runner.fit import ALL_LAYERS, ModelDoesNotFit
 from docker_model.runner.handover import Reports, read_reports
 from docker_model.runner.launch import WorkerSpec
+from docker_model.runner.listeners import Listeners, kind_of
 from docker_model.runner.model_settings import ModelSettings, SettingsBook
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError, Scheduler
 from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
