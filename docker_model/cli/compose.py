@@ -121,6 +121,7 @@ def bring_up(models: tuple[str, ...], context_size: int, runtime_flags: list[str
     say("info", "Initializing model runner...")
     client = RunnerClient()
     client.ensure_running()
+    url = container_url(client)  # before any download: a runner containers cannot reach is no use to them
     stored: list[ModelInfo] = client.get_json("/models")
     have = {tag for model in stored for tag in model.get("tags") or []}
     for model in models:
@@ -139,7 +140,7 @@ def bring_up(models: tuple[str, ...], context_size: int, runtime_flags: list[str
             body["runtime-flags"] = runtime_flags
         client.request("POST", "/engines/_configure", json_body=body).close()
         say("info", f"Successfully configured backend for model {model}")
-    say("setenv", f"URL={container_url(client)}{ENGINES_PATH}")
+    say("setenv", f"URL={url}{ENGINES_PATH}")
 
 
 def pull(client: RunnerClient, model: str) -> None:
