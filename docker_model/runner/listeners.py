@@ -9,6 +9,7 @@ A runner on loopback only can open the bridge later, for Compose (`open_bridge`)
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -66,10 +67,11 @@ def bind(address: str, port: int) -> socket.socket:
         sock.bind((address, port))
     except OSError as error:
         sock.close()
-        raise ListenError(
-            f"cannot listen on {address}:{port}: {error.strerror or error}; stop what uses that port or choose "
-            "another with MODEL_RUNNER_PORT, or an address of this machine with --host / MODEL_RUNNER_BIND"
-        ) from None
+        if error.errno == errno.EADDRNOTAVAIL:
+            way_out = "choose an address this machine has with --host or MODEL_RUNNER_BIND"
+        else:
+            way_out = "stop what uses that port or choose another with MODEL_RUNNER_PORT"
+        raise ListenError(f"cannot listen on {address}:{port}: {error.strerror or error}; {way_out}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -215,3 +215,24 @@ def test_compose_up_says_why_containers_cannot_reach_the_runner(
         }
     finally:
         env.stop()
+
+
+def test_the_readme_compose_file_uses_only_what_compose_and_the_plugin_know(compose: Compose) -> None:
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Use it from containers and Compose") :]
+    text = section[section.index("```yaml") + len("```yaml") : section.index("```", section.index("```yaml") + 7)]
+    project = yaml.safe_load(text)
+    parameters = {p["name"] for p in json.loads(compose.run("compose", "metadata").stdout)["up"]["parameters"]}
+    providers = [service for service in project["services"].values() if "provider" in service]
+    assert providers and all(service["provider"]["type"] == "model" for service in providers)
+    for service in providers:
+        assert set(service["provider"]["options"]) <= parameters
+    for model in project["models"].values():  # compose-go's ModelConfig fields
+        assert set(model) <= {"name", "model", "context_size", "runtime_flags"}
+    for service in project["services"].values():
+        for ref in service.get("models", []):
+            assert ref in project["models"]
+        for dependency in service.get("depends_on", []):
+            assert dependency in project["services"]

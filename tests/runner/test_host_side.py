@@ -26,7 +26,7 @@ from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit
 from docker_model.runner.fit import ALL_LAYERS, ModelDoesNotFit
 from docker_model.runner.handover import Reports, read_reports
 from docker_model.runner.launch import WorkerSpec
-from docker_model.runner.listeners import Listeners, kind_of
+from docker_model.runner.listeners import ListenError, Listeners, bind, kind_of
 from docker_model.runner.model_settings import ModelSettings, SettingsBook
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError, Scheduler
 from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
@@ -355,3 +355,8 @@ def test_a_gpu_with_too_little_free_memory_gets_a_smaller_model_or_a_refusal(
     assert spec.ctx_size * spec.parallel < 4096 * 4 and spec.n_gpu_layers == ALL_LAYERS
     with pytest.raises(ModelDoesNotFit, match="GPU memory"):
         asyncio.run(load(300 * MiB))
+
+
+def test_an_address_this_machine_lacks_is_named_with_the_way_out() -> None:
+    with pytest.raises(ListenError, match=r"cannot listen on 198\.51\.100\.7:\d+: .*--host or MODEL_RUNNER_BIND"):
+        bind("198.51.100.7", 12434)
