@@ -43,8 +43,9 @@ def sse_event(kind: str, obj: Any) -> bytes:
 class CompletionFormat:
     """Shapes one response of either endpoint: `chat` (messages, deltas) or text completions."""
 
-    def __init__(self, chat: bool, model: str):
+    def __init__(self, chat: bool, model: str, include_usage: bool = False):
         self.chat = chat
+        self.include_usage = include_usage  # a stream ends with a usage chunk, and every other chunk says `usage: null`
         self.id = new_id("chatcmpl" if chat else "cmpl")
         self.created = int(time.time())
         self.model = model
@@ -53,10 +54,16 @@ class CompletionFormat:
         head = {"id": self.id, "object": self.chunk_object, "created": self.created, "model": model}
         self._head = b"data: " + json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"choices":['
         self._content_open = b'{"index":0,"delta":{"content":' if chat else b'{"index":0,"text":'
-        self._content_close = (b"}" if chat else b"") + b',"logprobs":null,"finish_reason":null}]}\n\n'
+        usage_null = b',"usage":null' if include_usage else b""
+        self._content_close = (
+            (b"}" if chat else b"") + b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
+        )
 
     def _envelope(self, obj: str) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}
+
+    def _chunk_envelope(self) -> dict[str, Any]:
+        return {**self._envelope(self.chunk_object), **({"usage": None} if self.include_usage else {})}
 
     def content_chunk(self, text: str, index: int = 0, logprobs: dict[str, Any] | None = None) -> bytes:
         if index or logprobs is not None:
@@ -75,7 +82,7 @@ class CompletionFormat:
             choice["delta"] = delta
         else:
             choice["text"] = delta.get("content", "")
-        return sse({**self._envelope(self.chunk_object), "choices": [choice]})
+        return sse({**self._chunk_envelope(), "choices": [choice]})
 
     def usage_chunk(self, usage: dict[str, Any]) -> bytes:
         return sse({**self._envelope(self.chunk_object), "choices": [], "usage": usage})

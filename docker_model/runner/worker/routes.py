@@ -65,7 +65,7 @@ class OpenAIHandlers:
 
     async def chat(self, request: Request) -> Response:
         body = parse_body(ChatCompletionBody, await request.body())
-        fmt = CompletionFormat(True, body.model or self.state.model_name)
+        fmt = CompletionFormat(True, body.model or self.state.model_name, body.include_usage)
         return await self._generate(request, self.chat_choices(body), body, fmt)
 
     def chat_choices(self, body: ChatCompletionBody) -> list[Choice]:
@@ -95,7 +95,7 @@ class OpenAIHandlers:
         tokens = self.model.tokenize(prompt) if isinstance(prompt, str) else self._checked_ids(cast(list[int], prompt))
         choices = [Choice(i, job) for i, job in enumerate(self._jobs(tokens, body))]
         return await self._generate(
-            request, choices, body, CompletionFormat(False, body.model or self.state.model_name)
+            request, choices, body, CompletionFormat(False, body.model or self.state.model_name, body.include_usage)
         )
 
     async def embeddings(self, request: Request) -> Response:
@@ -229,7 +229,7 @@ class OpenAIHandlers:
         for choice in choices:
             choice.logprobs = LogprobsFormat(fmt.chat, self.model.piece) if logprobs else None
         if body.stream:
-            return EventStreamResponse(_stream(choices, fmt, body.include_usage))  # type: ignore[return-value]
+            return EventStreamResponse(_stream(choices, fmt))  # type: ignore[return-value]
         answers = await until_disconnect(asyncio.gather(*(c.job.collect() for c in choices)), request.receive)
         for choice in choices:
             if choice.job.finish == FINISH_ERROR:
@@ -273,7 +273,7 @@ def _usage(choices: list[Choice]) -> dict[str, Any]:
     return usage(*prompt_tokens(choices))
 
 
-async def _stream(choices: list[Choice], fmt: CompletionFormat, include_usage: bool) -> AsyncIterator[bytes]:
+async def _stream(choices: list[Choice], fmt: CompletionFormat) -> AsyncIterator[bytes]:
     if fmt.chat:
         for choice in choices:
             yield fmt.chunk({"role": "assistant", "content": "", "refusal": None}, index=choice.index)
@@ -287,7 +287,7 @@ async def _stream(choices: list[Choice], fmt: CompletionFormat, include_usage: b
         else:
             for chunk in last_chunks(choice, fmt):
                 yield chunk
-    if include_usage:
+    if fmt.include_usage:
         yield fmt.usage_chunk(_usage(choices))
     yield SSE_DONE
 
