@@ -21,6 +21,7 @@ class SettingsError(ValueError):
 
 DEFAULT_MAX_LOADED_MODELS = 2
 DEFAULT_PARALLEL_REQUESTS = 4
+DEFAULT_HUNG_WORKER_SECONDS = 300
 
 
 def _int_variable(name: str, default: int, low: int, high: int) -> int:
@@ -49,6 +50,12 @@ def max_loaded_models() -> int:
 def parallel_requests() -> int:
     """How many requests one model decodes together (`DOCKER_MODEL_NUM_PARALLEL`)."""
     return _int_variable("DOCKER_MODEL_NUM_PARALLEL", DEFAULT_PARALLEL_REQUESTS, 1, 64)
+
+
+def hung_worker_seconds() -> int:
+    """How long a busy worker may go without progress before the runner kills it
+    (`DOCKER_MODEL_HUNG_WORKER_SECONDS`): generous, as one step of a large model's prompt on a CPU is slow."""
+    return _int_variable("DOCKER_MODEL_HUNG_WORKER_SECONDS", DEFAULT_HUNG_WORKER_SECONDS, 1, 86400)
 
 
 def memory_budget() -> int | None:

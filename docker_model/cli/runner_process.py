@@ -60,7 +60,7 @@ class StateDirError(Exception):
 def start_lock(port: int) -> Iterator[None]:
     """Held while one CLI starts the runner of `port`; others wait, then find it running."""
     try:
-        settings.state_dir().mkdir(parents=True, exist_ok=True)
+        settings.state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = open(settings.state_dir() / f"runner-{port}.lock", "a")  # noqa: SIM115 - closed below
     except OSError as error:
         raise StateDirError(error) from None
@@ -77,7 +77,7 @@ def start(port: int, load: str | None = None, host: str | None = None) -> subpro
     With `load`, the runner starts loading that model at once (a command about to use it); with `host`, it
     listens on that address too (else on MODEL_RUNNER_BIND's, if set)."""
     try:
-        log = open(log_path(port), "ab")  # noqa: SIM115 - closed below
+        log = os.fdopen(os.open(log_path(port), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     except OSError as error:
         raise StateDirError(error) from None
     with log:

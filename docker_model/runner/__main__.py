@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: MODEL_RUNNER_PORT or 12434)")
     parser.add_argument("--load", metavar="MODEL", help="load this stored model as the runner starts")
     args = parser.parse_args()
+    os.umask(0o077)  # what the runner and its workers create (store, state, logs, sockets) is the user's alone
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         port = args.port if args.port is not None else settings.runner_port()

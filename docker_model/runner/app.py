@@ -27,6 +27,7 @@ from docker_model.runner.metrics import RequestCounter, metrics_route
 from docker_model.runner.model_settings import SettingsBook
 from docker_model.runner.scheduler import Scheduler
 from docker_model.runner.state import RunnerState
+from docker_model.runner.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,12 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.scheduler.load_prestarted()
         reaper = asyncio.create_task(state.scheduler.reap_forever())
+        watchdog = Watchdog(settings.hung_worker_seconds())
+        watcher = asyncio.create_task(watchdog.watch_forever(state.scheduler.busy_workers))
         try:
             yield
         finally:
+            watcher.cancel()
             reaper.cancel()
             await state.scheduler.close()
 

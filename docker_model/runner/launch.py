@@ -8,6 +8,7 @@ the scheduler then adopts that worker (`Prestarted`) as if it had started it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,9 +103,29 @@ def log_path_for(log_dir: Path, model: Model) -> Path:
     return log_dir / f"model-{model.short_id}.log"
 
 
+SOCKET_DIR_PREFIX = "docker-model-"
+
+
 def new_socket_dir() -> Path:
-    """A fresh folder for the workers' sockets: short, as UNIX socket paths are limited."""
-    return Path(tempfile.mkdtemp(prefix="docker-model-"))
+    """A fresh folder for the workers' sockets: short, as UNIX socket paths are limited. Its name carries
+    the runner's pid, so that the folders of runners that died without cleaning up (`kill -9`) are found
+    and removed here."""
+    remove_stale_socket_dirs()
+    return Path(tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-"))
+
+
+def remove_stale_socket_dirs() -> None:
+    """Remove this user's socket folders whose runner is gone."""
+    import psutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SOCKET_DIR_PREFIX).partition("-")[0]
+        try:
+            mine = folder.is_dir() and folder.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def settings_path(state_dir: Path) -> Path:

@@ -291,6 +291,10 @@ class Scheduler:
     def running(self) -> list[LoadedModel]:
         return sorted(self.loaded.values(), key=lambda m: m.name)
 
+    def busy_workers(self) -> list[WorkerProcess]:
+        """The workers of loaded models with requests in flight (what the hung-worker watchdog watches)."""
+        return [loaded.worker for loaded in self.loaded.values() if loaded.in_flight > 0]
+
     async def reap_forever(self) -> None:
         while True:
             await asyncio.sleep(REAP_INTERVAL_SECONDS)

@@ -58,6 +58,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._process = process
         self._stopping = False
+        self._hung_for: float | None = None  # set when the watchdog killed it
         self._oom_kills_at_start = out_of_memory_kills()
         self._client = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
@@ -116,6 +117,20 @@ class WorkerProcess:
             return None
         return int(resident) * os.sysconf("SC_PAGE_SIZE")
 
+    async def progress(self, timeout: float) -> int | None:
+        """The engine's progress counter; None when the worker does not answer within `timeout`."""
+        try:
+            reply = await self._client.get("/health", timeout=timeout)
+            return int(reply.json()["progress"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    def kill_hung(self, seconds: float) -> None:
+        """Kill a worker that made no progress for `seconds` while answering: its clients get an error."""
+        self._hung_for = seconds
+        with contextlib.suppress(OSError):
+            self._process.kill()
+
     async def metrics_text(self) -> str | None:
         """The worker's Prometheus metrics; None when it does not answer."""
         from docker_model.runner.metrics import worker_metrics
@@ -141,13 +156,15 @@ class WorkerProcess:
 
     def exit_cause(self) -> str:
         """How the worker ended, in words (for a worker that has exited)."""
+        if self._hung_for is not None:
+            return f"was stopped: it made no progress for {self._hung_for:.0f} s while answering"
         if self.out_of_memory:
             return "was killed by the kernel's out-of-memory killer"
         code = self._process.poll()
         return "was killed (SIGKILL)" if code == -signal.SIGKILL else f"exited with code {code}"
 
     def _why_failed(self) -> str:
-        if self._process.poll() is None:
+        if self._hung_for is None and self._process.poll() is None:
             return "the connection to the model's worker process was lost"
         return f"the model's worker process {self.exit_cause()}; it will be started again"
 

@@ -7,7 +7,6 @@ model's worker process answers, on the client's own connection (see `runner/hand
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docker_model.distribution import Model, ModelNotFoundError
 from docker_model.reference import familiar_name
-from docker_model.runner.api.common import state_of
+from docker_model.runner.api.common import parse_json_object, state_of
 from docker_model.runner.metrics import MODEL_KEY
 from docker_model.runner.scheduler import LoadedModel
 from docker_model.runner.shared.error_body import APIError
@@ -62,13 +61,7 @@ async def complete(request: Request) -> ReleaseAfter:
 async def json_body(request: Request) -> tuple[bytes, dict[str, Any]]:
     """The body, and it read as a JSON object."""
     body = await request.body()
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise APIError(400, "the request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise APIError(400, "the request body must be a JSON object")
-    return body, payload
+    return body, parse_json_object(body)
 
 
 async def hand_over(

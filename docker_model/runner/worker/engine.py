@@ -183,6 +183,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running = False
+        self.progress = 0  # decode steps and embedded inputs so far: the runner's watchdog reads it
         self.metrics = metrics or WorkerMetrics(model.path.stem)
         self.metrics.watch(lambda: len(self._waiting) + len(self._inbox), lambda: len(self._active))
 
@@ -254,6 +255,7 @@ class Engine:
             if self._active:
                 self._adapt_threads()
                 self._step()
+                self.progress += 1
             self._flush()
             if not self._active and not self._inbox:
                 if self._advisor is not None:
@@ -481,6 +483,8 @@ class Engine:
         lc.llama_set_embeddings(self.ctx, True)
         try:
             for tokens in job.inputs:
+                if job.cancelled:  # the client left: the rest would be computed for no one
+                    break
                 for i, token in enumerate(tokens):
                     batch.token[i], batch.pos[i], batch.logits[i] = token, i, 1
                     batch.seq_id[i][0] = seq
@@ -491,6 +495,7 @@ class Engine:
                 if not pooled:
                     error = f"llama_decode failed with status {status} while embedding"
                     break
+                self.progress += 1
                 vector = pooled[:n_embd]
                 norm = math.sqrt(sum(x * x for x in vector)) or 1.0
                 vectors.append([x / norm for x in vector])

@@ -47,6 +47,9 @@ class WorkerState:
     model_id: str = ""  # the model's short ID (`--model-id`), in the IDs of its OpenAI Responses
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit: one request holds the engine while all are embedded
+
+
 class OpenAIHandlers:
     def __init__(self, state: WorkerState):
         self.state = state
@@ -54,7 +57,8 @@ class OpenAIHandlers:
         self.engine = state.engine
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        """Alive, and how far the engine got (the runner kills a worker whose progress stops while busy)."""
+        return JSONResponse({"status": "ok", "progress": self.engine.progress})
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.engine.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -112,6 +116,8 @@ class OpenAIHandlers:
     ) -> tuple[list[list[float]], int]:
         """Normalised embeddings of `inputs` and their token count (every dialect's embeddings come here).
         `truncate`: cut inputs longer than one embedding takes, rather than refuse them. Raises ClientGone."""
+        if len(inputs) > MAX_EMBEDDING_INPUTS:
+            raise APIError(400, f"at most {MAX_EMBEDDING_INPUTS} inputs per request, not {len(inputs)}", param="input")
         tokens = [self._embedding_tokens(item, truncate) for item in inputs]
         job = EmbeddingJob(tokens, asyncio.get_running_loop().create_future())
         self.submit(job)
@@ -138,7 +144,7 @@ class OpenAIHandlers:
         return tuple(sorted(bias.items()))
 
     def _embedding_tokens(self, item: str | list[int], truncate: bool = False) -> list[int]:
-        tokens = self.model.tokenize(item) if isinstance(item, str) else self._checked_ids(item)
+        tokens = self.model.tokenize(item) if isinstance(item, str) else self._checked_ids(item, "input")
         limit = min(self.engine.n_batch, self.engine.n_ctx_seq)
         if not tokens:
             raise APIError(400, "an embedding input is empty", param="input")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -12,12 +14,32 @@ from docker_model.runner.shared.error_body import APIError
 
 FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # what a tool's function may be called
 ANY_VALUE = object()  # in REFUSED_UNLESS: no value but null is accepted
+MAX_STOP_STRINGS = 16  # OpenAI takes 4; llama.cpp clients send a few more
+MAX_STOP_LENGTH = 512  # characters: each is matched against the text at every token
 
 
 class _Strict(BaseModel):
-    """A part of a request body: a field it does not define is a 400 naming it, never ignored."""
+    """A part of a request body: a field it does not define is a 400 naming it, never ignored; a number
+    must be one (no NaN or infinity, no `true` where an integer belongs)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool):
+            admitted = _types_of(cls.model_fields[str(info.field_name)].annotation)
+            if bool not in admitted and {int, float} & admitted:
+                raise ValueError("Input should be a number, not a boolean")
+        return value
+
+
+def _types_of(annotation: Any) -> set[Any]:
+    """The plain types a field's annotation admits (`int | None` -> {int, NoneType})."""
+    found: set[Any] = set()
+    for arg in typing.get_args(annotation) or (annotation,):
+        found |= _types_of(arg) if typing.get_args(arg) else {typing.get_origin(arg) or arg}
+    return found
 
 
 class _Body(_Strict):
@@ -29,6 +51,8 @@ class _Body(_Strict):
     store: Any = None
     safety_identifier: Any = None
     prompt_cache_key: Any = None
+    prompt_cache_retention: Any = None
+    prompt_cache_options: Any = None
 
     # Fields this server knows but does not do: each is a 400 unless null or the value given here (ANY_VALUE:
     # unless null).
@@ -101,6 +125,23 @@ class GenerationBody(_Body):
     dry_allowed_length: int | None = Field(None, ge=0)
     dry_penalty_last_n: int | None = Field(None, ge=-1)  # -1: the whole context
     dry_sequence_breakers: list[str] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed, not {len(stops)}")
+        if any(len(stop) > MAX_STOP_LENGTH for stop in stops):
+            raise ValueError(f"a stop string is at most {MAX_STOP_LENGTH} characters long")
+        return value
+
+    @field_validator("stream", "n", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: Any, info: ValidationInfo) -> Any:
+        """OpenAI's spec lets these be null, meaning their default."""
+        return cls.model_fields[str(info.field_name)].default if value is None else value
+
     # llama-server's, not done here: its default is what this server does.
     cache_prompt: bool | None = None
     n_probs: int | None = None
@@ -214,6 +255,7 @@ class ChatCompletionBody(GenerationBody):
     verbosity: str | None = None
     functions: Any = None
     function_call: Any = None
+    moderation: Any = None
     REFUSED_UNLESS: ClassVar[dict[str, Any]] = {
         **GenerationBody.REFUSED_UNLESS,
         "reasoning_effort": ANY_VALUE,
@@ -224,6 +266,7 @@ class ChatCompletionBody(GenerationBody):
         "verbosity": ANY_VALUE,
         "functions": ANY_VALUE,
         "function_call": ANY_VALUE,
+        "moderation": ANY_VALUE,
     }
 
     @field_validator("top_logprobs")
@@ -246,6 +289,9 @@ class ChatCompletionBody(GenerationBody):
         return choice or ("auto" if self.tools else "none")
 
 
+DOCUMENT_SEPARATOR = "<|endoftext|>"  # OpenAI's prompt when none is given
+
+
 class CompletionBody(GenerationBody):
     prompt: str | list[str] | list[int]
     logprobs: int | None = Field(None, ge=0, le=5)  # each token's, with this many alternatives
@@ -262,6 +308,19 @@ class CompletionBody(GenerationBody):
     @property
     def logprob_alternatives(self) -> int | None:
         return self.logprobs
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _a_prompt(cls, value: Any) -> Any:
+        """Null is OpenAI's default prompt, its document separator; a list of one list of token ids is
+        those ids."""
+        if value is None:
+            return DOCUMENT_SEPARATOR
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            if len(value) != 1:
+                raise ValueError("only one prompt per request is supported")
+            return value[0]
+        return value
 
     @field_validator("prompt")
     @classmethod
@@ -313,10 +372,22 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
     return body
 
 
+UNION_BRANCHES = re.compile(r"str|int|float|bool|list|dict|none|[A-Z]\w*|.*[\[(].*")
+
+
+def is_union_branch(part: str) -> bool:
+    """Whether a part of pydantic's error location names a branch of a union (`str`, `list[int]`,
+    `literal['auto']`, `NamedToolChoice`) or a dict key (`[key]`) rather than a field."""
+    return UNION_BRANCHES.fullmatch(part) is not None
+
+
 def invalid(exc: ValidationError, rename: Callable[[str], str] = str) -> APIError:
     """The 400 for the first problem pydantic found, naming its field (as `rename` gives it)."""
     first = exc.errors()[0]
-    where = rename(".".join(str(p) for p in first.get("loc", ())))
+    loc = [str(part) for part in first.get("loc", ())]
+    named = loc[-1:] if first.get("type") == "extra_forbidden" else []  # an unknown key is named as sent
+    fields = [part for part in loc[: len(loc) - len(named)] if not is_union_branch(part)]
+    where = rename(".".join(fields + named).rstrip("."))
     if first.get("type") == "json_invalid":
         return APIError(400, f"the request body is not valid JSON: {first['msg']}")
     if first.get("type") == "extra_forbidden":
