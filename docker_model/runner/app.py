@@ -18,7 +18,7 @@ from docker_model import __version__, distribution, settings
 from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner import launch
-from docker_model.runner.api import anthropic, engines, inference, models, ollama, responses, sizing
+from docker_model.runner.api import anthropic, engines, inference, models, ollama, openapi, responses, sizing
 from docker_model.runner.api.access import AccessGuard
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit
@@ -116,6 +116,7 @@ def create_app(
             *anthropic.routes,
             *ollama.routes,
             *responses.routes,
+            *openapi.routes,
         ],
         middleware=[
             Middleware(RequestCounter, metrics=state.scheduler.metrics),
