@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -16,10 +15,7 @@ from dataclasses import dataclass
 import click
 
 from docker_model.cli.client import RunnerClient
-
-# Terminal control characters and escape sequences a model could print to move the cursor, retitle the
-# window or rewrite what is on screen; newlines and tabs stay.
-CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from docker_model.cli.render import safe_for_terminal
 
 
 class IncompleteAnswer(click.ClickException):
@@ -77,10 +73,6 @@ def checked_text(text: str, what: str) -> str:
             f"{what} is not UTF-8 text: set your terminal to UTF-8, or convert the text first"
         ) from None
     return text
-
-
-def safe_for_terminal(text: str) -> str:
-    return CONTROL.sub("", text)
 
 
 def print_reply(pieces: Iterator[Piece], markdown: bool) -> str:

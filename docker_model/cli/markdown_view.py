@@ -17,7 +17,8 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from docker_model.cli.chat_stream import Piece, safe_for_terminal
+from docker_model.cli.chat_stream import Piece
+from docker_model.cli.render import safe_for_terminal
 
 CODE_FENCE = re.compile(r" {0,3}(```|~~~)")
 HARD_BREAK = "  "  # two spaces before a newline: a line break Markdown keeps

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
 COLUMN_GAP = "   "
+# Terminal control characters and escape sequences that a model's text or a model file's metadata could
+# carry to move the cursor, retitle the window or rewrite what is on screen; newlines and tabs stay.
+CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe_for_terminal(text: str) -> str:
+    return CONTROL.sub("", text)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by three spaces, no borders, no trailing blanks."""
+    """Left-aligned columns separated by three spaces, no borders, no trailing blanks; a cell is one line
+    of plain text whatever its source (a model file's metadata included)."""
+    rows = [[" ".join(safe_for_terminal(cell).split()) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     lines = [
         COLUMN_GAP.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in (headers, *rows)

@@ -8,8 +8,9 @@ import io
 import pytest
 from rich.console import Console
 
-from docker_model.cli.chat_stream import Piece, safe_for_terminal
+from docker_model.cli.chat_stream import Piece
 from docker_model.cli.markdown_view import Block, finished_length, keep_line_breaks, print_markdown
+from docker_model.cli.render import safe_for_terminal
 
 POEM = "The sea is wide,\nthe sea is deep,\nit sings the shore\nto gentle sleep."
 
@@ -64,3 +65,11 @@ def test_a_streamed_answer_appears_once(capsys: pytest.CaptureFixture[str]) -> N
 def test_escape_sequences_from_the_model_are_removed() -> None:
     hostile = "ok\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x1b[0m\rdone\x07\tend\n"
     assert safe_for_terminal(hostile) == "okreddone\tend\n"
+
+
+def test_table_cells_from_model_metadata_cannot_drive_the_terminal() -> None:
+    from docker_model.cli.render import table
+
+    hostile = ["ai/evil", "llama\x1b]0;pwned\x07\x1b[2J", "Q4\r\nK_M\tx"]
+    row = table(("MODEL", "ARCHITECTURE", "QUANTIZATION"), [hostile]).splitlines()[1]
+    assert [cell.strip() for cell in row.split("   ") if cell.strip()] == ["ai/evil", "llama", "Q4 K_M x"]
