@@ -25,8 +25,8 @@ config_fields.trained_context_length(config): the context a model was trained fo
 Model(id, tags, created, config, manifest, size) with short_id, layers, config_digest.
 
 Errors: DistributionError and its subclasses ModelNotFoundError, UnsupportedFormatError,
-RegistryUnreachableError, RegistryError, AuthenticationError, DigestMismatchError, ConflictError,
-PullCancelledError, StoreCorruptError; InvalidReferenceError (a ValueError) is re-exported.
+RegistryUnreachableError, RegistryError, AuthenticationError, DigestMismatchError, AnswerTooLargeError,
+ConflictError, PullCancelledError, StoreCorruptError; InvalidReferenceError (a ValueError) is re-exported.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "AnswerTooLargeError": "docker_model.distribution.errors",
     "Artifact": "docker_model.distribution.artifact",
     "Layer": "docker_model.distribution.artifact",
     "Bundle": "docker_model.distribution.store.bundles",
@@ -57,6 +58,7 @@ _EXPORTS = {
     "UnsupportedFormatError": "docker_model.distribution.errors",
 }
 __all__ = [
+    "AnswerTooLargeError",
     "Artifact",
     "AuthenticationError",
     "Bundle",
@@ -82,6 +84,7 @@ __all__ = [
 if TYPE_CHECKING:
     from docker_model.distribution.artifact import Artifact, Layer
     from docker_model.distribution.errors import (
+        AnswerTooLargeError,
         AuthenticationError,
         ConflictError,
         DigestMismatchError,

@@ -29,6 +29,12 @@ ANNOTATION_MEDIATYPE_UNTESTED = "org.cncf.model.file.mediatype.untested"
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
+# Limits on what is read into memory whole. Registries refuse manifests over 4 MiB (distribution's own
+# limit); a model config holds GGUF metadata without its long arrays, a few KiB. Past these, it is not a
+# model this library made or reads, and reading it would only cost memory.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_CONFIG_BYTES = 4 << 20
+
 
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -156,8 +162,15 @@ def build_artifact(model_config: dict[str, Any], layers: list[Layer], created: d
     return Artifact(config_bytes, canonical_json(manifest), tuple(layers))
 
 
+def check_size(what: str, size: int, limit: int) -> None:
+    """Refuse a manifest or config over its limit, before it is read (UnsupportedFormatError)."""
+    if size > limit:
+        raise UnsupportedFormatError(f"{what} is {size} bytes, over the {limit >> 20} MiB limit for it")
+
+
 def parse_manifest(raw: bytes) -> dict[str, Any]:
     """Decode a model manifest and check it names a model config; raise UnsupportedFormatError if not."""
+    check_size("the manifest", len(raw), MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(raw)
     except ValueError as exc:
@@ -167,12 +180,17 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     media_type = manifest.get("mediaType", MANIFEST_MEDIA_TYPE)
     if media_type not in (MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE):
         raise UnsupportedFormatError(f"manifest media type {media_type!r} (an image index or a container image?)")
-    config_type = manifest.get("config", {}).get("mediaType")
-    if config_type not in SUPPORTED_CONFIG_MEDIA_TYPES:
-        raise UnsupportedFormatError(f"config media type {config_type!r} is not a Docker model config")
-    for desc in [manifest["config"], *manifest.get("layers", [])]:
+    config, layers = manifest.get("config"), manifest.get("layers", [])
+    if not isinstance(config, dict) or not isinstance(layers, list) or not all(isinstance(d, dict) for d in layers):
+        raise UnsupportedFormatError("the manifest's config and layers are not descriptors (JSON objects)")
+    if config.get("mediaType") not in SUPPORTED_CONFIG_MEDIA_TYPES:
+        raise UnsupportedFormatError(f"config media type {config.get('mediaType')!r} is not a Docker model config")
+    for desc in [config, *layers]:
         if not _DIGEST.fullmatch(str(desc.get("digest", ""))):
             raise UnsupportedFormatError(f"descriptor digest {desc.get('digest')!r} is not a sha256 digest")
+        size = desc.get("size")
+        if type(size) is not int or size < 0:  # limits and ranges compare with it: a byte count, not a bool
+            raise UnsupportedFormatError(f"descriptor size {size!r} of {desc['digest']} is not a byte count")
     return manifest
 
 

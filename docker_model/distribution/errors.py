@@ -5,6 +5,7 @@ from __future__ import annotations
 from docker_model.reference import InvalidReferenceError
 
 __all__ = [
+    "AnswerTooLargeError",
     "AuthenticationError",
     "ConflictError",
     "DigestMismatchError",
@@ -70,6 +71,21 @@ class DigestMismatchError(DistributionError):
         )
         self.expected = expected
         self.actual = actual
+
+
+class AnswerTooLargeError(DistributionError):
+    """An answer longer than this client reads, or than the size announced for it: never kept."""
+
+    def __init__(self, what: str, limit: int, announced: bool = False) -> None:
+        if announced:
+            message = (
+                f"{what} is longer than the {limit} bytes announced for it: it was discarded; "
+                "pull again, and report the registry if it keeps happening"
+            )
+        else:
+            size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+            message = f"{what} is over the {size} limit: it was not read; check the registry's address and the name"
+        super().__init__(message)
 
 
 class ConflictError(DistributionError):

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # (spec, socket path, log path) -> a started worker; WorkerProcess.start, or a stand-in in fast tests
 StartWorker = Callable[[WorkerSpec, Path, Path], Awaitable[WorkerProcess]]
 REAP_INTERVAL_SECONDS = 1.0
+BUSY_WAIT_SECONDS = 60.0  # how long a model waits for a loaded one to finish its requests and make room
 MEMORY_CAP_AFTER_FAILURE = 0.75  # of the estimate a model ran out of memory with
 VRAM_MARGIN = 256 * 1024**2  # GPU memory a new model leaves free (the driver's and other programs')
 
@@ -105,6 +106,7 @@ class Scheduler:
         self.loaded: dict[str, LoadedModel] = {}
         self.loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self.lock = asyncio.Lock()
+        self.some_idle = asyncio.Event()  # set when a loaded model's last request ends
 
     async def acquire(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
         """The loaded model, loading it first if needed; pair every call with `release`. `needed`: tokens
@@ -142,6 +144,26 @@ class Scheduler:
     def release(self, loaded: LoadedModel) -> None:
         loaded.in_flight -= 1
         loaded.last_used = time.time()
+        if loaded.in_flight == 0:
+            self.some_idle.set()
+
+    async def wait_for_a_slot(self) -> None:
+        """Return once a model may be loaded: a slot is free or a loaded model is idle (it can make room);
+        ModelsBusyError after BUSY_WAIT_SECONDS of every loaded model answering requests."""
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        while True:
+            async with self.lock:
+                if len(self.loaded) < self.max_loaded or any(m.in_flight == 0 for m in self.loaded.values()):
+                    return
+                self.some_idle.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ModelsBusyError(
+                    f"{self.max_loaded} models are loaded and stayed busy for {BUSY_WAIT_SECONDS:.0f} s; "
+                    "retry later, or raise DOCKER_MODEL_MAX_LOADED_MODELS"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.some_idle.wait(), remaining)
 
     async def _load(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
         """Size the model to its room and start its worker. Other models make room only as far as memory
@@ -154,9 +176,7 @@ class Scheduler:
         except ModelDoesNotFit as error:
             log.error("%s does not fit: %s", name, error)
             raise ModelDoesNotFit(f"model {name} does not fit in memory: {error}") from None
-        async with self.lock:
-            if len(self.loaded) >= self.max_loaded and not any(m.in_flight == 0 for m in self.loaded.values()):
-                raise ModelsBusyError(f"{self.max_loaded} models are loaded and busy; retry when one is idle")
+        await self.wait_for_a_slot()
         spec = spec_for(bundle, settings, self.accelerator, fit, name, model.short_id)
         log.info("loading %s (%d tokens per sequence × %d: %s)", name, fit.ctx_per_seq, fit.parallel, fit.reason)
         log_path = log_path_for(self.log_dir, model)

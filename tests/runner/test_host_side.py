@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from docker_model.distribution import Model, ProgressEvent, Store
 from docker_model.distribution.packaging import package
+from docker_model.runner import scheduler as scheduler_module
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
 from docker_model.runner.api.access import AccessGuard, Origins
@@ -138,14 +139,32 @@ def test_a_model_that_fails_to_load_evicts_nothing(models: tuple[Store, dict[str
     assert not launcher.started[0].stopped
 
 
-def test_busy_models_are_not_evicted(models: tuple[Store, dict[str, Model]], tmp_path: Path) -> None:
+def test_busy_models_are_not_evicted(
+    models: tuple[Store, dict[str, Model]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store, found = models
+    monkeypatch.setattr(scheduler_module, "BUSY_WAIT_SECONDS", 0.2)
 
     async def scenario() -> None:
         scheduler = scheduler_for(store, tmp_path, StandInLauncher(), max_loaded=1)
         await scheduler.acquire(found["a"], "a")  # in use, never released
-        with pytest.raises(ModelsBusyError, match="1 models are loaded and busy"):
+        with pytest.raises(ModelsBusyError, match="1 models are loaded and stayed busy for 0 s"):
             await scheduler.acquire(found["b"], "b")
+
+    asyncio.run(scenario())
+
+
+def test_a_model_waits_for_a_busy_one_to_finish_then_takes_its_place(
+    models: tuple[Store, dict[str, Model]], tmp_path: Path
+) -> None:
+    store, found = models
+
+    async def scenario() -> None:
+        scheduler = scheduler_for(store, tmp_path, StandInLauncher(), max_loaded=1)
+        busy = await scheduler.acquire(found["a"], "a")
+        asyncio.get_running_loop().call_later(0.2, scheduler.release, busy)
+        scheduler.release(await scheduler.acquire(found["b"], "b"))
+        assert [loaded.name for loaded in scheduler.running()] == ["b"]
 
     asyncio.run(scenario())
 

@@ -60,3 +60,10 @@ def test_stop_strings_and_embedding_inputs_are_bounded(served: RunnerEnv) -> Non
     assert "at most 2048 inputs" in inputs.json()["error"]["message"]
     fine = requests.post(chat, json={"model": MODEL, "messages": MESSAGES, "max_tokens": 4, "stop": ["\n"] * 16})
     assert fine.status_code == 200, fine.text
+
+
+def test_a_broken_model_archive_is_a_client_error(served: RunnerEnv) -> None:
+    load = f"{served.base_url}/models/load"
+    garbage = requests.post(load, data=b"not a tar at all" * 100, timeout=60)
+    assert garbage.status_code == 400, garbage.text
+    assert garbage.json()["error"]["message"].startswith("the model archive was refused:")

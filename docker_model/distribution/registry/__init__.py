@@ -11,6 +11,7 @@ from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.model import Model
 from docker_model.distribution.progress import ProgressCallback
 from docker_model.distribution.registry.credentials import find_credentials
+from docker_model.distribution.registry.httpio import TIMEOUT
 from docker_model.distribution.registry.huggingface import HuggingFace, pull_huggingface
 from docker_model.distribution.registry.pull import pull_model
 from docker_model.distribution.registry.push import BlobSource, push_blobs_and_manifest
@@ -26,7 +27,8 @@ class RegistryClient:
 
     `docker_config` is a Docker configuration directory (default `$DOCKER_CONFIG`, else `~/.docker`)
     whose `config.json` holds `docker login` credentials. Retries: `attempts` tries in all, pauses
-    doubling from `backoff` seconds.
+    doubling from `backoff` seconds. `timeout`: (connect, read) seconds for every request to a registry,
+    a read that stalls longer fails (and is retried).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class RegistryClient:
         attempts: int = 4,
         backoff: float = 0.5,
         huggingface: HuggingFace | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         if docker_config is None:
             from docker_model import settings
@@ -47,6 +50,7 @@ class RegistryClient:
         self._insecure = frozenset(insecure_registries)
         self._attempts = attempts
         self._backoff = backoff
+        self._timeout = timeout
         self._session = new_session()
         self._huggingface = huggingface or HuggingFace(self._session)
         self._transports: dict[str, Transport] = {}
@@ -63,6 +67,7 @@ class RegistryClient:
                     is_insecure(registry, self._insecure),
                     self._attempts,
                     self._backoff,
+                    self._timeout,
                 )
             return self._transports[registry]
 

@@ -1,31 +1,47 @@
 """Answers to a registry's 401 challenges: Bearer tokens (anonymous or with credentials) and Basic.
 
-The token exchange itself is oras-py's; tokens are cached per scope, since a pull token does not
-allow a push.
+Tokens are cached per scope, since a pull token does not allow a push. The token exchange is done here,
+not by a library, so that it has a timeout, reads a bounded answer, and sends the `docker login`
+credentials only where they may go (`httpio.may_carry_credentials`).
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 import threading
+from urllib.parse import urlsplit
 
-import oras.auth
 import requests
-from oras.auth.utils import parse_auth_header
 
-from docker_model.distribution.errors import AuthenticationError
+from docker_model.distribution.errors import AuthenticationError, RegistryError
 from docker_model.distribution.registry.credentials import Credentials
+from docker_model.distribution.registry.httpio import (
+    MAX_JSON_BYTES,
+    NETWORK_ERRORS,
+    RETRY_STATUS,
+    TIMEOUT,
+    TransientError,
+    may_carry_credentials,
+    read_limited,
+)
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 class RegistryAuth:
     def __init__(
-        self, session: requests.Session, registry: str, credentials: Credentials | None, insecure: bool
+        self,
+        session: requests.Session,
+        registry: str,
+        credentials: Credentials | None,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         self.registry = registry
         self.credentials = credentials
-        self._oras = oras.auth.get_auth_backend("token", session=session, insecure=insecure)
-        if credentials is not None:
-            self._oras.set_basic_auth(credentials.username, credentials.password)
+        self._session = session
+        self._timeout = timeout
         self._tokens: dict[str, str] = {}
         self._basic = False
         self._lock = threading.Lock()
@@ -36,29 +52,64 @@ class RegistryAuth:
         if token is not None:
             return {"Authorization": f"Bearer {token}"}
         if self._basic and self.credentials is not None:
-            pair = f"{self.credentials.username}:{self.credentials.password}".encode()
-            return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+            return {"Authorization": f"Basic {_basic_pair(self.credentials)}"}
         return {}
 
     def answer(self, response: requests.Response, scope: str) -> dict[str, str]:
         """Obtain what the 401 `response` asks for; raise AuthenticationError when it cannot be had."""
-        challenge = response.headers.get("WWW-Authenticate", "")
-        scheme = challenge.split(" ", 1)[0].lower()
+        scheme, _, params = response.headers.get("WWW-Authenticate", "").partition(" ")
         with self._lock:
-            if scheme == "basic":
+            if scheme.lower() == "basic":
                 if self.credentials is None:
                     raise AuthenticationError(self.registry, rejected=False)
                 self._basic = True
                 return self.header(scope)
-            if scheme == "bearer":
-                parsed = parse_auth_header(challenge)
-                parsed.scope = parsed.scope or scope
-                if self.credentials is None:
-                    token = self._oras.request_anonymous_token(parsed)
-                else:
-                    token = self._oras.request_token(parsed)
-                if not token:
-                    raise AuthenticationError(self.registry, rejected=self.credentials is not None)
-                self._tokens[scope] = token
+            if scheme.lower() == "bearer":
+                self._tokens[scope] = self._token(dict(_CHALLENGE_PARAM.findall(params)), scope)
                 return self.header(scope)
         raise AuthenticationError(self.registry, rejected=False)
+
+    def _token(self, challenge: dict[str, str], scope: str) -> str:
+        """A token from the challenge's realm: with the credentials when there are some, else anonymous."""
+        realm = challenge.get("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError(self.registry, 401, f"unusable token realm {realm!r}")
+        headers = {"Accept": "application/json"}
+        if self.credentials is not None:
+            if not may_carry_credentials(realm):
+                raise AuthenticationError(
+                    self.registry,
+                    rejected=False,
+                    fix=f"its token service {realm} is plain HTTP, which carries credentials only to localhost; "
+                    "serve it over HTTPS",
+                )
+            headers["Authorization"] = f"Basic {_basic_pair(self.credentials)}"
+        params = {"scope": challenge.get("scope") or scope}
+        if "service" in challenge:
+            params["service"] = challenge["service"]
+        what = f"the token answer from {urlsplit(realm).netloc}"
+        try:
+            with self._session.get(
+                realm, params=params, headers=headers, timeout=self._timeout, stream=True
+            ) as response:
+                if response.status_code in RETRY_STATUS:
+                    raise TransientError(f"token service answered {response.status_code}", response.status_code)
+                if response.status_code in (401, 403):
+                    raise AuthenticationError(self.registry, rejected=self.credentials is not None)
+                if response.status_code != 200:
+                    raise RegistryError(self.registry, response.status_code, "the token service refused")
+                body = read_limited(response, MAX_JSON_BYTES, what)
+        except NETWORK_ERRORS as exc:
+            raise TransientError(exc) from exc
+        try:
+            answer = json.loads(body)
+            token = answer.get("token") or answer.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(self.registry, 200, "the token service sent no token")
+        return token
+
+
+def _basic_pair(credentials: Credentials) -> str:
+    return base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NoReturn
 
 import requests
 
 from docker_model.distribution.cancel import CancelToken
-from docker_model.distribution.errors import PullCancelledError
+from docker_model.distribution.errors import AnswerTooLargeError, PullCancelledError
 from docker_model.distribution.progress import ProgressTracker
-from docker_model.distribution.registry.transport import NETWORK_ERRORS, TransientError
+from docker_model.distribution.registry.httpio import NETWORK_ERRORS, TransientError
 from docker_model.distribution.store.blobs import BlobStore, IncompleteBlob
 
 CHUNK = 1 << 20
@@ -34,7 +35,8 @@ def download_blob(
 ) -> None:
     """Fetch `digest` unless the store has it, resuming a `.incomplete` file with a Range request.
 
-    A server that ignores the range (200 instead of 206) makes the download start over. The whole blob's
+    A server that ignores the range (200 instead of 206) makes the download start over. No more than
+    `size` bytes are ever written: a longer answer is AnswerTooLargeError (nothing kept). The whole blob's
     sha256 is checked before it is renamed into place (DigestMismatchError otherwise, file deleted).
     """
 
@@ -46,7 +48,7 @@ def download_blob(
             tracker.update(digest, size, size, "Already exists")
             return
         if blob.offset > size:
-            blob.restart()
+            blob.restart()  # more than the blob's size: not the blob
         if blob.offset < size:
             retry(lambda: _transfer(blob, size, fetch, tracker, cancel))
         blob.commit()
@@ -64,18 +66,35 @@ def _transfer(blob: IncompleteBlob, size: int, fetch: Fetch, tracker: ProgressTr
                 raise TransientError(f"bad Content-Range {response.headers.get('Content-Range')!r}")
         elif blob.offset:
             blob.restart()  # a 200: the server ignored the range, so start over
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and blob.offset + int(length) > size:
+            _too_long(blob, size)
         tracker.update(blob.digest, size, blob.offset)
         try:
             # read1 hands over whatever has arrived, so a dropped connection loses no received byte
-            while chunk := response.raw.read1(CHUNK, decode_content=True):
+            while blob.offset < size and (
+                chunk := response.raw.read1(min(CHUNK, size - blob.offset), decode_content=True)
+            ):
                 if cancel.is_set():
                     raise PullCancelledError()
                 blob.write(chunk)
                 tracker.update(blob.digest, size, blob.offset)
         except NETWORK_ERRORS as exc:
             raise TransientError(exc) from exc
+        if blob.offset == size and _more(response):
+            _too_long(blob, size)
     if blob.offset < size:
         raise TransientError(f"connection closed after {blob.offset} of {size} bytes")
-    if blob.offset > size:
-        blob.restart()
-        raise TransientError(f"the server sent more than the {size} bytes announced")
+
+
+def _more(response: requests.Response) -> bool:
+    """Whether an answer goes on past the bytes read (a failing connection counts as ending)."""
+    try:
+        return bool(response.raw.read1(1, decode_content=True))
+    except NETWORK_ERRORS:
+        return False
+
+
+def _too_long(blob: IncompleteBlob, size: int) -> NoReturn:
+    blob.restart()
+    raise AnswerTooLargeError(f"blob {blob.digest}", size, announced=True)

@@ -9,12 +9,13 @@ sha256 is known in advance, so they resume and verify the same way). `HF_TOKEN` 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -32,21 +33,25 @@ from docker_model.distribution.model import Model
 from docker_model.distribution.packaging import layer_from_file, model_config
 from docker_model.distribution.progress import ProgressCallback, ProgressTracker
 from docker_model.distribution.registry.download import download_blob
-from docker_model.distribution.registry.transport import (
+from docker_model.distribution.registry.httpio import (
     NETWORK_ERRORS,
     RETRY_STATUS,
     TIMEOUT,
     TransientError,
-    retrying,
+    may_carry_credentials,
+    read_limited,
 )
+from docker_model.distribution.registry.transport import retrying
 from docker_model.distribution.store import Store
 from docker_model.reference import DEFAULT_TAG, Reference
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_QUANTIZATION = "Q4_K_M"
+MAX_API_BYTES = 16 << 20  # a JSON answer of the API: a big repository's file listing runs to a few MiB
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 T = TypeVar("T")
 _TOKEN_FIX = "set HF_TOKEN to a Hugging Face access token that can read the repository"
+_PLAIN_HTTP_FIX = "HF_ENDPOINT is plain HTTP, which carries HF_TOKEN only to localhost; use an https:// endpoint"
 
 
 @dataclass(frozen=True)
@@ -95,15 +100,15 @@ class HuggingFace:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.token = token if token is not None else os.environ.get("HF_TOKEN")
 
-    def get(
-        self, url: str, what: str, headers: dict[str, str] | None = None, stream: bool = False
-    ) -> requests.Response:
-        """GET with the token; 5xx and network errors raise TransientError, other failures a clear error."""
+    def get(self, url: str, what: str, headers: dict[str, str] | None = None) -> requests.Response:
+        """GET with the token (over HTTPS, or plain HTTP to localhost, only); 5xx and network errors raise
+        TransientError, other failures a clear error. The answer is streamed: close it.
+        """
         sent = dict(headers or {})
-        if self.token:
+        if self.token and may_carry_credentials(url):
             sent["Authorization"] = f"Bearer {self.token}"
         try:
-            response = self.session.get(url, headers=sent, stream=stream, timeout=TIMEOUT)
+            response = self.session.get(url, headers=sent, stream=True, timeout=TIMEOUT)
         except NETWORK_ERRORS as exc:
             raise TransientError(exc) from exc
         if response.status_code in (200, 206):
@@ -112,15 +117,20 @@ class HuggingFace:
         if response.status_code in RETRY_STATUS:
             raise TransientError(f"HTTP {response.status_code}", response.status_code)
         if response.status_code in (401, 403):
+            if self.token and not may_carry_credentials(url):
+                raise AuthenticationError("huggingface.co", rejected=False, fix=_PLAIN_HTTP_FIX)
             raise AuthenticationError("huggingface.co", rejected=bool(self.token), fix=_TOKEN_FIX)
         if response.status_code == 404:
             raise ModelNotFoundError(what, "on Hugging Face")
         raise RegistryError("huggingface.co", response.status_code, response.reason or "unexpected answer")
 
+    def api(self, path: str, repo: str) -> Any:
+        """The JSON answer of the API at `path`, read up to MAX_API_BYTES."""
+        with self.get(f"{self.endpoint}/api/{path}", f"hf.co/{repo}") as response:
+            return json.loads(read_limited(response, MAX_API_BYTES, f"the answer of {self.endpoint}/api/{path}"))
+
     def files(self, repo: str) -> list[RepoFile]:
-        url = f"{self.endpoint}/api/models/{repo}/tree/main?recursive=true"
-        with self.get(url, f"hf.co/{repo}") as response:
-            entries = response.json()
+        entries = self.api(f"models/{repo}/tree/main?recursive=true", repo)
         return [
             RepoFile(
                 e["path"], int((e.get("lfs") or {}).get("size", e.get("size", 0))), (e.get("lfs") or {}).get("oid")
@@ -131,8 +141,7 @@ class HuggingFace:
 
     def last_modified(self, repo: str) -> datetime:
         """When the repository last changed: the artifact's `created`, so a re-pull gives the same ID."""
-        with self.get(f"{self.endpoint}/api/models/{repo}", f"hf.co/{repo}") as response:
-            text = response.json().get("lastModified")
+        text = self.api(f"models/{repo}", repo).get("lastModified")
         return parse_rfc3339(text) if text else datetime(1970, 1, 1, tzinfo=timezone.utc)
 
     def file_url(self, repo: str, path: str) -> str:
@@ -171,7 +180,7 @@ def pull_huggingface(
             store.blobs,
             f"sha256:{f.sha256}",
             f.size,
-            functools.partial(hub.get, url, what, stream=True),
+            functools.partial(hub.get, url, what),
             lambda action: retry(action, stop),
             tracker,
             stop,

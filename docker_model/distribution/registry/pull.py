@@ -10,6 +10,9 @@ import requests
 from docker_model.distribution.artifact import (
     DOCKER_MANIFEST_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
+    MAX_CONFIG_BYTES,
+    MAX_MANIFEST_BYTES,
+    check_size,
     manifest_layers,
     parse_manifest,
     sha256_digest,
@@ -24,7 +27,8 @@ from docker_model.distribution.errors import (
 from docker_model.distribution.model import Model
 from docker_model.distribution.progress import ProgressCallback, ProgressTracker
 from docker_model.distribution.registry.download import Fetch, download_blob
-from docker_model.distribution.registry.transport import NETWORK_ERRORS, TransientError, Transport, registry_error
+from docker_model.distribution.registry.httpio import read_limited
+from docker_model.distribution.registry.transport import Transport, registry_error
 from docker_model.distribution.store import Store
 from docker_model.reference import Reference
 
@@ -37,20 +41,24 @@ def pull_scope(ref: Reference) -> str:
 
 
 def fetch_manifest(transport: Transport, ref: Reference, cancel: CancelToken | None = None) -> bytes:
-    """The raw manifest `ref` names, checked against the reference's digest when it has one."""
+    """The raw manifest `ref` names, checked against the reference's digest when it has one, else
+    against the digest the registry announces (`Docker-Content-Digest`) when it announces a sha256.
+    """
     url = transport.url(f"{ref.repository}/manifests/{ref.digest or ref.tag}")
 
-    def get() -> bytes:
+    def get() -> tuple[bytes, str]:
         with transport.request("GET", url, pull_scope(ref), headers={"Accept": MANIFEST_ACCEPT}) as response:
             if response.status_code == 404:
                 raise ModelNotFoundError(str(ref), f"in registry {ref.registry}")
             if response.status_code != 200:
                 raise registry_error(ref.registry, response)
-            return response.content
+            announced = response.headers.get("Docker-Content-Digest", "")
+            return read_limited(response, MAX_MANIFEST_BYTES, f"the manifest of {ref}"), announced
 
-    raw = transport.retrying(get, cancel)
-    if ref.digest is not None and sha256_digest(raw) != ref.digest:
-        raise DigestMismatchError(ref.digest, sha256_digest(raw))
+    raw, announced = transport.retrying(get, cancel)
+    expected = ref.digest or (announced if announced.startswith("sha256:") else None)
+    if expected is not None and sha256_digest(raw) != expected:
+        raise DigestMismatchError(expected, sha256_digest(raw))
     return raw
 
 
@@ -58,7 +66,7 @@ def _blob_fetcher(transport: Transport, ref: Reference, digest: str) -> Fetch:
     url = transport.url(f"{ref.repository}/blobs/{digest}")
 
     def fetch(headers: dict[str, str]) -> requests.Response:
-        response = transport.request("GET", url, pull_scope(ref), headers=headers, stream=True)
+        response = transport.request("GET", url, pull_scope(ref), headers=headers)
         if response.status_code not in (200, 206):
             response.close()
             raise registry_error(ref.registry, response)
@@ -85,12 +93,11 @@ def pull_model(
     config = manifest["config"]
     fetch_config = _blob_fetcher(transport, ref, config["digest"])
 
+    check_size("the model config", config["size"], MAX_CONFIG_BYTES)
+
     def get_config() -> bytes:
         with fetch_config({}) as response:
-            try:
-                return response.content
-            except NETWORK_ERRORS as exc:
-                raise TransientError(exc) from exc
+            return read_limited(response, config["size"], f"the model config of {ref}", announced=True)
 
     config_bytes = transport.retrying(get_config, cancel)
     if sha256_digest(config_bytes) != config["digest"]:

@@ -1,19 +1,21 @@
-"""HTTP to one registry: base URL, authentication, retries with backoff, and error mapping."""
+"""HTTP to one registry: which scheme, who sees credentials, authentication, retries, error mapping."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
 
 from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.errors import (
+    AnswerTooLargeError,
     AuthenticationError,
     PullCancelledError,
     RegistryError,
@@ -21,25 +23,21 @@ from docker_model.distribution.errors import (
 )
 from docker_model.distribution.registry.auth import RegistryAuth
 from docker_model.distribution.registry.credentials import Credentials
+from docker_model.distribution.registry.httpio import (
+    MAX_JSON_BYTES,
+    NETWORK_ERRORS,
+    RETRY_STATUS,
+    TIMEOUT,
+    TransientError,
+    hostname,
+    is_loopback,
+    may_carry_credentials,
+    origin,
+    read_limited,
+)
 
 T = TypeVar("T")
 DOCKER_HUB_API = "registry-1.docker.io"
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-NETWORK_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    urllib3.exceptions.HTTPError,  # raised by raw reads of a streamed body
-)
-TIMEOUT = (15, 120)  # connect, read (seconds)
-
-
-class TransientError(Exception):
-    """A failure worth another attempt: a network error or a 5xx/429 answer."""
-
-    def __init__(self, cause: object, status: int | None = None) -> None:
-        super().__init__(str(cause))
-        self.status = status
 
 
 def new_session(pool_size: int = 8) -> requests.Session:
@@ -52,21 +50,30 @@ def new_session(pool_size: int = 8) -> requests.Session:
 
 
 def is_insecure(registry: str, insecure_registries: frozenset[str]) -> bool:
-    """Plain HTTP for loopback, `*.local` and registries configured as insecure."""
-    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    return host in ("localhost", "127.0.0.1") or host.endswith(".local") or registry in insecure_registries
+    """Plain HTTP allowed: loopback, `*.local` and registries configured as insecure."""
+    host = hostname(registry)
+    return is_loopback(host) or host.endswith(".local") or registry in insecure_registries
 
 
 def registry_error(registry: str, response: requests.Response) -> RegistryError:
-    """The registry's own error message (OCI `errors[0].message`) when it gives one."""
+    """The registry's own error message (OCI `errors[0].message`) when it gives one in a bounded body."""
     try:
-        detail = response.json()["errors"][0]["message"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        detail = response.reason or "unexpected answer"
-    return RegistryError(registry, response.status_code, detail)
+        body = read_limited(response, MAX_JSON_BYTES, "an error body")
+        detail = json.loads(body)["errors"][0]["message"]
+    except (AnswerTooLargeError, TransientError, ValueError, KeyError, IndexError, TypeError):
+        detail = None
+    return RegistryError(registry, response.status_code, str(detail or response.reason or "unexpected answer"))
 
 
 class Transport:
+    """One registry. Credentials go only to its own origin, and over plain HTTP only to loopback: never
+    to a foreign upload `Location` (requests drops them on a redirect to another host itself).
+
+    `insecure`: plain HTTP is allowed. A loopback registry is then reached over HTTP straight away; any
+    other (`*.local`, configured insecure) is asked over HTTPS first, and over HTTP only if it speaks
+    no TLS that can be trusted.
+    """
+
     def __init__(
         self,
         registry: str,
@@ -75,17 +82,47 @@ class Transport:
         insecure: bool,
         attempts: int = 4,
         backoff: float = 0.5,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         self.registry = registry
-        host = DOCKER_HUB_API if registry == "docker.io" else registry
-        self.base = f"{'http' if insecure else 'https'}://{host}/v2/"
+        self._host = DOCKER_HUB_API if registry == "docker.io" else registry
+        self._base: str | None = f"https://{self._host}/v2/"
+        if insecure:
+            self._base = f"http://{self._host}/v2/" if is_loopback(hostname(self._host)) else None
+        self._base_lock = threading.Lock()
         self.session = session
-        self.auth = RegistryAuth(session, registry, credentials, insecure)
+        self.auth = RegistryAuth(session, registry, credentials, timeout)
         self.attempts = attempts
         self.backoff = backoff
+        self.timeout = timeout
+
+    @property
+    def base(self) -> str:
+        """The API root, `https://host/v2/` unless plain HTTP is allowed and HTTPS is not served."""
+        with self._base_lock:
+            if self._base is not None:
+                return self._base
+            https, http = f"https://{self._host}/v2/", f"http://{self._host}/v2/"
+            try:
+                self.session.get(https, timeout=self.timeout).close()
+            except requests.exceptions.SSLError:
+                self._base = http  # it answers, but without (trusted) TLS: HTTP from now on
+                return http
+            except NETWORK_ERRORS:
+                return http  # not answering now: HTTP this time, HTTPS asked again next time
+            self._base = https
+            return https
 
     def url(self, path: str) -> str:
         return urljoin(self.base, path)
+
+    def _refusal(self, url: str) -> str | None:
+        """Why no credentials may be sent to `url` (what the user can do about it), or None."""
+        if origin(url) != origin(self.base):
+            return f"{urlsplit(url).netloc}, where it sent this request, asked for credentials, which go to it alone"
+        if not may_carry_credentials(url):
+            return "it is plain HTTP, which carries credentials only to localhost; serve the registry over HTTPS"
+        return None
 
     def request(
         self,
@@ -94,22 +131,25 @@ class Transport:
         scope: str,
         headers: dict[str, str] | None = None,
         body: Callable[[], Any] | None = None,
-        stream: bool = False,
     ) -> requests.Response:
         """One exchange, answering a 401 challenge once. 5xx/429 and network errors raise TransientError.
 
-        `body` makes the request body, called again when the request must be resent.
+        The answer is streamed: read it with `read_limited` or from `raw`, and close it. `body` makes the
+        request body, called again when the request must be resent.
         """
         for answered in (False, True):
-            sent = {**self.auth.header(scope), **(headers or {})}
+            refusal = self._refusal(url)
+            sent = {**(self.auth.header(scope) if refusal is None else {}), **(headers or {})}
             try:
                 response = self.session.request(
-                    method, url, headers=sent, data=body() if body else None, stream=stream, timeout=TIMEOUT
+                    method, url, headers=sent, data=body() if body else None, stream=True, timeout=self.timeout
                 )
             except NETWORK_ERRORS as exc:
                 raise TransientError(exc) from exc
             if response.status_code == 401 and not answered:
                 response.close()
+                if refusal is not None:
+                    raise AuthenticationError(self.registry, rejected=False, fix=refusal)
                 self.auth.answer(response, scope)
                 continue
             if response.status_code == 401:
@@ -118,6 +158,8 @@ class Transport:
             if response.status_code in RETRY_STATUS:
                 response.close()
                 raise TransientError(f"HTTP {response.status_code}", response.status_code)
+            if method == "HEAD" or response.headers.get("Content-Length") == "0":
+                response.raw.read()  # nothing to read: done now, the connection goes back to the pool
             return response
         raise AssertionError("unreachable")
 

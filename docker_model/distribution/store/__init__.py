@@ -14,7 +14,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from docker_model.distribution.artifact import Artifact, created_timestamp, parse_manifest
+from docker_model.distribution.artifact import (
+    MAX_CONFIG_BYTES,
+    Artifact,
+    check_size,
+    created_timestamp,
+    parse_manifest,
+)
 from docker_model.distribution.errors import (
     ConflictError,
     DistributionError,
@@ -27,7 +33,7 @@ from docker_model.distribution.store.bundles import Bundle, make_bundle, remove_
 from docker_model.distribution.store.index import Index, IndexEntry, read_index, write_index
 from docker_model.distribution.store.layout import Layout
 from docker_model.distribution.store.locks import exclusive
-from docker_model.distribution.store.manifests import ManifestStore
+from docker_model.distribution.store.manifests import ManifestStore, read_small
 from docker_model.reference import InvalidReferenceError, display_name, is_id_prefix, parse_reference, short_id
 
 __all__ = ["Bundle", "Store"]
@@ -69,7 +75,7 @@ class Store:
         manifest = json.loads(self.manifests.read(entry.id))
         config_path = self.blobs.path(manifest["config"]["digest"])
         try:
-            document = json.loads(config_path.read_bytes())
+            document = json.loads(read_small(config_path, MAX_CONFIG_BYTES))
         except (FileNotFoundError, ValueError) as exc:
             raise StoreCorruptError(config_path, f"config of model {entry.id} unreadable: {exc}") from None
         size = sum(int(layer["size"]) for layer in manifest.get("layers", []))
@@ -189,6 +195,7 @@ class Store:
             missing = [d for d in files if not self.blobs.has(d)]
             if missing:
                 raise DistributionError(f"cannot record the model: blobs missing from the store: {', '.join(missing)}")
+            check_size("the model config", self.blobs.size(manifest["config"]["digest"]), MAX_CONFIG_BYTES)
             model_id = self.manifests.write(manifest_bytes)
             index = self.read_index()
             entry = index.add(IndexEntry(model_id, [], files))

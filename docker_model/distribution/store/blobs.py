@@ -1,4 +1,4 @@
-"""Content-addressed blobs: verified before they become visible, resumable while they are incomplete."""
+"""Content-addressed blobs: verified and on the disk before they become visible, resumable while incomplete."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.errors import DigestMismatchError
 from docker_model.distribution.store.layout import Layout
 from docker_model.distribution.store.locks import lock_file_in_place
-from docker_model.files import atomic_write
+from docker_model.files import PRIVATE_FILE, atomic_write, fsync_path, with_path
 
 _CHUNK = 1 << 20
 
@@ -22,7 +22,8 @@ class IncompleteBlob:
     """A `<blob>.incomplete` file held under an exclusive lock, hashed as it grows.
 
     Bytes already in the file (an earlier, interrupted download) are kept: `offset` says how many, so the
-    caller can ask for the rest. `commit` checks the whole file's sha256 before renaming it into place.
+    caller can ask for the rest. `commit` checks the whole file's sha256, flushes it to the disk and renames
+    it into place, so that a blob the index names survives a crash.
     """
 
     def __init__(self, fd: int, path: Path, final: Path, digest: str) -> None:
@@ -36,7 +37,12 @@ class IncompleteBlob:
         self.offset = self._file.tell()
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        view = memoryview(chunk)
+        try:
+            while view:  # a raw write may take part of the chunk (a disk filling up does so)
+                view = view[self._file.write(view) :]
+        except OSError as error:
+            raise with_path(error, self._path) from None
         self._hasher.update(chunk)
         self.offset += len(chunk)
 
@@ -50,9 +56,17 @@ class IncompleteBlob:
     def commit(self) -> None:
         actual = "sha256:" + self._hasher.hexdigest()
         if actual != self.digest:
-            self._path.unlink(missing_ok=True)
+            self.discard()
             raise DigestMismatchError(self.digest, actual)
-        os.replace(self._path, self._final)
+        try:
+            os.fsync(self._file.fileno())
+            os.replace(self._path, self._final)
+            fsync_path(self._final.parent)
+        except OSError as error:
+            raise with_path(error, self._path) from None
+
+    def discard(self) -> None:
+        self._path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._file.close()
@@ -110,14 +124,21 @@ class BlobStore:
             return
 
     def write_stream(self, digest: str, stream: BinaryIO) -> None:
-        """Store the bytes of `stream` under `digest`, verified; a present blob is left as it is."""
+        """Store the bytes of `stream` under `digest`, verified; a present blob is left as it is.
+
+        A failed write leaves no partial file: no later write resumes a stream, so it would only take room.
+        """
         with self.receive(digest) as blob:
             if blob is None:
                 return
             blob.restart()
-            while chunk := stream.read(_CHUNK):
-                blob.write(chunk)
-            blob.commit()
+            try:
+                while chunk := stream.read(_CHUNK):
+                    blob.write(chunk)
+                blob.commit()
+            except BaseException:
+                blob.discard()
+                raise
 
     def write_file(self, digest: str, source: Path) -> None:
         with open(source, "rb") as f:
@@ -128,7 +149,7 @@ class BlobStore:
         if actual != digest:
             raise DigestMismatchError(digest, actual)
         if not self.has(digest):
-            atomic_write(self._layout.blob(digest), data, sync=False)
+            atomic_write(self._layout.blob(digest), data, mode=PRIVATE_FILE)
 
     def remove(self, digest: str) -> None:
         self._layout.blob(digest).unlink(missing_ok=True)

@@ -1,5 +1,8 @@
 """Runtime bundles: a model's blobs under the file names an engine expects, as hard links (or copies).
 
+A bundle counts as whole when its files are there at their sizes, so the files whose content that does
+not prove (copies, `config.json`) reach the disk before the bundle is renamed into place.
+
 `bundles/sha256/<id>/model/model.gguf` (shards `model-0000N-of-0000M.gguf`), `model/model.mmproj`,
 `model/template.jinja`, and `config.json` (the model's `config` object) at the bundle root.
 """
@@ -18,6 +21,7 @@ from docker_model.distribution.errors import UnsupportedFormatError
 from docker_model.distribution.model import Model
 from docker_model.distribution.store.blobs import BlobStore
 from docker_model.distribution.store.layout import Layout
+from docker_model.files import PRIVATE_DIR, PRIVATE_FILE, atomic_write, fsync_path, make_dirs
 
 MODEL_DIR = "model"
 
@@ -74,6 +78,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or links not allowed: a copy works everywhere
         shutil.copyfile(source, target)
+        os.chmod(target, PRIVATE_FILE)  # unseen meanwhile: the staging folder is private
+        fsync_path(target)
 
 
 def make_bundle(layout: Layout, blobs: BlobStore, model: Model) -> Bundle:
@@ -82,15 +88,15 @@ def make_bundle(layout: Layout, blobs: BlobStore, model: Model) -> Bundle:
     root = layout.bundle(model.id)
     if _is_complete(root, plan):
         return _describe(root, plan)
-    root.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(root.parent)
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
     try:
-        (staging / MODEL_DIR).mkdir()
+        (staging / MODEL_DIR).mkdir(PRIVATE_DIR)
         for rel, digest, _ in plan:
             _link_or_copy(blobs.path(digest), staging / rel)
-        (staging / "config.json").write_text(json.dumps(model.config) + "\n")
+        atomic_write(staging / "config.json", json.dumps(model.config).encode() + b"\n", mode=PRIVATE_FILE)
         shutil.rmtree(root, ignore_errors=True)
-        os.rename(staging, root)
+        os.rename(staging, root)  # a rename a crash loses leaves no bundle: the next load makes it again
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from docker_model.distribution.artifact import file_digest, sha256_digest
+from docker_model.distribution.artifact import file_digest
 from docker_model.distribution.store.bundles import bundle_is_intact, remove_bundle
 from docker_model.distribution.store.index import Index
 
@@ -15,13 +16,14 @@ if TYPE_CHECKING:
     from docker_model.distribution.store import Store
 
 STALE_INCOMPLETE_SECONDS = 7 * 24 * 3600
+STALE_TEMP_SECONDS = 3600  # a temp file lives for one small write: an hour old, its writer died
 
 
 def check_store(store: Store, repair: bool) -> list[str]:
     """Report (and with `repair`, fix) damage. Call under the store lock.
 
     A model with a missing or corrupt file is dropped on repair (pull it again); unused blobs and
-    manifests, stale partial downloads and damaged bundles are deleted.
+    manifests, stale partial downloads and temp files, and damaged bundles are deleted.
     """
     problems: list[str] = []
     index = store.read_index()
@@ -36,7 +38,8 @@ def check_store(store: Store, repair: bool) -> list[str]:
     for entry in list(index.models):
         names = ", ".join(entry.tags) or entry.id
         broken = [d for d in entry.files if not blob_ok(d)]
-        manifest_ok = store.manifests.exists(entry.id) and sha256_digest(store.manifests.read(entry.id)) == entry.id
+        manifest = store.layout.manifest(entry.id)
+        manifest_ok = manifest.is_file() and file_digest(manifest)[0] == entry.id  # in chunks: it may be huge
         if broken or not manifest_ok:
             what = f"blobs missing or corrupt: {', '.join(broken)}" if broken else "manifest missing or corrupt"
             problems.append(f"model {names}: {what}" + ("; removed it, pull it again" if repair else ""))
@@ -57,6 +60,14 @@ def check_store(store: Store, repair: bool) -> list[str]:
     return problems
 
 
+def _older_than(path: Path, seconds: float) -> bool:
+    """Whether `path` was last written over `seconds` ago (False once its writer renamed or removed it)."""
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
 def _leftovers(store: Store, index: Index, repair: bool) -> list[str]:
     problems = []
     used = index.blobs_in_use()
@@ -69,10 +80,14 @@ def _leftovers(store: Store, index: Index, repair: bool) -> list[str]:
         problems.append(f"manifest {model_id} belongs to no listed model" + ("; deleted it" if repair else ""))
         if repair:
             store.manifests.remove(model_id)
-    now = time.time()
     for path in store.blobs.incomplete_files():
-        if now - path.stat().st_mtime > STALE_INCOMPLETE_SECONDS:
+        if _older_than(path, STALE_INCOMPLETE_SECONDS):
             problems.append(f"partial download {path.name} is over a week old" + ("; deleted it" if repair else ""))
+            if repair:
+                path.unlink(missing_ok=True)
+    for path in store.layout.temp_files():
+        if _older_than(path, STALE_TEMP_SECONDS):
+            problems.append(f"{path.name} was left by an interrupted write" + ("; deleted it" if repair else ""))
             if repair:
                 path.unlink(missing_ok=True)
     if store.layout.bundles_dir.is_dir():

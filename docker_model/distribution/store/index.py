@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_model.distribution.errors import StoreCorruptError
-from docker_model.files import write_json
+from docker_model.files import PRIVATE_FILE, write_json
 
 
 @dataclass
@@ -76,4 +76,4 @@ def read_index(path: Path) -> Index:
 
 
 def write_index(path: Path, index: Index) -> None:
-    write_json(path, {"models": [m.to_json() for m in index.models]})
+    write_json(path, {"models": [m.to_json() for m in index.models]}, mode=PRIVATE_FILE)

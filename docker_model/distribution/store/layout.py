@@ -7,17 +7,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from docker_model.distribution.artifact import check_digest
-from docker_model.files import write_json
+from docker_model.files import PRIVATE_FILE, make_dirs, write_json
 
 LAYOUT_VERSION = "1.0.0"
 INCOMPLETE_SUFFIX = ".incomplete"
 # Names the store gives entries of its blobs, manifests and bundles folders: a digest's hex, a partial
 # download, or a temporary file or folder on its way to being renamed into place.
-_ENTRY_NAME = re.compile(rf"[0-9a-f]{{64}}(?:{re.escape(INCOMPLETE_SUFFIX)})?|\.[0-9a-f]{{64}}\..+\.tmp")
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{64}\..+\.tmp")
+_ENTRY_NAME = re.compile(rf"[0-9a-f]{{64}}(?:{re.escape(INCOMPLETE_SUFFIX)})?|{_TEMP_NAME.pattern}")
 
 
 class Layout:
-    """Paths inside one store root; creates nothing by itself."""
+    """Paths inside one store root; creates nothing by itself.
+
+    What the store creates is private to its user (folders 0700, files 0600): a model may be one a user
+    may not share. A root that existed before keeps its mode, and whatever else it holds.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -79,9 +84,20 @@ class Layout:
             if path.exists():
                 yield path
 
+    def temp_files(self) -> list[Path]:
+        """Files on their way to being renamed into place, or left so by a writer that died (a bundle's
+        staging folder is a bundle of no listed model to the integrity check)."""
+        found: list[Path] = []
+        for directory in (self.blobs_dir, self.manifests_dir):
+            if directory.is_dir():
+                found += [entry for entry in directory.iterdir() if _TEMP_NAME.fullmatch(entry.name)]
+        for name in (self.index_file.name, self.layout_file.name):
+            found += self.root.glob(f".{name}.*.tmp")
+        return sorted(found)
+
     def ensure(self) -> None:
         """Create the directories and `layout.json` if missing (the store is made lazily, on first write)."""
         for directory in (self.blobs_dir, self.manifests_dir, self.bundles_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory)
         if not self.layout_file.exists():
-            write_json(self.layout_file, {"version": LAYOUT_VERSION})
+            write_json(self.layout_file, {"version": LAYOUT_VERSION}, mode=PRIVATE_FILE)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.errors import PullCancelledError
+from docker_model.files import PRIVATE_FILE, make_dirs
 
 POLL_SECONDS = 0.1
 
@@ -22,8 +23,8 @@ POLL_SECONDS = 0.1
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    make_dirs(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -42,7 +43,7 @@ def lock_file_in_place(
     be on a file that is no longer at `path`, which the caller must then look at again. `waiting` is
     called while another holder keeps the lock; `cancel` stops the wait.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         while True:
             try:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from docker_model.distribution.artifact import sha256_digest
+from pathlib import Path
+
+from docker_model.distribution.artifact import MAX_MANIFEST_BYTES, sha256_digest
 from docker_model.distribution.errors import StoreCorruptError
 from docker_model.distribution.store.layout import Layout
-from docker_model.files import atomic_write
+from docker_model.files import PRIVATE_FILE, atomic_write
+
+
+def read_small(path: Path, limit: int) -> bytes:
+    """A manifest or config of the store, read whole only within `limit`: a bigger one is damaged."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise StoreCorruptError(path, f"over the {limit >> 20} MiB limit for it")
+    return data
 
 
 class ManifestStore:
@@ -16,13 +27,13 @@ class ManifestStore:
         model_id = sha256_digest(raw)
         path = self._layout.manifest(model_id)
         if not path.is_file():
-            atomic_write(path, raw)
+            atomic_write(path, raw, mode=PRIVATE_FILE)
         return model_id
 
     def read(self, model_id: str) -> bytes:
         path = self._layout.manifest(model_id)
         try:
-            raw = path.read_bytes()
+            raw = read_small(path, MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise StoreCorruptError(path, "the manifest of a listed model is missing") from None
         return raw

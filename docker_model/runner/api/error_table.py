@@ -28,6 +28,8 @@ DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (distribution.AuthenticationError, 401),
     (distribution.RegistryUnreachableError, 502),
     (distribution.DigestMismatchError, 502),
+    (distribution.AnswerTooLargeError, 502),
+    (distribution.RegistryError, 502),
 ]
 
 

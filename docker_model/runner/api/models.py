@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from docker_model import distribution
 from docker_model.api_types import CreateRequest, ModelInfo, TagResult
 from docker_model.distribution import Model, ProgressEvent
 from docker_model.reference import InvalidReferenceError, parse_reference
@@ -141,13 +142,28 @@ async def load_model(request: Request) -> JSONResponse:
     tag = request.query_params.get("tag")
     tags = [str(parse_reference(tag))] if tag else []
     try:
-        store.root.mkdir(parents=True, exist_ok=True)
-        check_room(store.root, request.headers.get(MODEL_SIZE_HEADER, ""))
+        store.layout.ensure()
+        room = load_room(store.root, request.headers.get(MODEL_SIZE_HEADER, ""))
         with tempfile.TemporaryFile(dir=os.fspath(store.root)) as spool:
+            received = 0
             async for chunk in request.stream():
+                received += len(chunk)
+                if received > room:
+                    raise APIError(
+                        507,
+                        f"the model archive is larger than the store {store.root} has room for "
+                        f"({human_bytes(room)}: half its free space, as the archive is spooled, then stored); "
+                        "free some, or move MODELS_PATH",
+                    )
                 await asyncio.to_thread(spool.write, chunk)
             spool.seek(0)
             model = await asyncio.to_thread(store.load, spool, tags)
+    except (distribution.DigestMismatchError, distribution.UnsupportedFormatError) as error:
+        raise APIError(400, f"the model archive was refused: {error}") from None
+    except distribution.DistributionError as error:
+        if type(error) is not distribution.DistributionError:
+            raise  # a domain error with a status of its own (a conflict, ...)
+        raise APIError(400, f"the model archive was refused: {error}") from None
     except OSError as error:
         problem = storage_problem(error, str(store.root))
         if problem is None:
@@ -156,17 +172,19 @@ async def load_model(request: Request) -> JSONResponse:
     return JSONResponse(model_json(model), status_code=201)
 
 
-def check_room(root: Path, declared_size: str) -> None:
-    """Refuse at once a model the store has no room for: the upload is spooled, then stored as blobs."""
-    if not declared_size.isdigit():
-        return
-    needed, free = 2 * int(declared_size), free_bytes(str(root))
-    if free < needed:
+def load_room(root: Path, declared_size: str) -> int:
+    """The most bytes a model archive may have: half the store's free space, since it is spooled and then
+    stored as blobs (both on the disk until it is recorded). A declared size that does not fit is refused
+    at once; the body is held to the limit as it streams, declared or not."""
+    free = free_bytes(str(root))
+    room = free // 2
+    if declared_size.isdigit() and int(declared_size) > room:
         raise APIError(
             507,
             f"no space left for this model in the store {root}: {human_bytes(free)} free, "
-            f"{human_bytes(needed)} needed while it is stored; free some, or move MODELS_PATH",
+            f"{human_bytes(2 * int(declared_size))} needed while it is stored; free some, or move MODELS_PATH",
         )
+    return room
 
 
 async def purge_models(request: Request) -> JSONResponse:
