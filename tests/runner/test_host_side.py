@@ -23,6 +23,7 @@ from docker_model.runner import scheduler as scheduler_module
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.api import progress
 from docker_model.runner.api.access import AccessGuard, Origins
+from docker_model.runner.api.access import needs_token as needs_token_for
 from docker_model.runner.api.middleware import MAX_BODY_BYTES, BodyLimit
 from docker_model.runner.fit import ALL_LAYERS, ModelDoesNotFit
 from docker_model.runner.handover import Reports, read_reports
@@ -379,3 +380,28 @@ def test_a_gpu_with_too_little_free_memory_gets_a_smaller_model_or_a_refusal(
 def test_an_address_this_machine_lacks_is_named_with_the_way_out() -> None:
     with pytest.raises(ListenError, match=r"cannot listen on 198\.51\.100\.7:\d+: .*--host or MODEL_RUNNER_BIND"):
         bind("198.51.100.7", 12434)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "needs_token"),
+    [
+        ("POST", "/v1/chat/completions", False),
+        ("POST", "/api/chat", False),
+        ("GET", "/models", True),
+        ("DELETE", "/models/ai/x", True),
+        ("DELETE", "/models/purge", True),
+        ("POST", "/models/create", True),
+        ("POST", "/engines/_configure", True),
+        ("POST", "/api/pull", True),  # Ollama's ways to manage models too
+        ("DELETE", "/api/delete", True),
+        ("POST", "/api/copy", True),
+    ],
+)
+def test_management_on_loopback_keeps_other_local_users_from_managing_models(
+    method: str, path: str, needs_token: bool
+) -> None:
+    """DOCKER_MODEL_REQUIRE_TOKEN=management, the README's advice for shared machines."""
+    listeners = Listeners(port=12434, tls=False, scope_setting="management", bridge_interface=None)
+    listener = listeners.add("127.0.0.1", "loopback")
+    assert listener.token_scope == "management"
+    assert needs_token_for(listener, method, path) is needs_token
