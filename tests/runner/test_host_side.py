@@ -264,7 +264,13 @@ def guarded() -> TestClient:
 
 @pytest.mark.parametrize(
     ("origin", "status"),
-    [(None, 200), ("http://localhost:3000", 200), ("http://127.0.0.1", 200), ("https://evil.example", 403)],
+    [
+        (None, 200),
+        ("http://localhost:3000", 200),
+        ("http://127.0.0.1", 200),
+        ("https://evil.example", 403),
+        ("http://[bad", 403),
+    ],
 )
 def test_foreign_browser_origins_are_refused(guarded: TestClient, origin: str | None, status: int) -> None:
     headers = {"Origin": origin} if origin else {}
@@ -308,6 +314,7 @@ def test_dmr_origins_allows_more_origins_and_their_preflights() -> None:
         ("evil.example", 403),
         ("evil.example:12434", 403),
         ("localhost.evil.example", 403),
+        ("[not-an-address", 403),
     ],
 )
 def test_loopback_refuses_host_names_of_other_machines(guarded: TestClient, host: str, status: int) -> None:

@@ -57,7 +57,10 @@ def needs_token(listener: Listener, method: str, path: str) -> bool:
 def names_this_machine(host: str) -> bool:
     """Whether a `Host` header's name is this machine's: an address, `localhost`, a local suffix, or its
     host name. (An attacker's page cannot make a browser send an address it does not serve.)"""
-    name = urlsplit(f"//{host}").hostname or ""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:  # not a host name at all (`[bad`)
+        return False
     try:
         ipaddress.ip_address(name)
         return True
@@ -74,9 +77,12 @@ class Origins:
         self.listed = {origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()}
 
     def allow(self, origin: str) -> bool:
-        return (
-            "*" in self.listed or origin.rstrip("/") in self.listed or urlsplit(origin).hostname in settings.LOCAL_HOSTS
-        )
+        if "*" in self.listed or origin.rstrip("/") in self.listed:
+            return True
+        try:
+            return urlsplit(origin).hostname in settings.LOCAL_HOSTS
+        except ValueError:  # not a URL (`http://[bad`)
+            return False
 
 
 class AccessGuard:
