@@ -9,29 +9,42 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from docker_model.runner.shared.error_body import APIError
 
 FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # what a tool's function may be called
 ANY_VALUE = object()  # in REFUSED_UNLESS: no value but null is accepted
+LARGEST_INTEGER = 2**64  # past any integer a request may carry (a seed is 64 bits at most)
+PLAIN_NUMBER_ERRORS = ("number_type", "int_too_big")
 MAX_STOP_STRINGS = 16  # OpenAI takes 4; llama.cpp clients send a few more
 MAX_STOP_LENGTH = 512  # characters: each is matched against the text at every token
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     """A part of a request body: a field it does not define is a 400 naming it, never ignored; a number
     must be one (no NaN or infinity, no `true` where an integer belongs)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool):
-            admitted = _types_of(cls.model_fields[str(info.field_name)].annotation)
-            if bool not in admitted and {int, float} & admitted:
-                raise ValueError("Input should be a number, not a boolean")
-        return value
+    def _plain_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            if isinstance(value, bool):
+                admitted = _types_of(field.annotation)
+                if bool not in admitted and {int, float} & admitted:
+                    raise PydanticCustomError("number_type", "Input should be a number, not a boolean", {"at": name})
+            elif isinstance(value, int) and abs(value) >= LARGEST_INTEGER:
+                raise PydanticCustomError(
+                    "int_too_big", "Input should be an integer that fits in 64 bits", {"at": name}
+                )
+        return data
 
 
 def _types_of(annotation: Any) -> set[Any]:
@@ -42,7 +55,7 @@ def _types_of(annotation: Any) -> set[Any]:
     return found
 
 
-class _Body(_Strict):
+class _Body(StrictModel):
     model: str | None = None
     # OpenAI fields that mean nothing on a local runner: accepted, and listed as such in README.
     user: Any = None
@@ -68,19 +81,19 @@ class _Body(_Strict):
         return None
 
 
-class StreamOptions(_Strict):
+class StreamOptions(StrictModel):
     include_usage: bool = False
     include_obfuscation: bool | None = None  # obfuscation pads chunks against a network observer; none here
 
 
-class JSONSchemaFormat(_Strict):
+class JSONSchemaFormat(StrictModel):
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     strict: bool | None = None  # the grammar holds the output to the schema either way
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(StrictModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -217,23 +230,23 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
-class ToolFunction(_Strict):
+class ToolFunction(StrictModel):
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None  # a JSON Schema; the calls are held to it
     strict: bool | None = None  # held to it either way
 
 
-class Tool(_Strict):
+class Tool(StrictModel):
     type: Literal["function"]
     function: ToolFunction
 
 
-class NamedFunction(_Strict):
+class NamedFunction(StrictModel):
     name: str
 
 
-class NamedToolChoice(_Strict):
+class NamedToolChoice(StrictModel):
     type: Literal["function"]
     function: NamedFunction
 
@@ -385,6 +398,8 @@ def invalid(exc: ValidationError, rename: Callable[[str], str] = str) -> APIErro
     """The 400 for the first problem pydantic found, naming its field (as `rename` gives it)."""
     first = exc.errors()[0]
     loc = [str(part) for part in first.get("loc", ())]
+    if first.get("type") in PLAIN_NUMBER_ERRORS:  # raised for the model, about one of its fields
+        loc.append(str(first["ctx"]["at"]))
     named = loc[-1:] if first.get("type") == "extra_forbidden" else []  # an unknown key is named as sent
     fields = [part for part in loc[: len(loc) - len(named)] if not is_union_branch(part)]
     where = rename(".".join(fields + named).rstrip("."))

@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from docker_model.runner.shared.error_body import APIError
-from docker_model.runner.worker.schemas import FUNCTION_NAME
+from docker_model.runner.worker.schemas import FUNCTION_NAME, StrictModel
 
 TEXT_ONLY = ("image", "document", "search_result", "container_upload")  # blocks a text model cannot read
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TextBlock(_Strict):
+class TextBlock(StrictModel):
     type: Literal["text"]
     text: str
     cache_control: Any = None
@@ -37,7 +33,7 @@ class TextBlock(_Strict):
         return value
 
 
-class ToolUseBlock(_Strict):
+class ToolUseBlock(StrictModel):
     type: Literal["tool_use"]
     id: str
     name: str
@@ -45,7 +41,7 @@ class ToolUseBlock(_Strict):
     cache_control: Any = None
 
 
-class ToolResultBlock(_Strict):
+class ToolResultBlock(StrictModel):
     type: Literal["tool_result"]
     tool_use_id: str
     content: str | list[TextBlock] = ""
@@ -59,13 +55,13 @@ class ToolResultBlock(_Strict):
         return f"Error: {text}" if self.is_error else text
 
 
-class ThinkingBlock(_Strict):
+class ThinkingBlock(StrictModel):
     type: Literal["thinking"]
     thinking: str
     signature: str
 
 
-class RedactedThinkingBlock(_Strict):
+class RedactedThinkingBlock(StrictModel):
     type: Literal["redacted_thinking"]
     data: str
 
@@ -75,7 +71,7 @@ Block = Annotated[
 ]
 
 
-class MessageParam(_Strict):
+class MessageParam(StrictModel):
     role: Literal["user", "assistant"]
     content: list[Block]
 
@@ -92,7 +88,7 @@ class MessageParam(_Strict):
         return value
 
 
-class ToolDefinition(_Strict):
+class ToolDefinition(StrictModel):
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     input_schema: dict[str, Any]
@@ -109,7 +105,7 @@ class ToolDefinition(_Strict):
         return value
 
 
-class ToolChoice(_Strict):
+class ToolChoice(StrictModel):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
@@ -130,18 +126,18 @@ class ToolChoice(_Strict):
         return fields
 
 
-class Thinking(_Strict):
+class Thinking(StrictModel):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: int | None = None
     display: str | None = None
 
 
-class OutputFormat(_Strict):
+class OutputFormat(StrictModel):
     type: Literal["json_schema"]
     schema_: dict[str, Any] = Field(alias="schema")
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     format: OutputFormat | None = None
     effort: str | None = None
 
@@ -153,7 +149,7 @@ class OutputConfig(_Strict):
         return value
 
 
-class CountTokensBody(_Strict):
+class CountTokensBody(StrictModel):
     model: str | None = None
     messages: list[MessageParam] = Field(min_length=1)
     system: str | list[TextBlock] | None = None

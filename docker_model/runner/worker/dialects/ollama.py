@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -19,7 +19,7 @@ from docker_model.runner.shared.error_body import APIError
 from docker_model.runner.shared.wire import LOAD_HEADER
 from docker_model.runner.worker.answers import Choice, Ending, pieces, prompt_tokens, whole_text
 from docker_model.runner.worker.jobs import FINISH_ERROR
-from docker_model.runner.worker.schemas import ChatCompletionBody, parse_body
+from docker_model.runner.worker.schemas import ChatCompletionBody, StrictModel, parse_body
 
 if TYPE_CHECKING:
     from docker_model.runner.worker.routes import OpenAIHandlers
@@ -44,21 +44,17 @@ SAMPLING_OPTIONS = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OllamaToolFunction(_Strict):
+class OllamaToolFunction(StrictModel):
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     index: int | None = None
 
 
-class OllamaToolCall(_Strict):
+class OllamaToolCall(StrictModel):
     function: OllamaToolFunction
 
 
-class OllamaMessage(_Strict):
+class OllamaMessage(StrictModel):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     thinking: str | None = None
@@ -67,7 +63,7 @@ class OllamaMessage(_Strict):
     tool_name: str | None = None
 
 
-class _Request(_Strict):
+class _Request(StrictModel):
     model: str
     format: Literal["json", ""] | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
@@ -91,7 +87,7 @@ class GenerateRequest(_Request):
     context: list[int] | None = None
 
 
-class EmbedRequest(_Strict):
+class EmbedRequest(StrictModel):
     model: str
     input: str | list[str]
     truncate: bool = True
@@ -100,7 +96,7 @@ class EmbedRequest(_Strict):
     dimensions: int | None = None
 
 
-class LegacyEmbedRequest(_Strict):
+class LegacyEmbedRequest(StrictModel):
     model: str
     prompt: str
     options: dict[str, Any] | None = None

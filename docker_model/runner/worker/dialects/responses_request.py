@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
-from docker_model.runner.worker.schemas import ANY_VALUE, FUNCTION_NAME, ChatCompletionBody, _Body, _Strict, invalid
+from docker_model.runner.worker.schemas import ANY_VALUE, FUNCTION_NAME, ChatCompletionBody, StrictModel, _Body, invalid
 
 Message = dict[str, Any]
 
@@ -19,14 +19,14 @@ def _type_of(default: str | None = None) -> Callable[[Any], Any]:
     return lambda value: value.get("type", default) if isinstance(value, dict) else getattr(value, "type", None)
 
 
-class InputText(_Strict):
+class InputText(StrictModel):
     type: Literal["input_text", "output_text"]
     text: str
     annotations: list[Any] | None = None  # an earlier answer's, sent back: nothing to do with them
     logprobs: list[Any] | None = None
 
 
-class Refusal(_Strict):
+class Refusal(StrictModel):
     type: Literal["refusal"]
     refusal: str
 
@@ -43,7 +43,7 @@ ContentPart = Annotated[
 ]
 
 
-class MessageItem(_Strict):
+class MessageItem(StrictModel):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
     content: list[ContentPart]  # a text is one input_text part
@@ -61,7 +61,7 @@ class MessageItem(_Strict):
         return "".join(part.text if isinstance(part, InputText) else part.refusal for part in self.content)
 
 
-class FunctionCallItem(_Strict):
+class FunctionCallItem(StrictModel):
     type: Literal["function_call"]
     call_id: str
     name: str
@@ -70,7 +70,7 @@ class FunctionCallItem(_Strict):
     status: str | None = None
 
 
-class FunctionCallOutputItem(_Strict):
+class FunctionCallOutputItem(StrictModel):
     type: Literal["function_call_output"]
     call_id: str
     output: str | list[InputText]
@@ -78,12 +78,12 @@ class FunctionCallOutputItem(_Strict):
     status: str | None = None
 
 
-class ReasoningText(_Strict):
+class ReasoningText(StrictModel):
     type: Literal["reasoning_text", "summary_text"]
     text: str
 
 
-class ReasoningItem(_Strict):
+class ReasoningItem(StrictModel):
     type: Literal["reasoning"]
     summary: list[ReasoningText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
@@ -106,7 +106,7 @@ InputItem = Annotated[
 ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
 
 
-class FunctionTool(_Strict):
+class FunctionTool(StrictModel):
     type: Literal["function"]
     name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
@@ -114,12 +114,12 @@ class FunctionTool(_Strict):
     strict: bool | None = None  # the grammar holds the calls to the parameters either way
 
 
-class FunctionChoice(_Strict):
+class FunctionChoice(StrictModel):
     type: Literal["function"]
     name: str
 
 
-class TextFormat(_Strict):
+class TextFormat(StrictModel):
     type: Literal["text", "json_object", "json_schema"]
     name: str | None = Field(None, min_length=1, max_length=64)  # as chat's json_schema name
     schema_: dict[str, Any] | None = Field(None, alias="schema")
@@ -140,12 +140,12 @@ class TextFormat(_Strict):
         return {"type": "json_schema", "json_schema": {k: v for k, v in fields.items() if v is not None}}
 
 
-class TextConfig(_Strict):
+class TextConfig(StrictModel):
     format: TextFormat | None = None
     verbosity: Literal["medium"] | None = None  # the model's own length; other verbosities are refused
 
 
-class StreamOptions(_Strict):
+class StreamOptions(StrictModel):
     include_obfuscation: bool | None = None  # obfuscation pads events against a network observer; none here
 
 
