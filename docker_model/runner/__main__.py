@@ -46,6 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     os.umask(0o077)  # what the runner and its workers create (store, state, logs, sockets) is the user's alone
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health probe of a worker
     try:
         port = args.port if args.port is not None else settings.runner_port()
         models_path, state_dir, tls = settings.models_path(), settings.state_dir(), settings.tls_files()

@@ -9,6 +9,8 @@ runner refuses by name, token-id prompts.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 
@@ -19,7 +21,7 @@ from tests.runner.conftest import MODEL
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = 200
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 MAX_TOKENS = 16
 MAX_ANSWERS = 2
 # operation -> the least share of its requests that must be answered 2xx. The rest are refusals by name of

@@ -46,9 +46,9 @@ def model_archive(gguf: Path, created: datetime | None = None) -> bytes:
 def sse_payloads(response: requests.Response) -> Iterator[str]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
-    for line in response.iter_lines(decode_unicode=True):
-        if line.startswith("data: "):
-            yield line.removeprefix("data: ")
+    for line in response.iter_lines():  # bytes: a decoded line would also be cut at U+0085 or U+2028
+        if line.startswith(b"data: "):
+            yield line.removeprefix(b"data: ").decode()
 
 
 def streamed(url: str, body: dict, chunk_schema: str) -> list[dict]:
