@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.disks import tmpfs
 from tests.fixtures.docker_cli import REPO_ROOT, DockerCLI
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.runner import RunnerEnv
@@ -225,25 +226,10 @@ def test_status_when_down_says_how_to_start(installed_plugin: Path, tmp_path: Pa
     assert "docker model start-runner" in down.stderr
 
 
-@contextlib.contextmanager
-def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
-    """A 1 MiB tmpfs at `mount_point` (`ro` for a read-only disk): the tests run as root, as CI does."""
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"{options},size=1m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (not root?): {mounted.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB disk, to fill."""
-    with tmpfs(tmp_path / "small", "rw") as mount_point:
+    with tmpfs(tmp_path / "small", "1m") as mount_point:
         yield mount_point
 
 
@@ -286,7 +272,7 @@ def test_a_full_model_store_names_the_store_and_the_sizes(
 def test_a_read_only_home_is_one_line(installed_plugin: Path, tmp_path: Path) -> None:
     from tests.fixtures.registry import free_port
 
-    with tmpfs(tmp_path / "home", "ro") as home:
+    with tmpfs(tmp_path / "home", "1m", "ro") as home:
         port = str(free_port())
         variables = {"HOME": str(home), "XDG_STATE_HOME": "", "XDG_DATA_HOME": "", "MODEL_RUNNER_PORT": port}
         cli = DockerCLI(installed_plugin, variables)
@@ -323,7 +309,7 @@ def test_push_progress_without_a_terminal_prints_each_line_once_and_names_layers
 def test_a_read_only_model_store_names_the_store(installed_plugin: Path, tmp_path: Path) -> None:
     from tests.fixtures.registry import free_port
 
-    with tmpfs(tmp_path / "store", "ro") as store:
+    with tmpfs(tmp_path / "store", "1m", "ro") as store:
         env = RunnerEnv(free_port(), store / "models", tmp_path / "state")
         try:
             gguf = write_gguf(tmp_path / "m.gguf")

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +21,7 @@ from docker_model import distribution
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.runner import RunnerEnv, make_runner_env
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +46,6 @@ def runner_processes(port: int) -> list[psutil.Process]:
         if "docker_model.runner" in command and str(port) in command:
             found.append(process)
     return found
-
-
-def wait_until(condition: object, seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_docker_model_folder_where_the_user_stands_is_never_run(

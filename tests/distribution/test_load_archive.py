@@ -22,7 +22,7 @@ from docker_model.distribution import DigestMismatchError, DistributionError, St
 from docker_model.distribution.artifact import GGUF, MAX_MANIFEST_BYTES, Artifact, build_artifact
 from docker_model.distribution.packaging import layer_from_file, model_config
 from docker_model.distribution.store.tarball import MAX_TAR_HEADER_BYTES, write_model_tar
-from tests.distribution.disks import tmpfs
+from tests.fixtures.disks import tmpfs
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.registry import free_port
 from tests.fixtures.runner import RunnerEnv, direct_runner

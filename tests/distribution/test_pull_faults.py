@@ -19,8 +19,8 @@ from docker_model.distribution import RegistryClient, Store
 from docker_model.distribution.artifact import GGUF, Artifact, build_artifact
 from docker_model.distribution.packaging import layer_from_file
 from docker_model.runner.api.error_table import storage_problem
-from tests.distribution.disks import resize, tmpfs
 from tests.distribution.http_proxy import CountingProxy
+from tests.fixtures.disks import resize, tmpfs
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.registry import RegistryServer
 

@@ -10,7 +10,6 @@ import os
 import signal
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import requests
 
 from tests.fixtures.runner import RunnerEnv, direct_runner, make_runner_env
+from tests.fixtures.waiting import wait_until
 from tests.runner.conftest import MODEL, load_model
 
 pytestmark = pytest.mark.integration
@@ -43,15 +43,6 @@ def workers_of(runner_pid: int) -> list[psutil.Process]:
     ]
 
 
-def wait_for(condition: object, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def stream_events(response: requests.Response) -> Iterator[str]:
     for line in response.iter_lines():  # bytes: a decoded line would also be cut at U+0085 or U+2028
         if line.startswith(b"data: "):
@@ -73,7 +64,7 @@ def test_a_worker_without_progress_is_killed_and_its_client_told(
             rest = list(events)
         error = json.loads(rest[-1])["error"]
         assert "made no progress for 3 s while answering" in error["message"], rest[-3:]
-        assert wait_for(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE)
+        assert wait_until(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE)
         again = requests.post(chat, json=SHORT_ANSWER, timeout=120)
         assert again.status_code == 200, again.text  # the model loads again
 
@@ -96,7 +87,7 @@ def test_a_killed_runner_leaves_no_worker_and_its_folders_are_cleaned(
         assert workers and socket_folders(runner.pid)
         runner.kill()
         runner.wait()
-        assert wait_for(lambda: not any(worker.is_running() for worker in workers), 10)
+        assert wait_until(lambda: not any(worker.is_running() for worker in workers), 10)
         stale = socket_folders(runner.pid)
         assert stale  # what a SIGKILL leaves
     with direct_runner(env):
@@ -128,7 +119,7 @@ def test_a_model_removed_while_it_answers_ends_unloaded_and_deleted(removable: R
         assert forced.status_code == 200, forced.text
         rest = list(events)
     assert rest and (rest[-1] == "[DONE]" or "error" in json.loads(rest[-1])), rest[-2:]
-    assert wait_for(lambda: gone(removable))
+    assert wait_until(lambda: gone(removable))
 
 
 def test_a_model_removed_while_it_loads_ends_unloaded_and_deleted(removable: RunnerEnv) -> None:
@@ -143,12 +134,12 @@ def test_a_model_removed_while_it_loads_ends_unloaded_and_deleted(removable: Run
         )
     )
     asking.start()
-    assert wait_for(
+    assert wait_until(
         lambda: requests.get(f"{removable.base_url}/engines/ps", timeout=30).json() != [] or not asking.is_alive(), 30
     )
     forced = requests.delete(f"{removable.base_url}/models/{MODEL}", params={"force": "true"}, timeout=60)
     assert forced.status_code == 200, forced.text
     asking.join(120)
     assert answers and answers[0].status_code in (200, 404, 409, 500), answers[0].text
-    assert wait_for(lambda: gone(removable))
+    assert wait_until(lambda: gone(removable))
     assert os.path.exists(removable.models_path)
