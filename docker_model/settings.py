@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 APP_NAME = "docker-model"
 DEFAULT_RUNNER_PORT = 12434
@@ -101,28 +102,35 @@ def listen_address() -> str | None:
     value = os.environ.get("MODEL_RUNNER_BIND", "").strip()
     if not value:
         return None
-    import ipaddress
-
     try:
-        return str(ipaddress.ip_address(value.strip("[]")))
+        return ip_address(value)
     except ValueError:
         raise SettingsError(
             f"MODEL_RUNNER_BIND must be an IP address of this machine (like 172.17.0.1), not {value!r}"
         ) from None
 
 
-TOKEN_SCOPES = ("none", "management", "all")
+def ip_address(value: str) -> str:
+    """`value` as an IP address in its usual spelling (`[::]` -> `::`); ValueError when it is not one."""
+    import ipaddress
+
+    return str(ipaddress.ip_address(value.strip().strip("[]")))
 
 
-def token_scope() -> str | None:
+TokenScope = Literal["none", "management", "all"]
+TOKEN_SCOPES: tuple[TokenScope, ...] = ("none", "management", "all")
+
+
+def token_scope() -> TokenScope | None:
     """Which routes need the runner's token (`DOCKER_MODEL_REQUIRE_TOKEN`: none, management or all); None:
     each address's default (loopback none, the Docker bridge management, any other address all)."""
     value = os.environ.get("DOCKER_MODEL_REQUIRE_TOKEN", "").strip().lower()
     if not value:
         return None
-    if value not in TOKEN_SCOPES:
-        raise SettingsError(f"DOCKER_MODEL_REQUIRE_TOKEN must be none, management or all, not {value!r}")
-    return value
+    for scope in TOKEN_SCOPES:
+        if value == scope:
+            return scope
+    raise SettingsError(f"DOCKER_MODEL_REQUIRE_TOKEN must be none, management or all, not {value!r}")
 
 
 def bridge_interface() -> str | None:

@@ -7,6 +7,7 @@ and requests alone more than doubles the start-up time of `docker model list`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -272,6 +273,7 @@ class RunnerClient:
                 yield cast("ProgressLine", event)
 
 
+@functools.cache
 def tls_context() -> ssl.SSLContext:
     """The system's trusted authorities, plus the runner's own certificate when this machine's settings name
     one (a self-signed certificate is then trusted as itself)."""

@@ -84,10 +84,8 @@ def local_port(client: RunnerClient) -> int:
 def address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    import ipaddress
-
     try:
-        return str(ipaddress.ip_address(value.strip("[]")))
+        return settings.ip_address(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an IP address (like 172.17.0.1, or 0.0.0.0 for all)") from None
 
@@ -125,9 +123,8 @@ def start_runner(host: str | None, port: int | None) -> None:
     if client.found_running():
         wanted = host or settings.listen_address()
         version: VersionInfo = client.get_json("/version")
-        if wanted and not any(
-            f"//{wanted}:" in item["url"] or f"[{wanted}]" in item["url"] for item in version["listeners"]
-        ):
+        serving = version["listeners"]
+        if wanted and not any(item["kind"] == "wildcard" or extra_address(item["url"]) == wanted for item in serving):
             raise click.ClickException(
                 f"Docker Model Runner is already running at {client.base_url}, but not on {wanted}: "
                 f"run `docker model restart-runner --host {wanted}`"

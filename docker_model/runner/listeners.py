@@ -20,12 +20,12 @@ from typing import Literal
 
 from docker_model import settings
 from docker_model.api_types import ListenerInfo
+from docker_model.settings import TokenScope
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 AddressKind = Literal["loopback", "bridge", "wildcard", "other"]
-TokenScope = Literal["none", "management", "all"]
 DEFAULT_SCOPES: dict[AddressKind, TokenScope] = {
     "loopback": "none",
     "bridge": "management",
@@ -108,7 +108,7 @@ class Listeners:
     @classmethod
     def plan(cls, extra: str | None, port: int, tls: bool) -> Listeners:
         """Loopback, plus `extra` (a wildcard instead of loopback: it covers loopback too)."""
-        listeners = cls(port, tls, settings.token_scope(), settings.bridge_interface())  # type: ignore[arg-type]
+        listeners = cls(port, tls, settings.token_scope(), settings.bridge_interface())
         bridge = bridge_address(listeners.bridge_interface)
         addresses = [] if extra is not None and kind_of(extra, None) == "wildcard" else [LOOPBACK]
         if extra is not None and extra not in addresses:

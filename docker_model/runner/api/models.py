@@ -158,12 +158,11 @@ async def load_model(request: Request) -> JSONResponse:
                 await asyncio.to_thread(spool.write, chunk)
             spool.seek(0)
             model = await asyncio.to_thread(store.load, spool, tags)
-    except (distribution.DigestMismatchError, distribution.UnsupportedFormatError) as error:
-        raise APIError(400, f"the model archive was refused: {error}") from None
     except distribution.DistributionError as error:
-        if type(error) is not distribution.DistributionError:
+        refused = (distribution.DigestMismatchError, distribution.UnsupportedFormatError)
+        if not isinstance(error, refused) and type(error) is not distribution.DistributionError:
             raise  # a domain error with a status of its own (a conflict, ...)
-        raise APIError(400, f"the model archive was refused: {error}") from None
+        raise APIError(400, f"the model archive was refused: {error}") from None  # the archive is the client's
     except OSError as error:
         problem = storage_problem(error, str(store.root))
         if problem is None:
