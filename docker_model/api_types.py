@@ -9,16 +9,48 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from typing_extensions import TypedDict  # not typing's: pydantic validates only this one before Python 3.12
+# typing_extensions' TypedDict, not typing's: pydantic validates only this one before Python 3.12
+from typing_extensions import NotRequired, TypedDict
+
+Capability = Literal["chat", "embeddings", "tools", "vision", "reasoning"]  # what a model can do, in this order
 
 
 class ModelInfo(TypedDict):
-    """A model in the store (`GET /models`, `GET /models/{name}`, `list --json`)."""
+    """A model in the store (`GET /models`, `GET /models/{name}`, `list --json`), or in a registry
+    (`?remote=true`: no tags). `capabilities` is this runner's addition to Docker Model Runner's shape."""
 
     id: str
     tags: list[str]
     created: int
     config: dict[str, Any]
+    capabilities: list[Capability]
+
+
+class DMRMetadata(TypedDict, total=False):
+    """Docker Model Runner's `dmr` block on OpenAI's model objects; what a model's config lacks is left out.
+    `capabilities` is this runner's addition."""
+
+    context_window: int
+    architecture: str
+    parameters: str
+    quantization: str
+    size: str
+    capabilities: list[Capability]
+
+
+class OpenAIModel(TypedDict):
+    """A model as OpenAI's `GET /v1/models` lists it, with Docker Model Runner's `dmr` block."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    dmr: DMRMetadata
+
+
+class OpenAIModelList(TypedDict):
+    object: Literal["list"]
+    data: list[OpenAIModel]
 
 
 class LayerProgress(TypedDict):
@@ -34,24 +66,28 @@ class ProgressLine(TypedDict, total=False):
     message: str
     total: int
     layer: LayerProgress
+    mode: Literal["pull", "push"]  # Docker Model Runner's: which transfer the line is about
 
 
 class RunningModel(TypedDict):
-    """A loaded model (`GET /engines/ps`)."""
+    """A loaded model, or one being loaded (`GET /engines/ps`). The first seven keys are Docker Model Runner's,
+    with its types; the others are this runner's, None while the model is still loading."""
 
     model_name: str
-    model_id: str
     backend_name: str
     mode: str
-    last_used: int
-    until: int | None
+    last_used: str  # RFC 3339, UTC; Go's zero time ("0001-01-01T00:00:00Z") while it loads
     in_use: bool
-    context_size: int  # tokens per sequence
-    sequences: int  # requests decoded together
-    context_reason: str  # why this context: configured, packaged, the default, reduced to fit ...
-    memory_estimated: int  # bytes, estimated before it loaded
+    loading: bool
+    keep_alive: str  # as a Go duration ("5m0s"), "-1" for never
+    model_id: str
+    until: int | None  # Unix seconds it unloads at if left idle; None: never, or still loading
+    context_size: int | None  # tokens per sequence
+    sequences: int | None  # requests decoded together
+    context_reason: str | None  # why this context: configured, packaged, the default, reduced to fit ...
+    memory_estimated: int | None  # bytes, estimated before it loaded
     memory_measured: int | None  # bytes resident in its worker process now
-    pid: int
+    pid: int | None
 
 
 class DiskUsage(TypedDict):
@@ -149,12 +185,73 @@ class TagResult(TypedDict):
     target: str
 
 
+class RequestRecord(TypedDict):
+    """A recent inference request and its answer (`GET /engines/requests`). The first eleven keys are Docker
+    Model Runner's (`response` or `error`, by status, once answered; `timestamp` in Unix seconds; a stream of
+    OpenAI chunks assembled into one answer); the others this runner's. Bodies longer than the runner keeps
+    end with a `...[cut: N bytes in all]` mark; keys and credentials that look secret read `[redacted]`."""
+
+    id: str
+    model: str  # as the request named it
+    method: str
+    url: str
+    request: str
+    response: NotRequired[str]
+    error: NotRequired[str]
+    timestamp: int
+    status_code: int  # 0 while it is being answered
+    user_agent: NotRequired[str]
+    origin: NotRequired[str]  # the API dialect, when not OpenAI's: "anthropic", "ollama"
+    duration_ms: float | None  # None while it is being answered
+    request_truncated: bool
+    response_truncated: bool
+
+
+BackendConfig = TypedDict("BackendConfig", {"context-size": int, "runtime-flags": list[str]}, total=False)
+
+
+class ModelRequests(TypedDict):
+    """A model's recent requests, oldest first (`GET /engines/requests`; one per event of its stream)."""
+
+    count: int
+    model: str  # the model's ID
+    config: BackendConfig  # what `configure` set
+    records: list[RequestRecord]
+
+
+class CheckReport(TypedDict):
+    """`POST /models/_check[?repair=true]`: the store's integrity check."""
+
+    models: int  # models listed
+    blobs: int  # their blobs, each one's digest computed
+    verified_bytes: int  # bytes of the blobs that matched their digest
+    problems: list[str]  # what it found; after a repair, each says what was done
+    repaired: bool
+
+
+class PrunedModel(TypedDict):
+    id: str
+    tags: list[str]
+    last_used: int  # Unix seconds
+    size: int  # bytes of its layers
+
+
+class PruneResult(TypedDict):
+    """`POST /models/_prune`: the models unused for that long (deleted when the request listed them)."""
+
+    models: list[PrunedModel]
+    reclaimed: int  # bytes freed (or that deleting them would free), blobs other models use left out
+    deleted: bool
+
+
 # Request bodies. All keys optional as far as the type goes: the runner checks what each route needs.
-CreateRequest = TypedDict("CreateRequest", {"from": str}, total=False)
+# `bearer-token`: a registry token to pull with (Docker Model Runner's field), never logged.
+CreateRequest = TypedDict("CreateRequest", {"from": str, "bearer-token": str}, total=False)
 
 
 class UnloadRequest(TypedDict, total=False):
     all: bool
+    backend: str  # Docker Model Runner's: only models on this backend (this runner has one, llama.cpp)
     models: list[str]
 
 
@@ -166,12 +263,19 @@ ConfigureRequest = TypedDict(
         "context_size": int | None,
         "runtime-flags": list[str] | None,
         "runtime_flags": list[str] | None,
+        "raw-runtime-flags": str | None,  # the flags as one shell-quoted string (Compose's provider sends it)
         "keep_alive": str | float | None,
     },
     total=False,
 )
 
+
+class PruneRequest(TypedDict, total=False):
+    unused_for: str  # a duration: 30m, 24h, 7d
+    models: list[str]  # IDs to delete, of those unused for that long; without it, nothing is deleted
+
+
 # How the runner validates request bodies (pydantic reads this attribute): strict types, and a field
 # the route does not know is refused, never ignored.
-for _request in (CreateRequest, UnloadRequest, ConfigureRequest):
+for _request in (CreateRequest, UnloadRequest, ConfigureRequest, PruneRequest):
     setattr(_request, "__pydantic_config__", {"extra": "forbid", "strict": True})  # noqa: B010

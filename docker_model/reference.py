@@ -2,7 +2,8 @@
 
 `smollm2` means `docker.io/ai/smollm2:latest`; `localhost:5000/x:v1` names another registry; capitals in
 a repository name are refused as Docker refuses them (tags keep their case);
-`hf.co/org/repo:Q4_K_M` names a GGUF repository on Hugging Face. Pure: no I/O.
+`hf.co/org/repo:Q4_K_M` names a GGUF repository on Hugging Face, stored as Docker Model Runner stores it:
+`huggingface.co/org/repo:Q4_K_M`. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_NAMESPACE = "ai"
 DEFAULT_TAG = "latest"
-HUGGINGFACE_REGISTRY = "hf.co"
+HUGGINGFACE_REGISTRY = "huggingface.co"
+HUGGINGFACE_SHORT = "hf.co"  # what users type; stores written before DMR's migration hold it too
 
 _REGISTRY_ALIASES = {
     "index.docker.io": DEFAULT_REGISTRY,
     "registry-1.docker.io": DEFAULT_REGISTRY,
-    "huggingface.co": HUGGINGFACE_REGISTRY,
+    HUGGINGFACE_SHORT: HUGGINGFACE_REGISTRY,
 }
 _MAX_NAME_LENGTH = 255
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -157,6 +159,13 @@ def _split_registry(name: str, original: str) -> tuple[str, str]:
     elif registry == HUGGINGFACE_REGISTRY and len(components) != 2:
         raise InvalidReferenceError(original, "a Hugging Face reference must be hf.co/<organisation>/<repository>")
     return registry, "/".join(components)
+
+
+def current_tag(stored: str) -> str:
+    """A tag read from a store in today's form: `hf.co/...`, as this tool and older Docker Model Runners
+    wrote Hugging Face tags, reads as `huggingface.co/...`, as Docker Model Runner writes and migrates them."""
+    rest = stored.removeprefix(f"{HUGGINGFACE_SHORT}/")
+    return stored if rest == stored else f"{HUGGINGFACE_REGISTRY}/{rest}"
 
 
 def short_id(digest: str) -> str:

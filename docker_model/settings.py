@@ -79,20 +79,25 @@ def runner_host() -> str:
     if not value:
         scheme = "https" if tls_files() else "http"
         return f"{scheme}://{DEFAULT_RUNNER_BIND}:{runner_port()}"
-    url = value if "://" in value else f"http://{value}"
-    from urllib.parse import urlsplit
-
     try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        return http_url(value)
     except ValueError:
-        valid = False
-    if not valid:
         raise SettingsError(
             f"MODEL_RUNNER_HOST is not a valid URL: {value!r}; use one like http://127.0.0.1:12434 "
             "(an IPv6 address in brackets: http://[::1]:12434), or unset it"
-        )
+        ) from None
+
+
+def http_url(value: str) -> str:
+    """`value` as an http(s) URL without a trailing slash (`http://` when it names no scheme); ValueError when
+    it is not one."""
+    from urllib.parse import urlsplit
+
+    url = value if "://" in value else f"http://{value}"
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 - raises ValueError for a port out of range
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError(f"not an http(s) URL: {value!r}")
     return url.rstrip("/")
 
 
@@ -179,3 +184,47 @@ def docker_config_dir() -> Path:
     """Docker's configuration directory (`DOCKER_CONFIG`): plugins and `docker login` credentials."""
     value = os.environ.get("DOCKER_CONFIG")
     return Path(value).expanduser() if value else Path.home() / ".docker"
+
+
+DOCKER_HUB_URL = "https://hub.docker.com"
+HUGGING_FACE_URL = "https://huggingface.co"
+
+
+def _url_variable(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return http_url(value)
+    except ValueError:
+        raise SettingsError(f"{name} is not a valid URL: {value!r}; use one like {default}, or unset it") from None
+
+
+def docker_hub_url() -> str:
+    """Docker Hub's web API, which `docker model search` asks for the `ai/` models (`DOCKER_MODEL_HUB_URL`)."""
+    return _url_variable("DOCKER_MODEL_HUB_URL", DOCKER_HUB_URL)
+
+
+def huggingface_url() -> str:
+    """The Hugging Face server (`HF_ENDPOINT`, as huggingface_hub names it: a mirror)."""
+    return _url_variable("HF_ENDPOINT", HUGGING_FACE_URL)
+
+
+GpuMode = Literal["auto", "none", "cuda", "metal"]
+GPU_MODES: tuple[GpuMode, ...] = ("auto", "none", "cuda", "metal")
+
+
+def gpu_mode() -> GpuMode:
+    """Which accelerator the runner may use (`DOCKER_MODEL_GPU`): `auto` (what the machine and the llama.cpp
+    build offer), `none` (the CPU only), `cuda` or `metal` (that GPU; the runner's status says why when it
+    cannot have it)."""
+    value = os.environ.get("DOCKER_MODEL_GPU", "").strip().lower() or "auto"
+    for mode in GPU_MODES:
+        if value == mode:
+            return mode
+    raise SettingsError(f"DOCKER_MODEL_GPU must be auto, none, cuda or metal, not {value!r}: fix or unset it")
+
+
+def contexts_path() -> Path:
+    """The named runner endpoints of `docker model context` (Docker Model Runner's file, with tokens: 0600)."""
+    return docker_config_dir() / "model" / "contexts.json"

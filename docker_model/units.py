@@ -24,10 +24,27 @@ def parse_duration(text: str) -> float:
     text = text.strip()
     if text in ("0", "-1"):
         return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
+    seconds = _seconds(text, DURATION_UNITS)
+    if seconds is None:
         raise ValueError(f"invalid duration {text!r}: use a number with a unit like 30s, 5m or 1h, or 0 or -1")
-    return sum(float(number) * DURATION_UNITS[unit] for number, unit in parts)
+    return seconds
+
+
+def parse_age(text: str) -> float:
+    """Seconds in a span such as `30m`, `24h`, `7d` or `1d12h` (how long a model went unused; `d` is 24 h)."""
+    seconds = _seconds(text.strip(), {**DURATION_UNITS, "d": 86400})
+    if seconds is None:
+        raise ValueError(f"invalid duration {text!r}: use a number with a unit like 30m, 24h or 7d")
+    return seconds
+
+
+def _seconds(text: str, units: dict[str, float]) -> float | None:
+    """Seconds in numbers with units (`1h30m`), None when `text` is not written so."""
+    names = "|".join(sorted(units, key=len, reverse=True))  # `ms` before `m`
+    parts = re.findall(rf"(\d+(?:\.\d+)?)({names})", text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * units[unit] for number, unit in parts)
 
 
 def parse_bytes(text: str) -> int:

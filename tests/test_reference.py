@@ -35,8 +35,9 @@ DIGEST = "sha256:" + "ab" * 32
             "registry.example.com/team/sub/model:latest",
             "registry.example.com/team/sub/model",
         ),
-        ("hf.co/Org/Repo-GGUF:Q8_0", "hf.co/org/repo-gguf:Q8_0", "hf.co/org/repo-gguf:Q8_0"),
-        ("huggingface.co/org/repo", "hf.co/org/repo:latest", "hf.co/org/repo"),
+        # Hugging Face models are stored as Docker Model Runner stores them: huggingface.co/...
+        ("hf.co/Org/Repo-GGUF:Q8_0", "huggingface.co/org/repo-gguf:Q8_0", "huggingface.co/org/repo-gguf:Q8_0"),
+        ("huggingface.co/org/repo", "huggingface.co/org/repo:latest", "huggingface.co/org/repo"),
         (f"smollm2@{DIGEST}", f"docker.io/ai/smollm2@{DIGEST}", f"smollm2@{DIGEST}"),
         (f"smollm2:v1@{DIGEST}", f"docker.io/ai/smollm2:v1@{DIGEST}", f"smollm2:v1@{DIGEST}"),
     ],

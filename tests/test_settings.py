@@ -49,7 +49,7 @@ def test_every_environment_variable_is_documented_in_the_readme() -> None:
     root = Path(__file__).resolve().parents[1]
     source = "".join(path.read_text() for path in (root / "docker_model").rglob("*.py"))
     names = set(re.findall(r"environ(?:\.get)?\(\s*\"([A-Z_]+)\"", source)) | set(
-        re.findall(r"_int_variable\(\"([A-Z_]+)\"", source)
+        re.findall(r"_(?:int|url)_variable\(\"([A-Z_]+)\"", source)
     )
     assert {"MODEL_RUNNER_BIND", "DOCKER_MODEL_REQUIRE_TOKEN", "DMR_ORIGINS"} <= names
     readme = (root / "README.md").read_text()

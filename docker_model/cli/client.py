@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import click
 
 from docker_model import runner_token, settings
-from docker_model.cli import runner_process
+from docker_model.cli import contexts, runner_process
 from docker_model.reference import InvalidReferenceError, is_id_prefix, parse_reference
 
 if TYPE_CHECKING:
@@ -111,19 +111,26 @@ class Reply:
 
 class RunnerClient:
     def __init__(self, base_url: str | None = None) -> None:
-        self.base_url = base_url or settings.runner_host()
+        # The current named context, unless a URL is given here or in MODEL_RUNNER_HOST.
+        self.context = None if base_url or os.environ.get("MODEL_RUNNER_HOST") else contexts.active_endpoint()
+        self.base_url = base_url or (self.context.url if self.context else settings.runner_host())
         parts = urlsplit(self.base_url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.checked = False
-        self.token = settings.runner_token() or (runner_token.read_token() if self.is_local else None)
+        self.token = (
+            settings.runner_token()
+            or (self.context.token if self.context else None)
+            or (runner_token.read_token() if self.is_local else None)
+        )
 
     @property
     def is_local(self) -> bool:
-        """Whether the runner is this machine's, on loopback: one this CLI can start, stop and read the token of."""
-        return runner_process.runner_port_of(self.base_url) is not None
+        """Whether the runner is this machine's, on loopback: one this CLI can start, stop and read the token of
+        (a named context's runner never is: someone else runs it)."""
+        return self.context is None and runner_process.runner_port_of(self.base_url) is not None
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -141,7 +148,7 @@ class RunnerClient:
     ) -> Reply:
         """One request, whatever its status; raises OSError when the runner cannot be reached."""
         connection = (
-            http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=tls_context())
+            http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.tls_context())
             if self.https
             else http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         )
@@ -187,9 +194,14 @@ class RunnerClient:
             self.checked = True
             self.warn_if_another_store()
             return
-        port = runner_process.runner_port_of(self.base_url)
+        port = runner_process.runner_port_of(self.base_url) if self.is_local else None
         if port is None:
-            raise click.ClickException(f"{NOT_RUNNING} at {self.base_url}; start it there, or unset MODEL_RUNNER_HOST")
+            way_back = (
+                f"or leave context {self.context.name!r}: `docker model context use default`"
+                if self.context
+                else "or unset MODEL_RUNNER_HOST"
+            )
+            raise click.ClickException(f"{NOT_RUNNING} at {self.base_url}; start it there, {way_back}")
         try:
             with runner_process.start_lock(port):
                 if not self.found_running():  # another CLI may have started it while this one waited
@@ -216,9 +228,13 @@ class RunnerClient:
         """Whether the runner answers; another program on its address is an error naming the way out."""
         found = self.probe()
         if found == "other":
+            fix = (
+                f"check the host of context {self.context.name!r} (`docker model context inspect {self.context.name}`)"
+                if self.context
+                else "stop that program, or point MODEL_RUNNER_PORT (or MODEL_RUNNER_HOST) at a free port"
+            )
             raise click.ClickException(
-                f"{self.base_url} is answered by another program, not Docker Model Runner: stop that program, "
-                "or point MODEL_RUNNER_PORT (or MODEL_RUNNER_HOST) at a free port"
+                f"{self.base_url} is answered by another program, not Docker Model Runner: {fix}"
             )
         return found == "runner"
 
@@ -240,6 +256,13 @@ class RunnerClient:
                         f"see {runner_process.log_path(port)}"
                     )
                 time.sleep(0.05)
+
+    def tls_context(self) -> ssl.SSLContext:
+        if self.context is not None:
+            where = f"--tls-ca-cert of context {self.context.name!r}"
+            return tls_context(self.context.ca_file, where, self.context.verify)
+        files = settings.tls_files()
+        return tls_context(str(files[0]) if files else None, "DOCKER_MODEL_TLS_CERT")
 
     def request(self, method: str, path: str, **kwargs: Any) -> Reply:
         """A request to a running (or just started) runner; an error status becomes a one-line CLI error."""
@@ -274,18 +297,21 @@ class RunnerClient:
 
 
 @functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The system's trusted authorities, plus the runner's own certificate when this machine's settings name
-    one (a self-signed certificate is then trusted as itself)."""
+def tls_context(ca_file: str | None, source: str, verify: bool = True) -> ssl.SSLContext:
+    """The system's trusted authorities, plus `ca_file` (named by `source`): a context's CA, or the runner's own
+    certificate when this machine's settings name one (a self-signed certificate is then trusted as itself).
+    Without `verify` (a context's --tls-skip-verify) no certificate is checked."""
     import ssl
 
     context = ssl.create_default_context()
-    tls = settings.tls_files()
-    if tls is not None:
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca_file is not None:
         try:
-            context.load_verify_locations(tls[0])
+            context.load_verify_locations(ca_file)
         except (OSError, ssl.SSLError) as error:
-            raise click.ClickException(f"cannot read the certificate DOCKER_MODEL_TLS_CERT={tls[0]}: {error}") from None
+            raise click.ClickException(f"cannot read the certificate {ca_file} ({source}): {error}") from None
     return context
 
 

@@ -3,30 +3,44 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from docker_model.cli.client import RunnerClient, about_model, model_path
+from docker_model.cli.client import LOCAL_MODELS_HINT, RunnerClient, about_model, model_path
 from docker_model.cli.render import table, time_ago, time_until
 from docker_model.reference import display_name, is_model_id, parse_reference, short_id
 from docker_model.units import human_bytes
 
 if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
-    from docker_model.api_types import ConfiguredModels, DiskUsage, ModelInfo, RunningModel
+    from docker_model.api_types import ConfiguredModels, DiskUsage, ModelInfo, OpenAIModel, RunningModel
 
+Entry = TypeVar("Entry", "ModelInfo", "OpenAIModel")
 
-LIST_HEADERS = ("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE")
+# Docker Model Runner's columns, then this runner's CAPABILITIES (last, so DMR's keep their places).
+LIST_HEADERS = (
+    "MODEL NAME",
+    "PARAMETERS",
+    "QUANTIZATION",
+    "ARCHITECTURE",
+    "MODEL ID",
+    "CREATED",
+    "CONTEXT",
+    "SIZE",
+    "CAPABILITIES",
+)
 NONE = "<none>"
+REMOTE_HINT = "its registry has no such model: check the name and the tag"
 
 
-def matches(model: ModelInfo, wanted: str) -> bool:
+def matches(model_id: str, names: list[str], wanted: str) -> bool:
     """Whether a model answers to a `list MODEL` filter: an ID prefix, a tag, or a repository."""
     if is_model_id(wanted):
-        return model["id"].removeprefix("sha256:").startswith(wanted.removeprefix("sha256:"))
+        return model_id.removeprefix("sha256:").startswith(wanted.removeprefix("sha256:"))
     reference = parse_reference(wanted)
     explicit_tag = ":" in wanted.rsplit("/", 1)[-1] or "@" in wanted
-    for tag in model["tags"]:
+    for tag in names:
         candidate = parse_reference(tag)
         if explicit_tag and str(candidate) == str(reference):
             return True
@@ -55,9 +69,71 @@ def list_rows(models: list[ModelInfo], contexts: dict[str, int | None]) -> list[
                     time_ago(model["created"]),
                     str(context) if context else "",
                     config.get("size", ""),
+                    ", ".join(model.get("capabilities") or ()),
                 ]
             )
     return sorted(rows, key=lambda row: (row[0] == NONE, row[0]))
+
+
+def wanted_capabilities(values: tuple[str, ...]) -> set[str]:
+    """What `--capability` asks for: each value one capability or a comma-separated list (all must hold)."""
+    from typing import get_args
+
+    from docker_model.api_types import Capability
+
+    known = get_args(Capability)
+    wanted = {part.strip().lower() for value in values for part in value.split(",") if part.strip()}
+    unknown = sorted(wanted - set(known)) or (["''"] if values and not wanted else [])
+    if unknown:
+        raise click.BadParameter(
+            f"unknown capability {', '.join(unknown)}: choose from {', '.join(known)}", param_hint="'--capability'"
+        )
+    return wanted
+
+
+def with_capabilities(
+    entries: list[Entry], wanted: set[str], capabilities: Callable[[Entry], Any], where: str
+) -> list[Entry]:
+    """The entries that can do all of `wanted`; an error when `where` does not say what its models can do."""
+    if not wanted:
+        return entries
+    kept = []
+    for entry in entries:
+        found = capabilities(entry)
+        if not isinstance(found, list):
+            raise click.ClickException(
+                f"{where} does not say what its models can do (Docker Model Runner does not): "
+                "list them without --capability"
+            )
+        if wanted <= set(found):
+            kept.append(entry)
+    return kept
+
+
+def openai_capabilities(entry: OpenAIModel) -> Any:
+    return (entry.get("dmr") or {}).get("capabilities")
+
+
+def endpoint_id_matches(model_id: str, wanted: str) -> bool:
+    """Docker Model Runner's filter for any endpoint's models, whose names need not be references: the
+    whole name when `wanted` has a tag, else the name before its tag."""
+    return model_id == wanted if ":" in wanted else model_id.split(":", 1)[0] == wanted
+
+
+def list_endpoint(url: str, model: str | None, wanted: set[str], as_json: bool) -> None:
+    """`list --openaiurl`: the models of any OpenAI-compatible endpoint, as a table or as its JSON list."""
+    from docker_model.cli.endpoint import endpoint_models
+
+    models = [entry for entry in endpoint_models(url) if not model or endpoint_id_matches(entry["id"], model)]
+    models = with_capabilities(models, wanted, openai_capabilities, url)
+    if as_json:
+        click.echo(json.dumps({"object": "list", "data": models}, indent=2))
+        return
+    rows = [
+        [entry["id"], time_ago(entry["created"]) if isinstance(entry.get("created"), int) else ""]
+        for entry in sorted(models, key=lambda entry: entry["id"].lower())
+    ]
+    click.echo(table(("MODEL NAME", "CREATED"), rows))
 
 
 @click.command(name="list")
@@ -65,17 +141,44 @@ def list_rows(models: list[ModelInfo], contexts: dict[str, int | None]) -> list[
 @click.option("--json", "as_json", is_flag=True, help="Print the models as JSON")
 @click.option("-q", "--quiet", is_flag=True, help="Only print model IDs")
 @click.option("--openai", is_flag=True, help="Print the models in OpenAI's format")
-def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> None:
+@click.option("--openaiurl", metavar="URL", help="List the models of any OpenAI-compatible endpoint instead")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    metavar="NAME",
+    help="Only models that can do this: chat, embeddings, tools, vision or reasoning (repeat it, or separate "
+    "names with commas: a model must do them all)",
+)
+def list_models(
+    model: str | None, as_json: bool, quiet: bool, openai: bool, openaiurl: str | None, capabilities: tuple[str, ...]
+) -> None:
     """List the models pulled to your local environment."""
     if sum((as_json, quiet, openai)) > 1:
         raise click.UsageError("--json, --quiet and --openai each choose the output: give only one")
+    wanted = wanted_capabilities(capabilities)
+    if openaiurl is not None:
+        if quiet:
+            raise click.UsageError("--quiet cannot be used with --openaiurl: an endpoint's models have no IDs here")
+        from docker_model.cli.endpoint import endpoint_url
+
+        list_endpoint(endpoint_url(openaiurl), model, wanted, as_json or openai)
+        return
     client = RunnerClient()
     if openai:
-        click.echo(json.dumps(client.get_json("/engines/v1/models"), indent=2))
+        listing = client.get_json("/engines/v1/models")
+        data: list[OpenAIModel] = listing["data"]
+        if model:
+            data = [entry for entry in data if matches(entry["id"], [entry["id"]], model)]
+        listing["data"] = with_capabilities(data, wanted, openai_capabilities, f"the runner at {client.base_url}")
+        click.echo(json.dumps(listing, indent=2))
         return
     models: list[ModelInfo] = client.get_json("/models")
     if model:
-        models = [entry for entry in models if matches(entry, model)]
+        models = [entry for entry in models if matches(entry["id"], entry["tags"], model)]
+    models = with_capabilities(
+        models, wanted, lambda entry: entry.get("capabilities"), f"the runner at {client.base_url}"
+    )
     if as_json:
         click.echo(json.dumps(models, indent=2))
     elif quiet:
@@ -89,12 +192,16 @@ def list_models(model: str | None, as_json: bool, quiet: bool, openai: bool) -> 
 @click.command()
 @click.argument("model")
 @click.option("--openai", is_flag=True, help="Show the model in OpenAI's format")
-def inspect(model: str, openai: bool) -> None:
+@click.option("-r", "--remote", is_flag=True, help="Show the model as its registry holds it, without pulling it")
+def inspect(model: str, openai: bool, remote: bool) -> None:
     """Display detailed information on one model."""
+    if openai and remote:
+        raise click.UsageError("--remote cannot be used with --openai: a model in a registry has no OpenAI form")
     client = RunnerClient()
     path = f"/engines/v1{model_path(model)}" if openai else model_path(model)
-    with about_model(model):
-        click.echo(json.dumps(client.get_json(path), indent=2))
+    params = {"remote": "true"} if remote else None
+    with about_model(model, REMOTE_HINT if remote else LOCAL_MODELS_HINT):
+        click.echo(json.dumps(client.get_json(path, params=params), indent=2))
 
 
 @click.command()
@@ -116,10 +223,10 @@ def ps() -> None:
             display_name(entry["model_name"]),
             entry["backend_name"],
             entry["mode"],
-            time_until(entry["until"]),
-            str(entry["context_size"]),
-            str(entry["sequences"]),
-            human_bytes(entry["memory_estimated"]),
+            "Loading..." if entry.get("loading") else time_until(entry["until"]),
+            "-" if entry["context_size"] is None else str(entry["context_size"]),
+            "-" if entry["sequences"] is None else str(entry["sequences"]),
+            "-" if entry["memory_estimated"] is None else human_bytes(entry["memory_estimated"]),
             "-" if entry["memory_measured"] is None else human_bytes(entry["memory_measured"]),
         ]
         for entry in running

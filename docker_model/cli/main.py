@@ -26,9 +26,15 @@ COMMANDS: dict[str, LazyCommand] = {
     "show": LazyCommand("docker_model.cli.sizing:show", "Show a model's facts and how it fits in memory"),
     "run": LazyCommand("docker_model.cli.run:run", "Run a model and answer a prompt, or chat with it"),
     "logs": LazyCommand("docker_model.cli.logs:logs", "Show the runner's logs"),
+    "requests": LazyCommand("docker_model.cli.requests:requests", "Show recent requests to models and their responses"),
+    "bench": LazyCommand("docker_model.cli.bench:bench", "Measure a model's speed at several concurrencies"),
     "package": LazyCommand("docker_model.cli.package:package", "Package a GGUF file into a model artifact"),
     "rm": LazyCommand("docker_model.cli.manage:rm", "Remove local models"),
     "purge": LazyCommand("docker_model.cli.manage:purge", "Remove every model from the local store"),
+    "prune": LazyCommand("docker_model.cli.housekeeping:prune", "Remove models not used for a while"),
+    "save": LazyCommand("docker_model.cli.housekeeping:save", "Save a model to a file, to load it elsewhere"),
+    "load": LazyCommand("docker_model.cli.housekeeping:load", "Load a model from a file that save wrote"),
+    "check": LazyCommand("docker_model.cli.housekeeping:check", "Verify the model store, and repair it"),
     "tag": LazyCommand("docker_model.cli.manage:tag", "Tag a model"),
     "unload": LazyCommand("docker_model.cli.manage:unload", "Unload models from memory"),
     "configure": LazyCommand("docker_model.cli.manage:configure", "Configure a model's runtime settings"),
@@ -37,9 +43,14 @@ COMMANDS: dict[str, LazyCommand] = {
     "stop-runner": LazyCommand("docker_model.cli.status:stop_runner", "Stop the runner"),
     "restart-runner": LazyCommand("docker_model.cli.status:restart_runner", "Restart the runner"),
     "version": LazyCommand("docker_model.cli.version:version", "Show the Docker Model Runner version"),
+    "search": LazyCommand("docker_model.cli.search:search", "Search for models on Docker Hub and Hugging Face"),
+    "context": LazyCommand("docker_model.cli.context:context", "Manage runner contexts (runners on other machines)"),
+    "install-runner": LazyCommand("docker_model.cli.service:install_runner", "Install the runner as a login service"),
+    "uninstall-runner": LazyCommand("docker_model.cli.service:uninstall_runner", "Remove the runner's login service"),
+    "reinstall-runner": LazyCommand("docker_model.cli.service:reinstall_runner", "Replace the runner's login service"),
     "compose": LazyCommand("docker_model.cli.compose:compose", "Docker Compose's provider protocol", hidden=True),
 }
-ALIASES: dict[str, str] = {"ls": "list"}
+ALIASES: dict[str, str] = {"ls": "list", "stop": "unload"}
 
 
 def plugin_metadata() -> dict[str, str]:

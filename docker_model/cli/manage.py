@@ -83,11 +83,16 @@ def tag(source: str, target: str) -> None:
 @click.command()
 @click.argument("models", nargs=-1)
 @click.option("--all", "unload_all", is_flag=True, help="Unload every model")
-def unload(models: tuple[str, ...], unload_all: bool) -> None:
+@click.option("--backend", help="Only models on this backend (llama.cpp, the one this runner has)")
+def unload(models: tuple[str, ...], unload_all: bool, backend: str | None) -> None:
     """Unload models from memory."""
     if not models and not unload_all:
         raise click.UsageError("name the models to unload, or pass --all")
-    body = {"all": True} if unload_all else {"models": list(models)}
+    if models and unload_all:
+        raise click.UsageError("--all unloads every model: leave out the model names, or drop --all")
+    body: dict = {"all": True} if unload_all else {"models": list(models)}
+    if backend is not None:
+        body["backend"] = backend
     result: UnloadResult = RunnerClient().request("POST", "/engines/unload", json_body=body).json()
     click.echo(f"Unloaded {result['unloaded_runners']} model(s)")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import click
 
-from docker_model.cli.chat_stream import checked_text, print_reply, stream_chat
-from docker_model.cli.client import RunnerClient, RunnerError
+from docker_model.cli.chat_stream import ChatEndpoint, checked_text, include_files, print_reply, stream_chat
+from docker_model.cli.client import RunnerError, qualified
 
 PROMPT = "> "
 CONTINUATION = "... "
@@ -25,11 +26,15 @@ CONTEXT_FULL = "context_length_exceeded"
 HELP = f"""Available commands:
   /set system <text>              Set the system message
   /set parameter <name> <value>   Set a sampling parameter: {", ".join(PARAMETERS)}
+  /set num_ctx <n>                Set the model's context size in tokens (as `configure --context-size`)
   /clear                          Forget the conversation so far
   /bye, /exit                     Exit
   /?, /help                       Show this help
 
-Use {FENCE} to begin and end a multi-line message."""
+Use {FENCE} to begin and end a multi-line message. A word @path includes that file's text
+(@"path with spaces" too); write @@word to send @word as it is."""
+# Sets the model's context size, returning what to tell the user; None: the chat is not with the runner.
+SetContext = Callable[[int], str]
 
 
 class Conversation:
@@ -73,7 +78,7 @@ def read_message() -> str | None:
     return "\n".join(lines).strip("\n")
 
 
-def handle_command(line: str, conversation: Conversation) -> bool:
+def handle_command(line: str, conversation: Conversation, set_context: SetContext | None = None) -> bool:
     """Run a slash command; returns False when the chat should end."""
     command, *words = line.split()
     if command in ("/bye", "/exit") and not words:
@@ -86,11 +91,44 @@ def handle_command(line: str, conversation: Conversation) -> bool:
     elif command == "/set" and words[:1] == ["system"]:
         conversation.system = line.split(None, 2)[2].strip() if len(words) > 1 else None
         click.echo("Set the system message." if conversation.system else "Cleared the system message.")
+    elif command == "/set" and words[:1] == ["num_ctx"]:
+        set_num_ctx(words[1:], set_context)
+    elif command == "/set" and words[:2] == ["parameter", "num_ctx"]:  # Docker Model Runner's older form
+        set_num_ctx(words[2:], set_context)
     elif command == "/set" and words[:1] == ["parameter"]:
         set_parameter(words[1:], conversation)
     else:
         click.echo(f"Unknown command '{line.strip()}'. Type /? for help.")
     return True
+
+
+def set_num_ctx(values: list[str], set_context: SetContext | None) -> None:
+    """Ollama's and Docker Model Runner's `/set num_ctx N`: the runner reloads the model with N tokens."""
+    text = values[0] if len(values) == 1 else None
+    if set_context is None:
+        click.echo("num_ctx sets a context size on Docker Model Runner: the --openaiurl server has its own")
+    elif text is None:
+        click.echo("Usage: /set num_ctx <n>, a whole number of tokens")
+    elif not text.isdigit() or int(text) < 1:
+        click.echo(f"'{text}' is not a valid value for num_ctx: use a whole number of at least 1")
+    else:
+        try:
+            click.echo(set_context(int(text)))
+        except click.ClickException as error:
+            click.echo(f"Error: {error.message}", err=True)
+
+
+def runner_context_setter(endpoint: ChatEndpoint, model: str) -> SetContext | None:
+    """How `/set num_ctx` sets the context size: the runner's configure, which reloads the model with it."""
+    if not endpoint.is_runner:
+        return None
+
+    def set_context(tokens: int) -> str:
+        body = {"model": qualified(model), "context-size": tokens}
+        reply = endpoint.client.request("POST", "/engines/_configure", json_body=body).json()
+        return f"Set num_ctx to {reply.get('context_size', tokens)}"
+
+    return set_context
 
 
 def set_parameter(words: list[str], conversation: Conversation) -> None:
@@ -111,18 +149,19 @@ def set_parameter(words: list[str], conversation: Conversation) -> None:
 
 
 def answer(
-    client: RunnerClient, model: str, text: str, conversation: Conversation, markdown: bool, debug: bool
+    endpoint: ChatEndpoint, model: str, text: str, conversation: Conversation, markdown: bool, debug: bool
 ) -> None:
     """One turn. Errors are shown and the chat goes on; when the history outgrows the model's context,
     the oldest turns are dropped, as long as any are left."""
-    client.checked = False  # the runner may have stopped since the last turn: start it again if so
+    if endpoint.is_runner:
+        endpoint.client.checked = False  # the runner may have stopped since the last turn: start it again if so
     try:
-        checked_text(text, "the message")
+        text = include_files(checked_text(text, "the message"))
     except click.ClickException as error:
         click.echo(f"Error: {error.message}", err=True)
         return
     while True:
-        pieces = stream_chat(client, model, conversation.messages(text), debug, conversation.options)
+        pieces = stream_chat(endpoint, model, conversation.messages(text), debug, conversation.options)
         try:
             reply = print_reply(pieces, markdown)
         except RunnerError as error:
@@ -142,11 +181,12 @@ def answer(
         return
 
 
-def chat(client: RunnerClient, model: str, markdown: bool, debug: bool) -> None:
+def chat(endpoint: ChatEndpoint, model: str, markdown: bool, debug: bool) -> None:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401 - line editing and history for input()
 
     conversation = Conversation()
+    set_context = runner_context_setter(endpoint, model)
     while True:
         try:
             text = read_message()
@@ -159,7 +199,7 @@ def chat(client: RunnerClient, model: str, markdown: bool, debug: bool) -> None:
         if not text.strip():
             continue
         if text.startswith("/") and not text.startswith("//"):
-            if not handle_command(text, conversation):
+            if not handle_command(text, conversation, set_context):
                 return
             continue
-        answer(client, model, text, conversation, markdown, debug)
+        answer(endpoint, model, text, conversation, markdown, debug)

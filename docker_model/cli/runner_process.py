@@ -72,6 +72,15 @@ def start_lock(port: int) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def command(port: int, load: str | None = None, host: str | None = None) -> list[str]:
+    """The runner's command line: this Python, isolated; run from NEUTRAL_DIRECTORY (so is a service's)."""
+    return (
+        [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)]
+        + ([f"--load={load}"] if load else [])
+        + ([f"--host={host}"] if host else [])
+    )
+
+
 def start(port: int, load: str | None = None, host: str | None = None) -> subprocess.Popen[bytes]:
     """Start the runner detached from this terminal, logging to its log file; it writes its own pid file.
     With `load`, the runner starts loading that model at once (a command about to use it); with `host`, it
@@ -82,9 +91,7 @@ def start(port: int, load: str | None = None, host: str | None = None) -> subpro
         raise StateDirError(error) from None
     with log:
         return subprocess.Popen(
-            [sys.executable, "-I", "-u", "-m", "docker_model.runner", "--port", str(port)]
-            + ([f"--load={load}"] if load else [])
-            + ([f"--host={host}"] if host else []),
+            command(port, load, host),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,16 +1,26 @@
-"""`pull` and `push`: stream the runner's progress lines as bars (terminal) or plain lines (pipes)."""
+"""`pull` and `push`: stream the runner's progress lines as bars (terminal) or plain lines (pipes).
+
+`pull a b c` pulls several models at once, one line per model (a bar on a terminal), as
+`docker compose pull` does; each model that fails is named at the end, the others are kept.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
-from docker_model.reference import display_name, short_id
+from docker_model.reference import InvalidReferenceError, display_name, parse_reference, short_id
+from docker_model.units import human_bytes
 
 if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
     from docker_model.api_types import ModelInfo, ProgressLine
@@ -62,20 +72,146 @@ def render_bars(events: Iterator[ProgressLine], err: bool) -> str:
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
 
+def create_body(model: str) -> dict[str, str]:
+    """The body of `POST /models/create`; a Hugging Face model carries this shell's HF_TOKEN, as Docker Model
+    Runner's CLI sends it, so that the runner's own environment need not have it."""
+    body = {"from": model}
+    token = os.environ.get("HF_TOKEN")
+    try:
+        huggingface = parse_reference(model).is_huggingface
+    except InvalidReferenceError:
+        huggingface = False
+    if token and huggingface:
+        body["bearer-token"] = token
+    return body
+
+
 def pull_model(client: RunnerClient, model: str, err: bool = False) -> None:
     """Pull with progress on stdout, or on stderr (`err`) when stdout is kept for something else."""
     qualified(model)  # a bad reference is named here, in the user's words
     try:
-        message = render_progress(client.stream_lines("POST", "/models/create", json_body={"from": model}), err)
+        message = render_progress(client.stream_lines("POST", "/models/create", json_body=create_body(model)), err)
     except KeyboardInterrupt:
         click.echo("\nPull interrupted; run the same command again to resume the download.", err=True)
         sys.exit(130)
     except click.ClickException as error:
-        near = near_local_models(client, model)
-        if not near:
-            raise
-        raise click.ClickException(f"{error.message}; did you mean {' or '.join(near)}?") from None
+        raise with_suggestion(client, model, error) from None
     click.echo(message, err=err)
+
+
+def with_suggestion(client: RunnerClient, model: str, error: click.ClickException) -> click.ClickException:
+    """The error, with the local models one typo away from `model` suggested when there are some."""
+    near = near_local_models(client, model)
+    return click.ClickException(f"{error.message}; did you mean {' or '.join(near)}?") if near else error
+
+
+@dataclass
+class PullState:
+    """How far one model of a multi-model pull has got."""
+
+    model: str
+    total: int = 0
+    layers: dict[str, int] = field(default_factory=dict)  # layer ID -> bytes done
+    outcome: str | None = None  # the success message, once pulled
+    error: str | None = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.layers.values())
+
+    def line(self) -> str:
+        if self.error is not None:
+            return f"{self.model}: failed"
+        if self.outcome is not None:
+            return f"{self.model}: {self.outcome}"
+        if not self.total:
+            return f"{self.model}: waiting"
+        return f"{self.model}: Downloaded {human_bytes(self.done)} of {human_bytes(self.total)}"
+
+
+def pull_several(client: RunnerClient, models: list[str]) -> None:
+    """Pull `models` in parallel, one progress line (or bar) each; exit 1 naming each model that failed."""
+    for model in models:
+        qualified(model)  # every name checked before any download starts
+    client.ensure_running()
+    states = {model: PullState(model) for model in models}
+    news: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def pull_one(model: str) -> None:
+        """Put each progress line of `model` in `news`, then its failure, if it failed: one failure each."""
+        failure = click.ClickException("the runner closed the stream before the pull finished")
+        try:
+            for event in client.stream_lines("POST", "/models/create", json_body=create_body(model)):
+                news.put((model, event))
+                if event.get("type") == "success":
+                    return
+        except click.ClickException as error:
+            failure = error
+        except Exception as error:  # the connection broke: this model failed, the others go on
+            failure = click.ClickException(f"connection to the runner lost ({type(error).__name__})")
+        with contextlib.suppress(Exception):  # a suggestion is a bonus: asking for it may fail too
+            failure = with_suggestion(client, model, failure)
+        news.put((model, failure))
+
+    for model in models:
+        threading.Thread(target=pull_one, args=(model,), name=f"pull {model}", daemon=True).start()
+    try:
+        show = show_bars if sys.stdout.isatty() else show_lines
+        show(states, news)
+    except KeyboardInterrupt:
+        click.echo("\nPull interrupted; run the same command again to resume the downloads.", err=True)
+        sys.exit(130)
+    failed = [state for state in states.values() if state.error is not None]
+    for state in failed:
+        click.echo(f"Error: failed to pull {state.model}: {state.error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+def take(states: dict[str, PullState], model: str, news: Any) -> bool:
+    """Apply one piece of news about `model`; True when that model's pull has ended (pulled or failed)."""
+    state = states[model]
+    if isinstance(news, click.ClickException):
+        state.error = news.message
+        return True
+    if news.get("type") == "success":
+        state.outcome = news.get("message") or "pulled"
+        return True
+    layer = news.get("layer")
+    if news.get("type") == "progress" and layer:
+        state.total = news.get("total") or state.total
+        state.layers[layer["id"]] = layer["current"]
+    return False
+
+
+def show_lines(states: dict[str, PullState], news: queue.Queue[tuple[str, Any]]) -> None:
+    """Not a terminal: a model's line when it changed, at most once a second each, and its outcome."""
+    last_at: dict[str, float] = {}
+    pending = len(states)
+    while pending:
+        model, item = news.get()
+        ended = take(states, model, item)
+        pending -= ended
+        state = states[model]
+        due = time.monotonic() - last_at.get(model, 0.0) >= PLAIN_PROGRESS_INTERVAL_SECONDS
+        if (ended and state.error is None) or (not ended and state.total and due):
+            last_at[model] = time.monotonic()
+            click.echo(state.line())
+
+
+def show_bars(states: dict[str, PullState], news: queue.Queue[tuple[str, Any]]) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, transient=False) as progress:
+        tasks: dict[str, TaskID] = {model: progress.add_task(model, total=None) for model in states}
+        pending = len(states)
+        while pending:
+            model, item = news.get()
+            pending -= take(states, model, item)
+            state = states[model]
+            label = state.line() if state.error is not None or state.outcome is not None else model
+            progress.update(tasks[model], description=label, total=state.total or None, completed=state.done)
 
 
 def near_local_models(client: RunnerClient, wanted: str) -> list[str]:
@@ -98,10 +234,14 @@ def one_edit_apart(a: str, b: str) -> bool:
 
 
 @click.command()
-@click.argument("model")
-def pull(model: str) -> None:
-    """Pull a model from Docker Hub, Hugging Face or another registry."""
-    pull_model(RunnerClient(), model)
+@click.argument("models", nargs=-1, required=True)
+def pull(models: tuple[str, ...]) -> None:
+    """Pull models from Docker Hub, Hugging Face or another registry (several at once in parallel)."""
+    wanted = list(dict.fromkeys(models))  # each model once, in the order given
+    if len(wanted) == 1:
+        pull_model(RunnerClient(), wanted[0])
+    else:
+        pull_several(RunnerClient(), wanted)
 
 
 @click.command()

@@ -9,18 +9,23 @@ Store (`Store(root=None)`, default root `settings.models_path()`):
     remove(name_or_id, force=False) -> [("Untagged", canonical tag), ("Deleted", id)] (ConflictError for
     an ID of a multi-tag model without force); bundle(model) -> Bundle(root, gguf_path, mmproj_path,
     template_path, config_path); disk_usage() -> int; check(repair=False) -> list[str];
-    load(tar_stream, tags=()) -> Model; write_artifact(artifact, tags) -> Model; purge();
-    add_tags(model_id, tags); has_model(model_id).
+    check_report(repair=False) -> CheckReport (also what was verified); load(tar_stream, tags=()) -> Model
+    (an OCI image layout or DMR's load tar; a refused one leaves nothing); write_artifact(artifact, tags)
+    -> Model; purge(); add_tags(model_id, tags); has_model(model_id); record_use({model_id: unix time}).
+    Model archives (`save`): store/oci_layout.py; last use and pruning: store/usage.py.
 
 RegistryClient(store, docker_config=None, insecure_registries=(), attempts=4, backoff=0.5):
-    pull(reference, progress=None, cancel=None) -> Model (also hf.co/<org>/<repo>[:<quant>]);
-    push(reference, progress=None); push_artifact(artifact, reference, progress=None).
+    pull(reference, progress=None, cancel=None) -> Model (also hf.co/<org>/<repo>[:<quant>], tagged
+    huggingface.co/... as Docker Model Runner tags it); push(reference, progress=None);
+    push_artifact(artifact, reference, progress=None); remote(reference) -> (Model, capabilities): a model
+    read from its registry without pulling it.
     `progress` gets ProgressEvent(layer_digest, layer_size, current, total, message), one call at a time.
 
 package(gguf, licenses=(), chat_template=None, mmproj=None, context_size=None, created=None) -> Artifact
     (a sharded GGUF is named by its first `*-00001-of-0000N.gguf`).
 write_model_tar(artifact, sink): the artifact as the tar `Store.load` (DMR's `POST /models/load`) reads.
 config_fields.trained_context_length(config): the context a model was trained for.
+capabilities.stored_capabilities(model, blob_path) -> ["chat", "tools", ...]: what a model can do.
 
 Model(id, tags, created, config, manifest, size) with short_id, layers, config_digest.
 

@@ -6,6 +6,7 @@ from docker_model.reference import InvalidReferenceError
 
 __all__ = [
     "AnswerTooLargeError",
+    "ArchiveDigestError",
     "AuthenticationError",
     "ConflictError",
     "DigestMismatchError",
@@ -97,9 +98,22 @@ class PullCancelledError(DistributionError):
         super().__init__("pull cancelled: run the pull again to resume where it stopped")
 
 
+class ArchiveDigestError(DigestMismatchError):
+    """A blob of a model archive (`docker model load`) whose bytes are not the ones its name promises."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        DistributionError.__init__(
+            self,
+            f"the model archive's blob {expected} does not match its digest (got {actual}): the archive is "
+            "damaged or was altered; nothing was stored; save the model again from its source",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+REPAIR_HINT = "run 'docker model check --repair', then pull the model again"
+
+
 class StoreCorruptError(DistributionError):
     def __init__(self, path: object, problem: str) -> None:
-        super().__init__(
-            f"model store file {path} is damaged ({problem}): remove the model and pull it again "
-            "(docker model rm, then docker model pull)"
-        )
+        super().__init__(f"model store file {path} is damaged ({problem}): {REPAIR_HINT}")

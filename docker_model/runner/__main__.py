@@ -50,6 +50,7 @@ def main() -> None:
     try:
         port = args.port if args.port is not None else settings.runner_port()
         models_path, state_dir, tls = settings.models_path(), settings.state_dir(), settings.tls_files()
+        settings.gpu_mode()  # read again by the accelerator's detection: a bad value is one line here
         listeners = Listeners.plan(args.host or settings.listen_address(), port, tls is not None)
     except (settings.SettingsError, ValueError) as error:
         parser.error(str(error))

@@ -12,9 +12,10 @@ import platform
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from docker_model import settings
 from docker_model.runner.shared.cpu import default_threads
 
 
@@ -99,7 +100,19 @@ class Probes:
 
 
 def detect(probes: Probes | None = None) -> Accelerator:
+    """What the runner uses: what the machine and the llama.cpp build offer, as `DOCKER_MODEL_GPU` allows."""
     probes = probes or Probes()
+    wanted = settings.gpu_mode()
+    if wanted == "none":
+        return Accelerator("cpu", "CPU (DOCKER_MODEL_GPU=none)", probes.threads())
+    found = detect_hardware(probes)
+    if wanted != "auto" and found.kind != wanted:
+        why = found.problem or {"cuda": "no NVIDIA GPU was found", "metal": "this is not an Apple Silicon Mac"}[wanted]
+        return replace(found, problem=f"DOCKER_MODEL_GPU={wanted}, but {why}: running on the CPU")
+    return found
+
+
+def detect_hardware(probes: Probes) -> Accelerator:
     cpu, threads = "CPU", probes.threads()
     engine = probes.engine_gpu_libraries()
     gpus = probes.nvidia_gpus()

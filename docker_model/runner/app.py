@@ -18,7 +18,18 @@ from docker_model import __version__, distribution, settings
 from docker_model.api_types import VersionInfo
 from docker_model.runner import accelerator as accelerators
 from docker_model.runner import launch
-from docker_model.runner.api import anthropic, engines, inference, models, ollama, openapi, responses, sizing
+from docker_model.runner.api import (
+    anthropic,
+    archive,
+    engines,
+    inference,
+    models,
+    ollama,
+    openapi,
+    recent,
+    responses,
+    sizing,
+)
 from docker_model.runner.api.access import AccessGuard
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit
@@ -109,6 +120,7 @@ def create_app(
             Route("/", root, methods=["GET"]),
             Route("/version", version, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
+            *archive.routes,  # before models': `/models/{name}/export` before the catch-all GET
             *models.routes,
             *engines.routes,
             *sizing.routes,
@@ -116,6 +128,7 @@ def create_app(
             *anthropic.routes,
             *ollama.routes,
             *responses.routes,
+            *recent.routes,
             *openapi.routes,
         ],
         middleware=[

@@ -4,9 +4,10 @@ The runner reads the request and picks the worker, then sends the connection's s
 the request over the worker's hand-over socket, and steps aside: tokens go from the worker to the client
 with no relay through the runner, whose process would otherwise wake for every token and take a core
 from llama.cpp. The worker answers with `Connection: close`, so the client's next request comes back to
-the runner. On the control connection the worker reports when its response started and when it is done;
-if the worker dies before that, the runner answers the client itself: a JSON 500, or, for a stream
-already under way, an SSE error event. Over TLS the worker cannot write into the encrypted connection:
+the runner. On the control connection the worker reports when its response started, the start of the
+body it sent (which `recent_requests.py` keeps), and when it is done; if the worker dies before that,
+the runner answers the client itself: a JSON 500, or, for a stream already under way, an SSE error
+event. Over TLS the worker cannot write into the encrypted connection:
 it answers into a socket pair instead, and the runner relays its bytes (the one case with a relay).
 
 The wire protocol is `shared/wire.py`; the worker's side is `worker/adopted.py`.
@@ -28,7 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from docker_model.runner.shared.asgi import wait_for_disconnect
 from docker_model.runner.shared.error_body import dialect_of, error_body, error_response
-from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
+from docker_model.runner.shared.wire import REPORT_DONE, REPORT_RESPONSE, REPORT_STARTED, HandedRequest
 
 TRANSPORT = "docker_model.transport"  # key of the connection's asyncio transport in scope["extensions"]
 WORKER_FAILED = "worker_failed"
@@ -53,6 +54,7 @@ class HandOver:
         self.control_path = control_path
         self.request = request
         self.why_failed = why_failed
+        self.report: Reports | None = None  # what the worker reported, once it is done or gone
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport: asyncio.Transport = scope["extensions"][TRANSPORT]
@@ -115,7 +117,7 @@ class HandOver:
                 control.close()
 
     async def _follow(self, reports: asyncio.StreamReader, scope: Scope) -> Reports:
-        report = await read_reports(reports)
+        report = self.report = await read_reports(reports)
         scope[HANDED_STATUS] = report.status if report.done else 500
         return report
 
@@ -155,25 +157,34 @@ async def _send_connection(
 
 @dataclass(frozen=True)
 class Reports:
-    """What the worker said of a request it answered: its status and content type once it started, and
-    whether it finished."""
+    """What the worker said of a request it answered: its status and content type once it started, the
+    size and the start of the body it sent, and whether it finished."""
 
     status: int | None
     content_type: str | None
     done: bool
+    response: bytes = b""
+    response_size: int = 0
 
 
 async def read_reports(reports: asyncio.StreamReader) -> Reports:
     """Follow the worker's reports until it is done or gone."""
     status = content_type = None
+    response, response_size = b"", 0
     while line := await reports.readline():
         word, _, detail = line.strip().partition(b" ")
         if word == REPORT_STARTED:
             code, _, kind = detail.partition(b" ")
             status, content_type = int(code), kind.decode("latin-1")
+        elif word == REPORT_RESPONSE:
+            sent, _, kept = detail.partition(b" ")
+            try:
+                response, response_size = await reports.readexactly(int(kept)), int(sent)
+            except asyncio.IncompleteReadError:
+                break
         elif word == REPORT_DONE:
-            return Reports(status, content_type, True)
-    return Reports(status, content_type, False)
+            return Reports(status, content_type, True, response, response_size)
+    return Reports(status, content_type, False, response, response_size)
 
 
 def failure_answer(started: str | None, request: HandedRequest, message: str) -> bytes | None:

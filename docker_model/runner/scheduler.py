@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker_model.distribution import Model, Store
+from docker_model.distribution import DistributionError, Model, Store
 from docker_model.reference import familiar_name
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.fit import Fit, ModelDoesNotFit, Room, plan, shape_of, wanted_for
@@ -199,6 +199,7 @@ class Scheduler:
         loaded = LoadedModel(model, name, worker, fit, keep_alive)
         async with self.lock:
             self.loaded[model.id] = loaded
+        await self._record_use([loaded])
         await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model, "loaded_models_limit")
         return loaded
 
@@ -286,7 +287,7 @@ class Scheduler:
                 del self.loaded[victim.model.id]
             log.info("evicting %s to make room for %s", victim.name, model.tags[0] if model.tags else model.id)
             self.metrics.evictions.labels(reason).inc()
-            await victim.worker.stop()
+            await asyncio.gather(victim.worker.stop(), self._record_use([victim]))
 
     async def unload(self, model_ids: list[str] | None = None) -> list[str]:
         """Unload the given models (all when None); returns the names unloaded."""
@@ -294,8 +295,17 @@ class Scheduler:
             chosen = [m for key, m in self.loaded.items() if model_ids is None or key in model_ids]
             for loaded in chosen:
                 del self.loaded[loaded.model.id]
-        await asyncio.gather(*(loaded.worker.stop() for loaded in chosen))
+        await asyncio.gather(*(loaded.worker.stop() for loaded in chosen), self._record_use(chosen))
         return [loaded.name for loaded in chosen]
+
+    async def _record_use(self, models: list[LoadedModel]) -> None:
+        """Record in the store when these models were last used (for `prune`): at each load and unload."""
+        if not models:
+            return
+        try:
+            await asyncio.to_thread(self.store.record_use, {m.model.id: m.last_used for m in models})
+        except (OSError, DistributionError) as error:
+            log.warning("could not record when models were last used: %s", error)
 
     async def unload_all(self) -> list[str]:
         return await self.unload(None)

@@ -1,14 +1,15 @@
-"""What every route of the runner shares: the store, the registry client, the scheduler, settings and
-the addresses it listens on."""
+"""What every route of the runner shares: the store, the registry client, the scheduler, settings, the
+addresses it listens on, and the recent requests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from docker_model.distribution import RegistryClient, Store
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.listeners import Listeners
 from docker_model.runner.model_settings import SettingsBook
+from docker_model.runner.recent_requests import RecentRequests
 from docker_model.runner.scheduler import Scheduler
 
 
@@ -20,3 +21,4 @@ class RunnerState:
     settings: SettingsBook
     scheduler: Scheduler
     listeners: Listeners
+    recent_requests: RecentRequests = field(default_factory=RecentRequests)

@@ -20,7 +20,10 @@ from tests.fixtures.runner import RunnerEnv
 
 pytestmark = pytest.mark.integration
 
-LIST_HEADERS = ("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE")
+LIST_HEADERS = (
+    *("MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE"),
+    "CAPABILITIES",  # this plugin's, after Docker Model Runner's columns
+)
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def hf_client(tmp_path: Path, hub: FakeHub, token: str | None = TOKEN) -> Regist
 def test_pull_builds_the_artifact_from_the_gguf(tmp_path: Path, hub: FakeHub) -> None:
     client = hf_client(tmp_path, hub)
     model = client.pull("hf.co/org/repo-gguf:Q8_0")
-    assert model.tags == ["hf.co/org/repo-gguf:Q8_0"]
+    assert model.tags == ["huggingface.co/org/repo-gguf:Q8_0"]  # as Docker Model Runner tags it
     [layer] = model.layers
     assert layer.filepath == "repo-Q8_0.gguf"
     assert client.store.blobs.path(layer.digest).read_bytes() == hub.files["repo-Q8_0.gguf"]
@@ -143,7 +143,7 @@ def test_pull_builds_the_artifact_from_the_gguf(tmp_path: Path, hub: FakeHub) ->
 
     default = client.pull("hf.co/org/repo-gguf")
     assert default.layers[0].filepath == "repo-Q4_K_M.gguf"
-    assert default.tags == ["hf.co/org/repo-gguf:latest"]
+    assert default.tags == ["huggingface.co/org/repo-gguf:latest"]
 
 
 def test_pull_resumes_a_partial_file(tmp_path: Path, hub: FakeHub) -> None:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from docker_model.api_types import Capability
 from docker_model.distribution.artifact import Artifact
 from docker_model.distribution.cancel import CancelToken
 from docker_model.distribution.model import Model
@@ -15,9 +16,10 @@ from docker_model.distribution.registry.httpio import TIMEOUT
 from docker_model.distribution.registry.huggingface import HuggingFace, pull_huggingface
 from docker_model.distribution.registry.pull import pull_model
 from docker_model.distribution.registry.push import BlobSource, push_blobs_and_manifest
+from docker_model.distribution.registry.remote import remote_model
 from docker_model.distribution.registry.transport import Transport, is_insecure, new_session
 from docker_model.distribution.store import Store
-from docker_model.reference import parse_reference
+from docker_model.reference import InvalidReferenceError, parse_reference
 
 __all__ = ["RegistryClient"]
 
@@ -56,8 +58,20 @@ class RegistryClient:
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
 
-    def transport(self, registry: str) -> Transport:
-        """The connection to `registry`, with the credentials `docker login` saved for it (if any)."""
+    def transport(self, registry: str, bearer_token: str | None = None) -> Transport:
+        """The connection to `registry`, with the credentials `docker login` saved for it (if any); with
+        `bearer_token`, a connection of its own that sends that token instead."""
+        if bearer_token is not None:
+            return Transport(
+                registry,
+                self._session,
+                None,
+                is_insecure(registry, self._insecure),
+                self._attempts,
+                self._backoff,
+                self._timeout,
+                bearer_token,
+            )
         with self._lock:
             if registry not in self._transports:
                 self._transports[registry] = Transport(
@@ -76,18 +90,34 @@ class RegistryClient:
         reference: str,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        bearer_token: str | None = None,
     ) -> Model:
         """Pull `reference` into the store (layers already there are not fetched again) and return it.
 
         `progress` receives ProgressEvents from worker threads, one call at a time. Setting `cancel`
         stops the pull with PullCancelledError, leaving partial files for the next pull to resume.
+        `bearer_token`: a token the registry (or Hugging Face, instead of HF_TOKEN) accepts, sent in place
+        of any saved credentials, with the same care (its own origin, HTTPS or loopback only).
         """
         ref = parse_reference(reference)
         if ref.digest is not None and self.store.has_model(ref.digest):
             return self.store.get(ref.digest)
         if ref.is_huggingface:
-            return pull_huggingface(self._huggingface, self.store, ref, progress, cancel, self._attempts, self._backoff)
-        return pull_model(self.transport(ref.registry), self.store, ref, progress, cancel)
+            hub = self._huggingface
+            if bearer_token is not None:
+                hub = HuggingFace(self._session, hub.endpoint, bearer_token)
+            return pull_huggingface(hub, self.store, ref, progress, cancel, self._attempts, self._backoff)
+        return pull_model(self.transport(ref.registry, bearer_token), self.store, ref, progress, cancel)
+
+    def remote(self, reference: str) -> tuple[Model, list[Capability]]:
+        """The model `reference` names in its registry, and its capabilities, read without pulling it
+        (`registry/remote.py`). Hugging Face repositories become models only when pulled: refused."""
+        ref = parse_reference(reference)
+        if ref.is_huggingface:
+            raise InvalidReferenceError(
+                reference, "a Hugging Face repository becomes a model only when pulled: pull it, then inspect it"
+            )
+        return remote_model(self.transport(ref.registry), ref)
 
     def push(self, reference: str, progress: ProgressCallback | None = None) -> None:
         """Push the stored model tagged `reference` to the registry it names."""

@@ -1,6 +1,8 @@
 """Answers to a registry's 401 challenges: Bearer tokens (anonymous or with credentials) and Basic.
 
-Tokens are cached per scope, since a pull token does not allow a push. The token exchange is done here,
+Tokens are cached per scope, since a pull token does not allow a push. A token given by the caller (the
+`bearer-token` of `POST /models/create`) is sent as it is: a 401 then means the registry refused it.
+The token exchange is done here,
 not by a library, so that it has a timeout, reads a bounded answer, and sends the `docker login`
 credentials only where they may go (`httpio.may_carry_credentials`).
 """
@@ -37,9 +39,11 @@ class RegistryAuth:
         registry: str,
         credentials: Credentials | None,
         timeout: tuple[float, float] = TIMEOUT,
+        bearer_token: str | None = None,
     ) -> None:
         self.registry = registry
         self.credentials = credentials
+        self.bearer_token = bearer_token
         self._session = session
         self._timeout = timeout
         self._tokens: dict[str, str] = {}
@@ -48,7 +52,7 @@ class RegistryAuth:
 
     def header(self, scope: str) -> dict[str, str]:
         """The Authorization header already known good for `scope` (empty before any challenge)."""
-        token = self._tokens.get(scope)
+        token = self.bearer_token or self._tokens.get(scope)
         if token is not None:
             return {"Authorization": f"Bearer {token}"}
         if self._basic and self.credentials is not None:
@@ -58,6 +62,9 @@ class RegistryAuth:
     def answer(self, response: requests.Response, scope: str) -> dict[str, str]:
         """Obtain what the 401 `response` asks for; raise AuthenticationError when it cannot be had."""
         scheme, _, params = response.headers.get("WWW-Authenticate", "").partition(" ")
+        if self.bearer_token is not None:
+            fix = "the bearer token sent with the pull was refused: send one that grants pull access to the model"
+            raise AuthenticationError(self.registry, rejected=True, fix=fix)
         with self._lock:
             if scheme.lower() == "basic":
                 if self.credentials is None:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import requests
 
+from docker_model import settings
 from docker_model.distribution import artifact
 from docker_model.distribution.artifact import parse_rfc3339
 from docker_model.distribution.cancel import Cancellation, CancelToken
@@ -45,7 +46,6 @@ from docker_model.distribution.registry.transport import retrying
 from docker_model.distribution.store import Store
 from docker_model.reference import DEFAULT_TAG, Reference
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_QUANTIZATION = "Q4_K_M"
 MAX_API_BYTES = 16 << 20  # a JSON answer of the API: a big repository's file listing runs to a few MiB
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
@@ -97,7 +97,7 @@ def select_gguf(files: list[RepoFile], quant: str | None) -> tuple[list[RepoFile
 class HuggingFace:
     def __init__(self, session: requests.Session, endpoint: str | None = None, token: str | None = None) -> None:
         self.session = session
-        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (endpoint or settings.huggingface_url()).rstrip("/")
         self.token = token if token is not None else os.environ.get("HF_TOKEN")
 
     def get(self, url: str, what: str, headers: dict[str, str] | None = None) -> requests.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import requests
 
@@ -75,6 +76,24 @@ def _blob_fetcher(transport: Transport, ref: Reference, digest: str) -> Fetch:
     return fetch
 
 
+def fetch_small_blob(
+    transport: Transport, ref: Reference, descriptor: dict[str, Any], what: str, cancel: CancelToken | None = None
+) -> bytes:
+    """A blob read whole (a config, a template), within the size its descriptor announces, checked against
+    its digest."""
+    digest, size = descriptor["digest"], descriptor["size"]
+    fetch = _blob_fetcher(transport, ref, digest)
+
+    def get() -> bytes:
+        with fetch({}) as response:
+            return read_limited(response, size, f"{what} of {ref}", announced=True)
+
+    data = transport.retrying(get, cancel)
+    if sha256_digest(data) != digest:
+        raise DigestMismatchError(digest, sha256_digest(data))
+    return data
+
+
 def pull_model(
     transport: Transport,
     store: Store,
@@ -91,17 +110,8 @@ def pull_model(
         return store.get(model_id)
 
     config = manifest["config"]
-    fetch_config = _blob_fetcher(transport, ref, config["digest"])
-
     check_size("the model config", config["size"], MAX_CONFIG_BYTES)
-
-    def get_config() -> bytes:
-        with fetch_config({}) as response:
-            return read_limited(response, config["size"], f"the model config of {ref}", announced=True)
-
-    config_bytes = transport.retrying(get_config, cancel)
-    if sha256_digest(config_bytes) != config["digest"]:
-        raise DigestMismatchError(config["digest"], sha256_digest(config_bytes))
+    config_bytes = fetch_small_blob(transport, ref, config, "the model config", cancel)
     try:
         json.loads(config_bytes)
     except ValueError:

@@ -83,6 +83,7 @@ class Transport:
         attempts: int = 4,
         backoff: float = 0.5,
         timeout: tuple[float, float] = TIMEOUT,
+        bearer_token: str | None = None,
     ) -> None:
         self.registry = registry
         self._host = DOCKER_HUB_API if registry == "docker.io" else registry
@@ -91,7 +92,7 @@ class Transport:
             self._base = f"http://{self._host}/v2/" if is_loopback(hostname(self._host)) else None
         self._base_lock = threading.Lock()
         self.session = session
-        self.auth = RegistryAuth(session, registry, credentials, timeout)
+        self.auth = RegistryAuth(session, registry, credentials, timeout, bearer_token)
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
@@ -154,7 +155,8 @@ class Transport:
                 continue
             if response.status_code == 401:
                 response.close()
-                raise AuthenticationError(self.registry, rejected=self.auth.credentials is not None)
+                rejected = self.auth.credentials is not None or self.auth.bearer_token is not None
+                raise AuthenticationError(self.registry, rejected=rejected)
             if response.status_code in RETRY_STATUS:
                 response.close()
                 raise TransientError(f"HTTP {response.status_code}", response.status_code)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import builtins
 import json
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from docker_model.distribution.artifact import (
     MAX_CONFIG_BYTES,
@@ -35,6 +36,9 @@ from docker_model.distribution.store.layout import Layout
 from docker_model.distribution.store.locks import exclusive
 from docker_model.distribution.store.manifests import ManifestStore, read_small
 from docker_model.reference import InvalidReferenceError, display_name, is_id_prefix, parse_reference, short_id
+
+if TYPE_CHECKING:
+    from docker_model.distribution.store.check import CheckReport
 
 __all__ = ["Bundle", "Store"]
 
@@ -202,7 +206,9 @@ class Store:
             for tag in canonical:
                 index.tag(model_id, tag)
             self.write_index(index)
-            return self.model_for(entry)
+            model = self.model_for(entry)
+        self.record_use({model_id: time.time()})  # pulled or loaded: in use
+        return model
 
     def write_artifact(self, artifact: Artifact, tags: Iterable[str] = ()) -> Model:
         """Store a packaged artifact: config, layers (copied from their sources), then the manifest."""
@@ -217,11 +223,35 @@ class Store:
         return self.record(artifact.manifest_bytes, tags)
 
     def load(self, tar_stream: BinaryIO, tags: Iterable[str] = ()) -> Model:
-        """Store a model sent as a tar of `blobs/sha256/<hex>` files and `manifest.json` (DMR's load)."""
-        from docker_model.distribution.store.tarball import read_model_tar
+        """Store a model sent as an archive: the OCI image layout `docker model save` writes, or DMR's tar of
+        `blobs/sha256/<hex>` files and `manifest.json`. Tagged with the names the archive gives and `tags`.
 
-        manifest_bytes = read_model_tar(self.blobs, tar_stream)
-        return self.record(manifest_bytes, tags)
+        A refused archive leaves the store as it was: the blobs it added are removed again.
+        """
+        from docker_model.distribution.store.oci_layout import read_archive
+
+        tags = builtins.list(tags)
+        written: builtins.list[str] = []
+        try:
+            received = read_archive(self.blobs, tar_stream, written, named=bool(tags))
+            model = self.record(received.manifest, [*received.tags, *tags])
+        finally:
+            self._remove_unused(written)  # all of them after a failure; the manifest's copy as a blob after success
+        return model
+
+    def _remove_unused(self, digests: Iterable[str]) -> None:
+        """Remove those of `digests` no listed model uses."""
+        with self.locked():
+            in_use = self.read_index().blobs_in_use()
+            for digest in digests:
+                if digest not in in_use:
+                    self.blobs.remove(digest)
+
+    def record_use(self, uses: dict[str, float]) -> None:
+        """Record when models were last used (model ID -> unix time), for `prune`."""
+        from docker_model.distribution.store.usage import record_use
+
+        record_use(self, uses)
 
     def bundle(self, model: Model) -> Bundle:
         """Plain file paths for an engine, as hard links into the blobs (copies where links fail)."""
@@ -238,6 +268,11 @@ class Store:
 
     def check(self, repair: bool = False) -> builtins.list[str]:
         """Problems found (an empty list when healthy); with `repair`, also fix them."""
+        return self.check_report(repair).problems
+
+    def check_report(self, repair: bool = False) -> CheckReport:
+        """The integrity check: every blob of every listed model verified, leftovers found (and fixed with
+        `repair`); what it found, fixed and verified."""
         from docker_model.distribution.store.check import check_store
 
         with self.locked():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docker_model.distribution import artifact
-from docker_model.distribution.errors import UnsupportedFormatError
+from docker_model.distribution.errors import StoreCorruptError, UnsupportedFormatError
 from docker_model.distribution.model import Model
 from docker_model.distribution.store.blobs import BlobStore
 from docker_model.distribution.store.layout import Layout
@@ -93,6 +93,8 @@ def make_bundle(layout: Layout, blobs: BlobStore, model: Model) -> Bundle:
     try:
         (staging / MODEL_DIR).mkdir(PRIVATE_DIR)
         for rel, digest, _ in plan:
+            if not blobs.has(digest):
+                raise StoreCorruptError(blobs.path(digest), f"a blob of model {model.short_id} is missing")
             _link_or_copy(blobs.path(digest), staging / rel)
         atomic_write(staging / "config.json", json.dumps(model.config).encode() + b"\n", mode=PRIVATE_FILE)
         shutil.rmtree(root, ignore_errors=True)

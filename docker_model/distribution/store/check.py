@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from docker_model.distribution.artifact import file_digest
+from docker_model.distribution.errors import StoreCorruptError
 from docker_model.distribution.store.bundles import bundle_is_intact, remove_bundle
 from docker_model.distribution.store.index import Index
+from docker_model.distribution.store.usage import read_last_used
 
 if TYPE_CHECKING:
     from docker_model.distribution.store import Store
@@ -19,20 +22,36 @@ STALE_INCOMPLETE_SECONDS = 7 * 24 * 3600
 STALE_TEMP_SECONDS = 3600  # a temp file lives for one small write: an hour old, its writer died
 
 
-def check_store(store: Store, repair: bool) -> list[str]:
+@dataclass
+class CheckReport:
+    """What a check found (`problems`, each saying what repair did when it repaired) and what it verified."""
+
+    models: int = 0  # models listed in the index
+    blobs: int = 0  # blobs of listed models whose digest was computed
+    verified_bytes: int = 0  # bytes of the blobs that matched their digest
+    problems: list[str] = field(default_factory=list)
+    removed_models: list[str] = field(default_factory=list)  # IDs of the models repair dropped
+
+
+def check_store(store: Store, repair: bool) -> CheckReport:
     """Report (and with `repair`, fix) damage. Call under the store lock.
 
     A model with a missing or corrupt file is dropped on repair (pull it again); unused blobs and
     manifests, stale partial downloads and temp files, and damaged bundles are deleted.
     """
-    problems: list[str] = []
+    report = CheckReport()
+    problems = report.problems
     index = store.read_index()
+    report.models = len(index.models)
     verified: dict[str, bool] = {}
 
     def blob_ok(digest: str) -> bool:
         if digest not in verified:
             path = store.blobs.path(digest)
-            verified[digest] = path.is_file() and file_digest(path)[0] == digest
+            actual, size = file_digest(path) if path.is_file() else ("", 0)
+            verified[digest] = actual == digest
+            report.blobs += path.is_file()
+            report.verified_bytes += size if verified[digest] else 0
         return verified[digest]
 
     for entry in list(index.models):
@@ -44,6 +63,7 @@ def check_store(store: Store, repair: bool) -> list[str]:
             what = f"blobs missing or corrupt: {', '.join(broken)}" if broken else "manifest missing or corrupt"
             problems.append(f"model {names}: {what}" + ("; removed it, pull it again" if repair else ""))
             if repair:
+                report.removed_models.append(entry.id)
                 index.remove(entry.id)
                 store.manifests.remove(entry.id)
                 remove_bundle(store.layout, entry.id)
@@ -57,7 +77,7 @@ def check_store(store: Store, repair: bool) -> list[str]:
     if repair:
         store.write_index(index)
     problems += _leftovers(store, index, repair)
-    return problems
+    return report
 
 
 def _older_than(path: Path, seconds: float) -> bool:
@@ -103,4 +123,11 @@ def _leftovers(store: Store, index: Index, repair: bool) -> list[str]:
         if repair:
             store.layout.layout_file.unlink(missing_ok=True)
             store.layout.ensure()
+    try:
+        read_last_used(store)
+    except StoreCorruptError:
+        fix = "; deleted it (every model counts as used when it was pulled)" if repair else ""
+        problems.append(f"{store.layout.usage_file.name}, the record of when models were used, is damaged{fix}")
+        if repair:
+            store.layout.usage_file.unlink(missing_ok=True)
     return problems

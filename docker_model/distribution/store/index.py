@@ -8,6 +8,7 @@ from pathlib import Path
 
 from docker_model.distribution.errors import StoreCorruptError
 from docker_model.files import PRIVATE_FILE, write_json
+from docker_model.reference import current_tag
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Index:
 
 
 def read_index(path: Path) -> Index:
+    """The index, its tags in today's form (`current_tag`): the next write stores them so."""
     try:
         document = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -69,7 +71,10 @@ def read_index(path: Path) -> Index:
         raise StoreCorruptError(path, f"not JSON: {exc}") from None
     try:
         return Index(
-            [IndexEntry(m["id"], list(m.get("tags") or []), list(m.get("files") or [])) for m in document["models"]]
+            [
+                IndexEntry(m["id"], [*dict.fromkeys(map(current_tag, m.get("tags") or []))], list(m.get("files") or []))
+                for m in document["models"]
+            ]
         )
     except (KeyError, TypeError) as exc:
         raise StoreCorruptError(path, f"unexpected structure: {exc!r}") from None

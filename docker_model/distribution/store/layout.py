@@ -36,6 +36,11 @@ class Layout:
         return self.root / "models.json"
 
     @property
+    def usage_file(self) -> Path:
+        """When each model was last used (`usage.py`): a file of this project's, beside DMR's."""
+        return self.root / "last-used.json"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
@@ -78,7 +83,7 @@ class Layout:
                     yield directory
                     if not any(other != directory for other in directory.parent.iterdir()):
                         yield directory.parent
-        for name in (self.index_file.name, self.layout_file.name):
+        for name in (self.index_file.name, self.layout_file.name, self.usage_file.name):
             yield from self.root.glob(f".{name}.*.tmp")
             path = self.root / name
             if path.exists():
@@ -91,7 +96,7 @@ class Layout:
         for directory in (self.blobs_dir, self.manifests_dir):
             if directory.is_dir():
                 found += [entry for entry in directory.iterdir() if _TEMP_NAME.fullmatch(entry.name)]
-        for name in (self.index_file.name, self.layout_file.name):
+        for name in (self.index_file.name, self.layout_file.name, self.usage_file.name):
             found += self.root.glob(f".{name}.*.tmp")
         return sorted(found)
 

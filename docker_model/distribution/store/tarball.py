@@ -1,19 +1,18 @@
 """The tar stream of Docker Model Runner's `POST /models/load`: `blobs/sha256/<hex>` files, then
-`manifest.json`. Written by `docker model package` (without --push), read by the store."""
+`manifest.json`. Written by `docker model package` (without --push); read, with the OCI image layout that
+`docker model save` writes, by `oci_layout.read_archive`, through `read_tar`'s checks."""
 
 from __future__ import annotations
 
 import io
 import posixpath
-import re
 import tarfile
+from collections.abc import Callable
 from typing import BinaryIO
 
-from docker_model.distribution.artifact import MAX_MANIFEST_BYTES, Artifact, check_size
+from docker_model.distribution.artifact import Artifact
 from docker_model.distribution.errors import DistributionError, UnsupportedFormatError
-from docker_model.distribution.store.blobs import BlobStore
 
-_BLOB = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 MANIFEST_NAME = "manifest.json"
 # tarfile reads a long name's or a pax header's data into memory whole: a few hundred bytes in any archive
 # `write_model_tar` (or Docker's) writes, so a megabyte is plenty.
@@ -57,29 +56,21 @@ def _member_name(member: tarfile.TarInfo) -> str:
     return name
 
 
-def read_model_tar(blobs: BlobStore, stream: BinaryIO) -> bytes:
-    """Store every `blobs/sha256/<hex>` entry (verified against its name); return the raw manifest.
+def read_tar(stream: BinaryIO, on_file: Callable[[str, tarfile.TarInfo, BinaryIO], None]) -> None:
+    """Call `on_file(name, member, data)` for every file of a tar stream, its name normalised.
 
     The stream is read once, front to back, so it may be a network body; nothing is extracted by its name.
-    Other files and folders are skipped; links, devices and paths leading out are refused.
+    Folders are skipped; links, devices and paths leading out are refused (UnsupportedFormatError), and so is
+    a stream that is not a whole, uncompressed tar (DistributionError), even while `on_file` reads a file.
     """
-    manifest: bytes | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo) as archive:
             for member in archive:
                 name = _member_name(member)
-                if member.isdir():
-                    continue
-                if name == MANIFEST_NAME:
-                    check_size(f"the model archive's {MANIFEST_NAME}", member.size, MAX_MANIFEST_BYTES)
-                    manifest = archive.extractfile(member).read()  # type: ignore[union-attr]
-                elif match := _BLOB.fullmatch(name):
-                    blobs.write_stream(f"sha256:{match[1]}", archive.extractfile(member))  # type: ignore[arg-type]
+                if not member.isdir():
+                    on_file(name, member, archive.extractfile(member))  # type: ignore[arg-type]
     except tarfile.TarError as exc:
         raise DistributionError(f"the model archive is not a readable, uncompressed tar stream: {exc}") from None
-    if manifest is None:
-        raise DistributionError(f"the model archive has no {MANIFEST_NAME}: it must end with the model's manifest")
-    return manifest
 
 
 def write_model_tar(artifact: Artifact, sink: BinaryIO) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import importlib.util
+import shlex
+from datetime import datetime, timezone
 from pathlib import Path
 
 from starlette.requests import Request
@@ -19,15 +21,18 @@ from docker_model.api_types import (
     UnloadRequest,
     UnloadResult,
 )
+from docker_model.distribution import ModelNotFoundError
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.runner.api.common import read_body, state_of
 from docker_model.runner.listeners import ListenError
-from docker_model.runner.model_settings import ModelSettings
+from docker_model.runner.model_settings import ModelSettings, effective_keep_alive
 from docker_model.runner.runtime_flags import check_runtime_flags
+from docker_model.runner.scheduler import LoadedModel
 from docker_model.runner.shared.error_body import APIError
 from docker_model.units import parse_duration
 
 BACKEND_NAME = "llama.cpp"
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Docker Model Runner (Go) writes "never": a model still loading
 
 
 def engine_version() -> str:
@@ -56,25 +61,73 @@ async def engines_status(request: Request) -> JSONResponse:
 
 
 async def engines_ps(request: Request) -> JSONResponse:
-    running: list[RunningModel] = [
-        {
-            "model_name": loaded.name,
-            "model_id": loaded.model.id,
-            "backend_name": BACKEND_NAME,
-            "mode": "completion",
-            "last_used": int(loaded.last_used),
-            "until": None if loaded.expires_at is None else int(loaded.expires_at),
-            "in_use": loaded.in_flight > 0,
-            "context_size": loaded.context_size,
-            "sequences": loaded.fit.parallel,
-            "context_reason": loaded.fit.reason,
-            "memory_estimated": loaded.fit.estimate.ram,
-            "memory_measured": loaded.worker.rss_bytes(),
-            "pid": loaded.worker.pid,
-        }
-        for loaded in state_of(request).scheduler.running()
-    ]
+    """The loaded models, then those being loaded, with Docker Model Runner's fields and this runner's."""
+    state = state_of(request)
+    scheduler = state.scheduler
+    running = [_running(loaded) for loaded in scheduler.running()]
+    loading_ids = [i for i, task in scheduler.loading.items() if not task.done() and i not in scheduler.loaded]
+    for model_id in loading_ids:
+        try:
+            model = await asyncio.to_thread(state.store.get, model_id)
+        except ModelNotFoundError:  # removed while it loads: its load fails
+            continue
+        running.append(_loading(model_id, model.tags[0] if model.tags else model_id, state.settings.get(model_id)))
     return JSONResponse(running)
+
+
+def _running(loaded: LoadedModel) -> RunningModel:
+    return {
+        "model_name": loaded.name,
+        "backend_name": BACKEND_NAME,
+        "mode": "completion",
+        "last_used": datetime.fromtimestamp(loaded.last_used, timezone.utc).isoformat().replace("+00:00", "Z"),
+        "in_use": loaded.in_flight > 0,
+        "loading": False,
+        "keep_alive": go_duration(loaded.keep_alive),
+        "model_id": loaded.model.id,
+        "until": None if loaded.expires_at is None else int(loaded.expires_at),
+        "context_size": loaded.context_size,
+        "sequences": loaded.fit.parallel,
+        "context_reason": loaded.fit.reason,
+        "memory_estimated": loaded.fit.estimate.ram,
+        "memory_measured": loaded.worker.rss_bytes(),
+        "pid": loaded.worker.pid,
+    }
+
+
+def _loading(model_id: str, name: str, settings: ModelSettings) -> RunningModel:
+    """A model whose worker is starting: what it will load with is not known yet."""
+    return {
+        "model_name": name,
+        "backend_name": BACKEND_NAME,
+        "mode": "completion",
+        "last_used": GO_ZERO_TIME,
+        "in_use": False,
+        "loading": True,
+        "keep_alive": go_duration(effective_keep_alive(settings)),
+        "model_id": model_id,
+        "until": None,
+        "context_size": None,
+        "sequences": None,
+        "context_reason": None,
+        "memory_estimated": None,
+        "memory_measured": None,
+        "pid": None,
+    }
+
+
+def go_duration(seconds: float) -> str:
+    """A keep-alive as Go writes a duration (`5m0s`, `1h30m0s`, `30s`, `500ms`), `-1` for never."""
+    if seconds < 0:
+        return "-1"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs:g}s"
+    if hours or minutes:
+        text = f"{int(minutes)}m{text}"
+    return f"{int(hours)}h{text}" if hours else text
 
 
 async def engines_df(request: Request) -> JSONResponse:
@@ -87,6 +140,9 @@ async def engines_df(request: Request) -> JSONResponse:
 async def engines_unload(request: Request) -> JSONResponse:
     body = await read_body(request, UnloadRequest)
     state = state_of(request)
+    backend = body.get("backend")
+    if backend and backend != BACKEND_NAME:  # Docker Model Runner's filter: no model runs on another backend
+        raise APIError(400, f"unknown backend {backend!r}: this runner has one, {BACKEND_NAME}", param="backend")
     if body.get("all"):
         unloaded = await state.scheduler.unload_all()
     else:
@@ -99,11 +155,32 @@ async def engines_unload(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-def checked_runtime_flags(flags: list[str]) -> list[str]:
+def checked_runtime_flags(flags: list[str], field: str = "runtime-flags") -> list[str]:
     try:
         return list(check_runtime_flags(flags))
     except ValueError as error:
-        raise APIError(400, str(error), param="runtime-flags") from None
+        raise APIError(400, str(error), param=field) from None
+
+
+def requested_runtime_flags(body: ConfigureRequest) -> list[str] | None:
+    """The runtime flags a configure body sets (None: it sets none), given as a list or, as Compose's provider
+    sends them, as one shell-quoted string (`raw-runtime-flags`); both at once are refused."""
+    given = [key for key in ("runtime-flags", "runtime_flags", "raw-runtime-flags") if body.get(key) is not None]
+    if len(given) > 1:
+        raise APIError(400, f"give the runtime flags once: {' and '.join(given)} were both given", param=given[-1])
+    raw = body.get("raw-runtime-flags")
+    if raw is None:
+        flags = body.get("runtime-flags", body.get("runtime_flags"))
+        return None if flags is None else checked_runtime_flags(flags)
+    try:
+        split = shlex.split(raw)
+    except ValueError as error:  # an unclosed quote
+        raise APIError(
+            400,
+            f'"raw-runtime-flags" is not a valid shell-quoted string ({error}): close its quotes',
+            param="raw-runtime-flags",
+        ) from None
+    return checked_runtime_flags(split, "raw-runtime-flags")
 
 
 async def engines_configure(request: Request) -> JSONResponse:
@@ -131,8 +208,8 @@ async def engines_configure(request: Request) -> JSONResponse:
             keep_alive = parse_duration(str(body["keep_alive"]))
         except ValueError as error:
             raise APIError(400, str(error)) from None
-    flags = body.get("runtime-flags", body.get("runtime_flags"))
-    runtime_flags = current.runtime_flags if flags is None else checked_runtime_flags(flags)
+    flags = requested_runtime_flags(body)
+    runtime_flags = current.runtime_flags if flags is None else flags
     state.settings.set(model.id, ModelSettings(context_size, keep_alive, runtime_flags))
     # New settings apply at the next load: unload now, then preload as DMR does. Settings the model
     # cannot load with are taken back, so that a failed configure never breaks every later load.

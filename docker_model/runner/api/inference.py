@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from docker_model.distribution import Model, ModelNotFoundError
+from docker_model.api_types import DMRMetadata, OpenAIModel
+from docker_model.distribution import Model, ModelNotFoundError, Store
+from docker_model.distribution.capabilities import stored_capabilities
 from docker_model.reference import familiar_name
 from docker_model.runner.api.common import parse_json_object, state_of
 from docker_model.runner.metrics import MODEL_KEY
@@ -26,22 +28,35 @@ from docker_model.runner.shared.wire import LOAD_HEADER
 
 BYTES_PER_TOKEN = 4  # about, in a request body: what a load never shrinks the context below
 PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
+PRELOAD_ONLY_HEADER = "X-Preload-Only"  # Docker Model Runner's: `true` loads the model and answers nothing
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
 
-def openai_model(model: Model) -> dict:
+def openai_model(model: Model, store: Store) -> OpenAIModel:
+    """A stored model as OpenAI lists it, with Docker Model Runner's `dmr` block (may read the model's
+    template and header, for its capabilities)."""
     name = familiar_name(model.tags[0]) if model.tags else model.id
-    return {"id": name, "object": "model", "created": model.created, "owned_by": "docker"}
+    config = model.config
+    dmr: DMRMetadata = {}
+    if type(config.get("context_size")) is int:
+        dmr["context_window"] = config["context_size"]
+    for key in ("architecture", "parameters", "quantization", "size"):
+        if config.get(key):
+            dmr[key] = str(config[key])
+    dmr["capabilities"] = stored_capabilities(model, store.blobs.path)
+    return {"id": name, "object": "model", "created": model.created, "owned_by": "docker", "dmr": dmr}
 
 
 async def list_models(request: Request) -> JSONResponse:
-    models = await asyncio.to_thread(state_of(request).store.list)
-    return JSONResponse({"object": "list", "data": [openai_model(model) for model in models]})
+    store = state_of(request).store
+    data = await asyncio.to_thread(lambda: [openai_model(model, store) for model in store.list()])
+    return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> JSONResponse:
     model = await find_model(request, request.path_params["name"])
-    return JSONResponse(openai_model(model))
+    store = state_of(request).store
+    return JSONResponse(await asyncio.to_thread(openai_model, model, store))
 
 
 async def find_model(request: Request, name: str) -> Model:
@@ -70,6 +85,7 @@ async def hand_over(
     """Any dialect's inference request, routed by the `model` in its JSON body: the model is loaded if
     needed and its worker answers at `worker_path` on the client's own connection (told in LOAD_HEADER how
     long the load took). `after`: what to do with the model once the answer is sent."""
+    preload = preload_only(request)
     body, payload = await json_body(request)
     name = payload.get("model")
     if not isinstance(name, str) or not name:
@@ -81,7 +97,11 @@ async def hand_over(
     loaded = await scheduler.acquire(model, name, needed=len(body) // BYTES_PER_TOKEN)
     request.scope[MODEL_KEY] = loaded.name  # as its worker labels its own metrics
     load_ns = 0 if was_loaded else time.perf_counter_ns() - asked
-    worker = loaded.worker.hand_over(request, body, worker_path, [(LOAD_HEADER.encode(), str(load_ns).encode())])
+    if preload:
+        worker: ASGIApp = Response()
+    else:
+        handed = loaded.worker.hand_over(request, body, worker_path, [(LOAD_HEADER.encode(), str(load_ns).encode())])
+        worker = state_of(request).recent_requests.recorded(handed, model.id, request, payload)
 
     async def release() -> None:
         scheduler.release(loaded)
@@ -89,6 +109,16 @@ async def hand_over(
             await after(loaded)
 
     return ReleaseAfter(worker, release)
+
+
+def preload_only(request: Request) -> bool:
+    """Whether the request only asks for its model to be loaded (`X-Preload-Only: true`)."""
+    value = request.headers.get(PRELOAD_ONLY_HEADER)
+    if value is None or value.lower() == "false":
+        return False
+    if value.lower() != "true":
+        raise APIError(400, f"{PRELOAD_ONLY_HEADER} is true or false, not {value!r}", param=PRELOAD_ONLY_HEADER)
+    return True
 
 
 class ReleaseAfter:

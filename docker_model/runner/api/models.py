@@ -4,7 +4,9 @@ No model name can reach a route meant for something else. A route word (`create`
 after `/models/` is never read as a model name, whatever the method: such a model is named with its
 namespace or in full (`ai/purge`, `docker.io/ai/purge:latest`), as the CLI always does. Per-model actions
 are suffixes after the full name (`/models/{name}/tag`), so a name ending in `tag` or `push` is read whole
-by GET and DELETE, and POST has no per-model route without a suffix.
+by GET and DELETE, and POST has no per-model route without a suffix. GET has one suffix, `export`
+(`archive.py`, matched first): a model named `.../export` is read by GET with its tag. Routes that are not
+about one model and are not DMR's begin with `_` (`/models/_check`), which no model name can.
 """
 
 from __future__ import annotations
@@ -21,17 +23,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from docker_model import distribution
-from docker_model.api_types import CreateRequest, ModelInfo, TagResult
-from docker_model.distribution import Model, ProgressEvent
+from docker_model.api_types import Capability, CreateRequest, ModelInfo, TagResult
+from docker_model.distribution import Model, ProgressEvent, Store
+from docker_model.distribution.capabilities import stored_capabilities
 from docker_model.reference import InvalidReferenceError, parse_reference
 from docker_model.runner.api.common import read_body, state_of
 from docker_model.runner.api.error_table import free_bytes, status_for, storage_problem
+from docker_model.runner.api.inference import PRELOAD_ONLY_HEADER
 from docker_model.runner.api.progress import stream_job
 from docker_model.runner.shared.error_body import APIError
 from docker_model.runner.state import RunnerState
 from docker_model.units import human_bytes
 
 ROUTE_WORDS = ("create", "load", "purge")
+# A query flag as Docker Model Runner reads it (Go's ParseBool, any case; the name alone is true).
+BOOLEANS = {"": True, "1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 MODEL_SIZE_HEADER = "x-model-size"  # bytes of the model a `POST /models/load` sends, for an early room check
 
 
@@ -55,34 +61,65 @@ def names_a_tag(model: Model, name: str) -> bool:
         return False
 
 
-def model_json(model: Model) -> ModelInfo:
-    """A model as DMR's API shows it."""
-    return {"id": model.id, "tags": model.tags, "created": model.created, "config": model.config}
+def model_json(model: Model, store: Store) -> ModelInfo:
+    """A stored model as DMR's API shows it, with its capabilities (which may read its template and header)."""
+    return info(model, stored_capabilities(model, store.blobs.path))
+
+
+def info(model: Model, capabilities: list[Capability]) -> ModelInfo:
+    return {
+        "id": model.id,
+        "tags": model.tags,
+        "created": model.created,
+        "config": model.config,
+        "capabilities": capabilities,
+    }
 
 
 async def create_model(request: Request) -> Response:
+    """Pulls `from`, with `bearer-token` (if given) as the registry's or Hugging Face's token."""
+    if PRELOAD_ONLY_HEADER in request.headers:
+        raise APIError(
+            400,
+            f"{PRELOAD_ONLY_HEADER} loads a model for an inference request (POST /engines/v1/chat/completions), "
+            "it does nothing on /models/create: send it there, or leave it out",
+            param=PRELOAD_ONLY_HEADER,
+        )
     body = await read_body(request, CreateRequest)
     source = body.get("from")
     if not source or not source.strip():
         raise APIError(400, 'missing "from": name the model to pull, e.g. {"from": "ai/smollm2"}')
     parse_reference(source)
     registry = state_of(request).registry
+    token = body.get("bearer-token") or None  # as Docker Model Runner reads it: empty means none
 
     def pull(progress: Callable[[ProgressEvent], None], cancel: threading.Event) -> str:
-        registry.pull(source, progress=progress, cancel=cancel)
+        registry.pull(source, progress=progress, cancel=cancel, bearer_token=token)
         return "Model pulled successfully"
 
     return await stream_job("Downloaded", pull)
 
 
 async def list_models(request: Request) -> JSONResponse:
-    models = await asyncio.to_thread(state_of(request).store.list)
-    return JSONResponse([model_json(model) for model in models])
+    store = state_of(request).store
+    return JSONResponse(await asyncio.to_thread(lambda: [model_json(model, store) for model in store.list()]))
 
 
 async def get_model(request: Request) -> JSONResponse:
-    model = await asyncio.to_thread(state_of(request).store.get, model_name(request))
-    return JSONResponse(model_json(model))
+    """A stored model; with `?remote=true`, the model as its registry holds it, read without pulling it."""
+    name, state = model_name(request), state_of(request)
+    if remote(request):
+        model, capabilities = await asyncio.to_thread(state.registry.remote, name)
+        return JSONResponse(info(model, capabilities))
+    return JSONResponse(await asyncio.to_thread(lambda: model_json(state.store.get(name), state.store)))
+
+
+def remote(request: Request) -> bool:
+    """`?remote=true`: look the model up in its registry. A value that is not a boolean is refused."""
+    value = request.query_params.get("remote", "false").lower()
+    if value not in BOOLEANS:
+        raise APIError(400, f"remote={value!r} is not a boolean: use remote=true or remote=false", param="remote")
+    return BOOLEANS[value]
 
 
 def forced(request: Request) -> bool:
@@ -133,11 +170,12 @@ async def push_model(request: Request) -> Response:
         state.registry.push(name, progress=progress)
         return "Model pushed successfully"
 
-    return await stream_job("Uploaded", push)
+    return await stream_job("Uploaded", push, mode="push")
 
 
 async def load_model(request: Request) -> JSONResponse:
-    """Takes a tar of blobs and a manifest, as `docker model package` and `docker model load` send it."""
+    """Takes a model archive: an OCI image layout (`docker model load`), or a tar of blobs and a manifest
+    (`docker model package`); `?tag=` names the model too."""
     store = state_of(request).store
     tag = request.query_params.get("tag")
     tags = [str(parse_reference(tag))] if tag else []
@@ -168,7 +206,7 @@ async def load_model(request: Request) -> JSONResponse:
         if problem is None:
             raise
         raise APIError(status_for(error), problem) from None
-    return JSONResponse(model_json(model), status_code=201)
+    return JSONResponse(await asyncio.to_thread(model_json, model, store), status_code=201)
 
 
 def load_room(root: Path, declared_size: str) -> int:

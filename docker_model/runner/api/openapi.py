@@ -35,6 +35,9 @@ DESCRIBED: dict[tuple[str, str], tuple[str, Any, Any, dict[str, Any]]] = {
     ("post", "/models/{name}/push"): ("pushModel", None, None, {}),
     ("post", "/models/create"): ("pullModel", api_types.CreateRequest, None, {}),
     ("delete", "/models/purge"): ("purgeModels", None, None, {"force": {"type": "boolean"}}),
+    ("get", "/models/{name}/export"): ("exportModel", None, None, {}),
+    ("post", "/models/_check"): ("checkStore", None, api_types.CheckReport, {"repair": {"type": "boolean"}}),
+    ("post", "/models/_prune"): ("pruneModels", api_types.PruneRequest, api_types.PruneResult, {}),
     ("get", "/engines/status"): ("engineStatus", None, dict[str, str], {}),
     ("get", "/engines/ps"): ("runningModels", None, list[api_types.RunningModel], {}),
     ("get", "/engines/df"): ("diskUsage", None, api_types.DiskUsage, {}),
@@ -53,6 +56,12 @@ DESCRIBED: dict[tuple[str, str], tuple[str, Any, Any, dict[str, Any]]] = {
         {"model": {"type": "string"}, "context_size": {"type": "integer"}},
     ),
     ("post", "/engines/_bridge"): ("openBridge", None, api_types.ListenerInfo, {}),
+    ("get", "/engines/requests"): (
+        "recentRequests",
+        None,
+        list[api_types.ModelRequests],
+        {"model": {"type": "string"}, "include_existing": {"type": "boolean"}},
+    ),
     ("get", "/version"): ("version", None, api_types.VersionInfo, {}),
 }
 

@@ -1,5 +1,6 @@
 """Long jobs (pull, push) streamed to the client as JSON lines while they run in a worker thread.
 
+Every line says which transfer it is about (`mode`: `pull` or `push`, as Docker Model Runner's do).
 The first line decides the HTTP status: a job that fails before reporting anything (unknown model,
 refused credentials) gets a plain JSON error with its status; once progress has been streamed, a later
 failure becomes an `error` line. A client that goes away cancels the job through `cancel`.
@@ -12,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.responses import Response, StreamingResponse
 
@@ -25,6 +26,7 @@ from docker_model.units import human_bytes
 PROGRESS_INTERVAL_SECONDS = 0.1
 PROGRESS_INTERVAL_BYTES = 1 << 20
 
+Mode = Literal["pull", "push"]
 Emit = Callable[[ProgressLine], None]
 Job = Callable[[Callable[[ProgressEvent], None], threading.Event], str]
 _END = object()
@@ -33,9 +35,10 @@ _END = object()
 class ProgressThrottle:
     """Turns progress events into lines, at most one per layer every 100 ms or 1 MiB, plus each layer's end."""
 
-    def __init__(self, verb: str, emit: Emit) -> None:
+    def __init__(self, verb: str, emit: Emit, mode: Mode = "pull") -> None:
         self.verb = verb
         self.emit = emit
+        self.mode: Mode = mode
         self.last: dict[str, tuple[float, int]] = {}
         self.done_by_layer: dict[str, int] = {}
 
@@ -60,12 +63,17 @@ class ProgressThrottle:
                 else f"{self.verb} {human_bytes(done)} of {human_bytes(event.total)}",
                 "total": event.total,
                 "layer": {"id": event.layer_digest, "size": event.layer_size, "current": event.current},
+                "mode": self.mode,
             }
         )
 
 
 async def stream_job(
-    verb: str, job: Job, shape: Callable[[ProgressLine], dict[str, Any]] | None = None, path: str = ""
+    verb: str,
+    job: Job,
+    shape: Callable[[ProgressLine], dict[str, Any]] | None = None,
+    path: str = "",
+    mode: Mode = "pull",
 ) -> Response:
     """Run `job` in a thread, its progress streamed as JSON lines (`shape`d for another dialect; errors
     shaped for the dialect of `path`)."""
@@ -78,7 +86,7 @@ async def stream_job(
 
     def run() -> None:
         try:
-            put({"type": "success", "message": job(ProgressThrottle(verb, put), cancel)})
+            put({"type": "success", "message": job(ProgressThrottle(verb, put, mode), cancel), "mode": mode})
         except Exception as error:
             put(error)
         finally:
@@ -94,7 +102,7 @@ async def stream_job(
         try:
             while item is not _END:
                 if isinstance(item, Exception):
-                    item = {"type": "error", "message": message_of(item)}
+                    item = {"type": "error", "message": message_of(item), "mode": mode}
                 yield json.dumps(shape(item) if shape is not None else item).encode() + b"\n"  # type: ignore[arg-type]
                 item = await queue.get()
         finally:

@@ -5,7 +5,9 @@ On a new UNIX-socket connection the runner sends one byte carrying the client's 
 then the request: one JSON line (method, path, query, headers, body length, HTTP version, headers the
 response must carry) and the body.
 The worker then writes report lines on the same connection: `started <content-type>` once the response
-head is sent, and `done` once the response is complete (or the client went away).
+head is sent, `response <bytes sent> <bytes kept>` followed by the kept bytes (the start of the body it
+wrote, at most RECORDED_BYTES, for the runner's recent-requests store), and `done` once the response is
+complete (or the client went away).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from starlette.requests import Request
 
 REPORT_STARTED = b"started"
 REPORT_DONE = b"done"
+REPORT_RESPONSE = b"response"
+RECORDED_BYTES = 2 * 1024 * 1024  # of a body, raw: a streamed token takes ~150 bytes of JSON and framing
 _NOT_HANDED = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 
 LOAD_HEADER = "x-docker-model-load-ns"  # the runner tells the worker how long a request waited for the load
@@ -85,3 +89,8 @@ class HandedRequest:
             http_version=head["http_version"],
             response_headers=tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in head["response_headers"]),
         )
+
+
+def response_report(sent: int, kept: bytes | bytearray) -> bytes:
+    """The `response` report: how many bytes of body the worker sent, and the first of them it kept."""
+    return REPORT_RESPONSE + b" %d %d\n" % (sent, len(kept)) + kept

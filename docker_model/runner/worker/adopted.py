@@ -19,7 +19,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message
 
-from docker_model.runner.shared.wire import REPORT_DONE, REPORT_STARTED, HandedRequest
+from docker_model.runner.shared.wire import RECORDED_BYTES, REPORT_DONE, REPORT_STARTED, HandedRequest, response_report
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,14 @@ async def _adopt(app: ASGIApp, control: socket.socket) -> None:
     try:
         request = await HandedRequest.read(reports_reader)
         reader, writer = await asyncio.open_connection(sock=client)
+        connection = AdoptedConnection(request, reader, writer, reports)
         try:
-            await AdoptedConnection(request, reader, writer, reports).serve(app)
+            await connection.serve(app)
         finally:
             writer.close()  # after what is still buffered has been sent
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        reports.write(REPORT_DONE + b"\n")
+        reports.write(response_report(connection.sent, connection.kept) + REPORT_DONE + b"\n")
         await reports.drain()
     except Exception:  # without `done`, the runner tells the client what it still can
         log.exception("a handed-over request failed")
@@ -112,6 +113,8 @@ class AdoptedConnection:
         self.body: bytes | None = request.body  # until the app has received it
         self.chunked = False
         self.gone = False
+        self.sent = 0  # bytes of response body
+        self.kept = bytearray()  # the first RECORDED_BYTES of them, reported to the runner's recent requests
 
     async def serve(self, app: ASGIApp) -> None:
         request = self.request
@@ -146,6 +149,9 @@ class AdoptedConnection:
             await self._start(message["status"], message.get("headers", []))
         elif message["type"] == "http.response.body":
             body, more = message.get("body", b""), message.get("more_body", False)
+            self.sent += len(body)
+            if len(self.kept) < RECORDED_BYTES:
+                self.kept += body[: RECORDED_BYTES - len(self.kept)]
             if self.chunked:
                 data = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"" if more else b"0\r\n\r\n")
             else:

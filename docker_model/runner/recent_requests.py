@@ -1,0 +1,239 @@
+"""The recent-requests store behind `GET /engines/requests` (`docker model requests`): per model, the last
+KEPT_PER_MODEL inference requests and their answers, in the runner's memory only.
+
+The runner hands each inference request's connection to the model's worker (`handover.py`) and never sees
+the answer: the worker keeps the start of the body it wrote and reports it on the hand-over's control
+connection when it is done (`shared/wire.py`). Here that becomes a record: a stream of OpenAI chunks
+assembled into the one answer it amounts to (as Docker Model Runner shows streams), any other body as text.
+Bounded: KEPT_PER_MODEL records a model, BODY_BYTES a body (longer ones are cut and marked so). Secrets
+are never kept: no header is stored but the user agent, and in the bodies the values of keys named like a
+key, token or password, and the request's own credentials, read REDACTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from docker_model.api_types import RequestRecord
+from docker_model.runner.shared.error_body import dialect_of
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.types import Receive, Scope, Send
+
+    from docker_model.runner.handover import HandOver, Reports
+
+KEPT_PER_MODEL = 10  # Docker Model Runner's count
+BODY_BYTES = 128 * 1024
+FOLLOWER_BACKLOG = 100  # records a slow follower may fall behind by; later ones skip it
+REDACTED = "[redacted]"
+TEXT_KEYS = ("content", "reasoning_content", "text")  # of a streamed choice, in a chat's delta or a completion's
+# A key whose letters, lowercased, read like this holds a secret: `api_key`, `x-api-key`, `token`, `password`.
+SECRET_KEY = re.compile(
+    r"x?(api|access|auth|bearer|refresh|client|session|private)?(key|token|secret|password|authorization)"
+)
+
+
+@dataclass
+class Record:
+    """One request, answered or under way."""
+
+    model_id: str
+    entry: RequestRecord
+    secrets: tuple[str, ...]  # the request's credentials, redacted from its answer too; dropped then
+    started: float = field(default_factory=time.monotonic)
+
+
+class Recorded:
+    """ASGI app: a request handed over to a worker, its record completed once the worker is done."""
+
+    def __init__(self, handover: HandOver, store: RecentRequests, record: Record) -> None:
+        self.handover = handover
+        self.store = store
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.handover(scope, receive, send)
+        finally:
+            self.store.finish(self.record, self.handover.report, self.handover.why_failed)
+
+
+class RecentRequests:
+    """Records by model ID, oldest first, and the queues of the clients following new ones."""
+
+    def __init__(self, kept: int = KEPT_PER_MODEL, body_bytes: int = BODY_BYTES) -> None:
+        self.kept = kept
+        self.body_bytes = body_bytes
+        self.models: dict[str, deque[Record]] = {}
+        self.followers: set[asyncio.Queue[Record]] = set()
+
+    def recorded(self, handover: HandOver, model_id: str, request: Request, payload: dict[str, Any]) -> Recorded:
+        """`handover` (of `request`, whose body is `payload`, to the worker of `model_id`), recorded."""
+        return Recorded(handover, self, self.begin(model_id, request, payload))
+
+    def begin(self, model_id: str, request: Request, payload: dict[str, Any]) -> Record:
+        """Record a request as it is handed to the worker of `model_id`: `payload` is its body."""
+        headers, path = request.headers, request.url.path
+        secrets = credentials(headers)
+        text, truncated = self.cut(scrub(json.dumps(redacted(payload), ensure_ascii=False), secrets))
+        started = time.time()
+        entry: RequestRecord = {
+            "id": f"{model_id}_{time.time_ns()}",
+            "model": str(payload.get("model")),
+            "method": request.method,
+            "url": path,
+            "request": text,
+            "timestamp": int(started),
+            "status_code": 0,
+            "duration_ms": None,
+            "request_truncated": truncated,
+            "response_truncated": False,
+        }
+        if agent := headers.get("user-agent"):
+            entry["user_agent"] = agent
+        if (dialect := dialect_of(path)) != "openai":
+            entry["origin"] = dialect
+        record = Record(model_id, entry, secrets)
+        self.models.setdefault(model_id, deque(maxlen=self.kept)).append(record)
+        return record
+
+    def finish(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> None:
+        """Complete `record` with what its worker reported (None: the hand-over failed), and tell followers."""
+        entry = record.entry
+        entry["duration_ms"] = round((time.monotonic() - record.started) * 1000, 1)
+        if report is None or not report.done or report.status is None:
+            entry["status_code"] = 500
+            entry["error"] = json.dumps({"error": why_failed()})
+        else:
+            entry["status_code"] = report.status
+            text = report.response.decode("utf-8", errors="replace")
+            complete = report.response_size == len(report.response)
+            failed = report.status >= 400
+            if complete and (report.content_type or "").startswith("text/event-stream"):
+                text, reported = assembled(text)
+                failed = failed or reported
+            elif complete and (report.content_type or "").startswith("application/json"):
+                text = redacted_json(text)
+            text, truncated = self.cut(scrub(text, record.secrets), None if complete else report.response_size)
+            entry["response_truncated"] = truncated
+            entry["error" if failed else "response"] = text
+        record.secrets = ()
+        for queue in self.followers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(record)
+
+    def records(self, model_id: str | None = None) -> dict[str, list[RequestRecord]]:
+        """The records of every model, or of one, by model ID."""
+        return {
+            model: [record.entry for record in kept]
+            for model, kept in self.models.items()
+            if model_id is None or model == model_id
+        }
+
+    def follow(self) -> asyncio.Queue[Record]:
+        """A queue that gets each record as it is answered, until `unfollow`."""
+        queue: asyncio.Queue[Record] = asyncio.Queue(FOLLOWER_BACKLOG)
+        self.followers.add(queue)
+        return queue
+
+    def unfollow(self, queue: asyncio.Queue[Record]) -> None:
+        self.followers.discard(queue)
+
+    def cut(self, text: str, size: int | None = None) -> tuple[str, bool]:
+        """`text` within BODY_BYTES, marked with its full size (`size` when more than `text` was sent) when cut."""
+        data = text.encode()
+        size = max(size or 0, len(data))
+        if size <= self.body_bytes:
+            return text, False
+        return data[: self.body_bytes].decode(errors="ignore") + f"...[cut: {size} bytes in all]", True
+
+
+def credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The secrets a request carries in its headers (a bearer token, an Anthropic-style key)."""
+    found = (headers.get("authorization", "").strip().rpartition(" ")[2], headers.get("x-api-key", "").strip())
+    return tuple(secret for secret in found if secret)
+
+
+def redacted(value: Any) -> Any:
+    """`value` with the value of every key named like a secret (`api_key`, `x-api-key`, `password`) redacted."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if SECRET_KEY.fullmatch(re.sub(r"[^a-z]", "", str(key).lower())) else redacted(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redacted(item) for item in value]
+    return value
+
+
+def redacted_json(text: str) -> str:
+    """A JSON body with the values of keys named like secrets redacted (as it came when there are none)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    cleaned = redacted(value)
+    return text if cleaned == value else json.dumps(cleaned, ensure_ascii=False)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def assembled(stream: str) -> tuple[str, bool]:
+    """An SSE stream of OpenAI chat or text completion chunks as the one completion it amounts to (its keys
+    named like secrets redacted), or as it came when it holds anything else (another dialect's events, tool
+    calls); and whether it reports an error."""
+    chunks = []
+    for line in stream.splitlines():
+        data = line[5:].strip() if line.startswith("data:") else None
+        if not data or data == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return stream, False
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
+            return stream, isinstance(chunk, dict) and "error" in chunk
+        chunks.append(chunk)
+    answer = merged(chunks) if chunks else None
+    return (stream, False) if answer is None else (json.dumps(redacted(answer), ensure_ascii=False), False)
+
+
+def merged(chunks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Chunks of a completion as the one completion they make; None when a choice's delta holds more than
+    text (tool calls: shown as they came)."""
+    choices: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            delta = choice.get("delta", {"text": choice.get("text", "")})
+            if not isinstance(delta, dict) or {k for k, v in delta.items() if v is not None} - {"role", *TEXT_KEYS}:
+                return None
+            index = choice.get("index", 0)
+            into = choices.setdefault(index, {"index": index, "finish_reason": None})
+            for key in TEXT_KEYS:
+                if isinstance(delta.get(key), str):
+                    into[key] = into.get(key, "") + delta[key]
+            into["finish_reason"] = choice.get("finish_reason") or into["finish_reason"]
+    chat = chunks[0].get("object") == "chat.completion.chunk"
+    if chat:
+        for choice in choices.values():
+            texts = {key: choice.pop(key) for key in TEXT_KEYS if key in choice}
+            choice["message"] = {"role": "assistant", **texts}
+    usage = next((chunk["usage"] for chunk in reversed(chunks) if chunk.get("usage")), None)
+    answer = {**chunks[0], "object": "chat.completion" if chat else "text_completion"}
+    answer["choices"] = [choices[index] for index in sorted(choices)]
+    if usage is not None:
+        answer["usage"] = usage
+    return answer
