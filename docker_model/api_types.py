@@ -97,26 +97,27 @@ class DiskUsage(TypedDict):
     default_backend_disk_usage: int
 
 
-class ConfiguredValues(TypedDict):
-    """What `configure` set for a model (None: not set)."""
-
-    context_size: int | None
-    keep_alive: float | None
-    runtime_flags: list[str]
+# What `configure` set for a model, as Docker Model Runner writes it: only the fields set; keep_alive as Go
+# writes a duration (`5m0s`, `-1`: never).
+BackendConfig = TypedDict(
+    "BackendConfig", {"context-size": int, "runtime-flags": list[str], "keep_alive": str}, total=False
+)
 
 
 class ModelSettingsInfo(TypedDict):
-    """A model's settings in effect (`GET /engines/_configure`): what it loads (or loaded) with and why."""
+    """A model's settings (`GET /engines/_configure`): Docker Model Runner's entry (`Backend` ... `Config`,
+    what `configure` set, only the fields it set), then what the model loads (or loaded) with and why."""
 
-    model: str  # its ID
-    name: str  # its first tag, or its ID
+    Backend: str
+    Model: str  # its first tag, or its ID
+    ModelID: str
+    Mode: Literal["completion", "embedding"]
+    Config: BackendConfig
     context_size: int | None  # tokens per sequence in effect; None when it would not fit
     sequences: int | None
     reason: str  # why that context, or why it does not fit
     loaded: bool
-    keep_alive: float
-    runtime_flags: list[str]
-    configured: ConfiguredValues
+    keep_alive: float  # seconds in effect (negative: never unloaded)
 
 
 class MemoryParts(TypedDict):
@@ -149,8 +150,7 @@ class FitReport(TypedDict):
     room: int | None  # bytes of RAM the runner may give it now; None: unknown
 
 
-class ConfiguredModels(TypedDict):
-    models: list[ModelSettingsInfo]
+ConfiguredModels = list[ModelSettingsInfo]
 
 
 class VersionInfo(TypedDict):
@@ -205,9 +205,6 @@ class RequestRecord(TypedDict):
     duration_ms: float | None  # None while it is being answered
     request_truncated: bool
     response_truncated: bool
-
-
-BackendConfig = TypedDict("BackendConfig", {"context-size": int, "runtime-flags": list[str]}, total=False)
 
 
 class ModelRequests(TypedDict):

@@ -30,6 +30,20 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def go_duration(seconds: float) -> str:
+    """A keep-alive as Go writes a duration (`5m0s`, `1h30m0s`, `30s`, `500ms`), `-1` for never."""
+    if seconds < 0:
+        return "-1"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs:g}s"
+    if hours or minutes:
+        text = f"{int(minutes)}m{text}"
+    return f"{int(hours)}h{text}" if hours else text
+
+
 def parse_age(text: str) -> float:
     """Seconds in a span such as `30m`, `24h`, `7d` or `1d12h` (how long a model went unused; `d` is 24 h)."""
     seconds = _seconds(text.strip(), {**DURATION_UNITS, "d": 86400})

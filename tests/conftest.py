@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.docker_cli",
     "tests.fixtures.runner",
+    "tests.fixtures.token_registry",
 ]

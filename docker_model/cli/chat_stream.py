@@ -9,28 +9,35 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
+import stat
 import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 import click
 
-from docker_model.cli.client import Reply, RunnerClient, RunnerError
+from docker_model.cli.client import Reply, RunnerClient
+from docker_model.cli.endpoint import endpoint_client
 from docker_model.cli.render import safe_for_terminal
 
 RUNNER_CHAT_PATH = "/engines/v1/chat/completions"
-API_KEY_VARIABLE = "OPENAI_API_KEY"  # the key for an --openaiurl server, as OpenAI's own clients read it
 # A word that starts with @ names a file to include: @path, @"path with spaces" or @'path'; @@word is @word.
 FILE_WORD = re.compile(r"""(?<!\S)@(?:"([^"]+)"|'([^']+)'|(\S+))""")
+MAX_INCLUDED_BYTES = 1 << 20  # a file @path includes: more would rather be a mistake (@/dev/zero) than a prompt
 
 
 class IncompleteAnswer(click.ClickException):
-    def __init__(self) -> None:
-        super().__init__("the answer is incomplete: the runner stopped before it finished (see `docker model logs`)")
+    """A stream that ended before `data: [DONE]`, from the runner, or from `sender` (an --openaiurl server)."""
+
+    def __init__(self, sender: str | None = None) -> None:
+        super().__init__(
+            f"the answer from {sender} is incomplete: the server stopped before it finished"
+            if sender
+            else "the answer is incomplete: the runner stopped before it finished (see `docker model logs`)"
+        )
 
 
 @dataclass(frozen=True)
@@ -52,19 +59,16 @@ class ChatEndpoint:
     def is_runner(self) -> bool:
         return self.path == RUNNER_CHAT_PATH
 
+    @property
+    def sender(self) -> str | None:
+        """The server that answers, as errors name it; None: the runner."""
+        return None if self.is_runner else self.client.url(self.path)
+
 
 def openai_endpoint(url: str) -> ChatEndpoint:
     """The OpenAI-compatible server whose API root is `url` (its chat at `url/chat/completions`): nothing is
-    started or probed; OPENAI_API_KEY, when set, is sent as its bearer token."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.UsageError(
-            f"--openaiurl {url!r} is not an http:// or https:// URL: give the API root, e.g. http://localhost:8080/v1"
-        )
-    client = RunnerClient(url.rstrip("/"))
-    client.token = os.environ.get(API_KEY_VARIABLE) or None
-    client.checked = True  # not a runner: never started, never asked `GET /`
-    return ChatEndpoint(client, "/chat/completions")
+    started or probed; its key is `endpoint_client`'s."""
+    return ChatEndpoint(endpoint_client(url), "/chat/completions")
 
 
 def include_files(text: str) -> str:
@@ -75,18 +79,30 @@ def include_files(text: str) -> str:
         path = next(group for group in match.groups() if group is not None)
         if match[3] is not None and path.startswith("@"):
             return path  # @@word: the word itself, one @ less
-        try:
-            data = Path(path).expanduser().read_bytes()
-        except OSError as error:
-            raise click.ClickException(
-                f"cannot include @{path}: {error.strerror or error} (write @@{path} to send the word as it is)"
-            ) from None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise click.ClickException(f"cannot include @{path}: it is not UTF-8 text") from None
+        return included_text(path)
 
     return FILE_WORD.sub(content, text)
+
+
+def included_text(path: str) -> str:
+    """The text of the file `@path` names: a regular file of UTF-8 text, at most MAX_INCLUDED_BYTES long."""
+    keep = f"(write @@{path} to send the word as it is)"
+    file = Path(path).expanduser()
+    try:
+        if not stat.S_ISREG(file.stat().st_mode):  # a device or a pipe could be read forever
+            raise click.ClickException(f"cannot include @{path}: it is not a regular file {keep}")
+        with file.open("rb") as stream:
+            data = stream.read(MAX_INCLUDED_BYTES + 1)
+    except OSError as error:
+        raise click.ClickException(f"cannot include @{path}: {error.strerror or error} {keep}") from None
+    if len(data) > MAX_INCLUDED_BYTES:
+        raise click.ClickException(
+            f"cannot include @{path}: it is larger than {MAX_INCLUDED_BYTES >> 20} MiB, the most a word @path includes"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"cannot include @{path}: it is not UTF-8 text") from None
 
 
 def stream_chat(
@@ -96,39 +112,66 @@ def stream_chat(
     body = {"model": model, "messages": messages, "stream": True, **(options or {})}
     if debug:
         click.echo(f"POST {client.url(endpoint.path)}\n{json.dumps(body, indent=2)}", err=True)
-    with open_chat(endpoint, body) as reply:
-        try:
-            for raw in reply.iter_lines():
-                line = raw.decode("utf-8", errors="replace")
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                yield from pieces_of(json.loads(data))
-        except (OSError, http.client.HTTPException):
-            pass  # the connection broke mid-answer
-    raise IncompleteAnswer
+    with client.request("POST", endpoint.path, json_body=body) as reply:
+        for chunk in sse_chunks(reply, endpoint.sender):
+            yield from pieces_of(chunk)
 
 
-def open_chat(endpoint: ChatEndpoint, body: dict) -> Reply:
-    """The streamed answer to a chat request; an error status becomes a one-line error."""
-    if endpoint.is_runner:
-        return endpoint.client.request("POST", endpoint.path, json_body=body)
+def sse_chunks(reply: Reply, sender: str | None = None) -> Iterator[dict[str, Any]]:
+    """The chunks of a streamed chat answer, up to its `data: [DONE]`: IncompleteAnswer when the stream ends
+    or breaks before it, a one-line error for an event that is not a chunk. `sender` names an --openaiurl
+    server (None: the runner)."""
     try:
-        reply = endpoint.client.send("POST", endpoint.path, json_body=body)
-    except (OSError, http.client.HTTPException) as error:
-        raise click.ClickException(f"cannot reach {endpoint.client.url(endpoint.path)}: {error}") from None
-    if reply.status >= 400:
-        raise RunnerError.of(reply)
-    return reply
+        for line in reply.iter_lines():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            chunk = parsed_chunk(data)
+            if chunk is None:
+                preview = data[:60].decode("utf-8", errors="replace")
+                raise click.ClickException(
+                    f"{sender or f'the runner at {reply.url}'} sent a stream event that is not an OpenAI chunk: "
+                    f"{preview!r}"
+                )
+            yield chunk
+    except (OSError, http.client.HTTPException):
+        pass  # the connection broke mid-answer
+    raise IncompleteAnswer(sender)
 
 
-def pieces_of(chunk: dict) -> Iterator[Piece]:
+def parsed_chunk(data: bytes) -> dict[str, Any] | None:
+    """An event's data as a chat completion chunk (or an error event); None when it is neither."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(chunk, dict):
+        return None
+    choices = chunk.get("choices") or []
+    usage = chunk.get("usage")
+    if not isinstance(choices, list) or not all(map(is_choice, choices)) or not isinstance(usage, (dict, type(None))):
+        return None
+    return chunk
+
+
+def is_choice(choice: object) -> bool:
+    if not isinstance(choice, dict):
+        return False
+    delta = choice.get("delta") or {}
+    return isinstance(delta, dict) and all(
+        isinstance(delta.get(key), (str, type(None))) for key in ("content", "reasoning_content")
+    )
+
+
+def pieces_of(chunk: dict[str, Any]) -> Iterator[Piece]:
+    """The text of a chunk `sse_chunks` read; an error event is a one-line error, its text made safe to print."""
     if "error" in chunk:
         error = chunk["error"]
-        raise click.ClickException(error.get("message", str(error)) if isinstance(error, dict) else str(error))
-    for choice in chunk.get("choices", []):
+        message = error.get("message") if isinstance(error, dict) else None
+        raise click.ClickException(safe_for_terminal(str(message or error)))
+    for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         if delta.get("reasoning_content"):
             yield Piece(delta["reasoning_content"], reasoning=True)

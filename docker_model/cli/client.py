@@ -22,6 +22,7 @@ import click
 
 from docker_model import runner_token, settings
 from docker_model.cli import contexts, runner_process
+from docker_model.cli.render import safe_for_terminal
 from docker_model.reference import InvalidReferenceError, is_id_prefix, parse_reference
 
 if TYPE_CHECKING:
@@ -113,18 +114,22 @@ class RunnerClient:
     def __init__(self, base_url: str | None = None) -> None:
         # The current named context, unless a URL is given here or in MODEL_RUNNER_HOST.
         self.context = None if base_url or os.environ.get("MODEL_RUNNER_HOST") else contexts.active_endpoint()
-        self.base_url = base_url or (self.context.url if self.context else settings.runner_host())
-        parts = urlsplit(self.base_url)
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if self.https else 80)
-        self.prefix = parts.path.rstrip("/")
+        self.aim(base_url or (self.context.url if self.context else settings.runner_host()))
         self.checked = False
         self.token = (
             settings.runner_token()
             or (self.context.token if self.context else None)
             or (runner_token.read_token() if self.is_local else None)
         )
+
+    def aim(self, base_url: str) -> None:
+        """Send the requests to `base_url`: its scheme, host and port, its path a prefix of every request's."""
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")
 
     @property
     def is_local(self) -> bool:
@@ -292,7 +297,9 @@ class RunnerClient:
                 if not isinstance(event, dict):
                     raise unexpected_answer(reply, f"a progress line that is not a JSON object ({line[:60]!r})")
                 if event.get("type") == "error":
-                    raise click.ClickException(event.get("message", "the runner reported an error"))
+                    raise click.ClickException(
+                        safe_for_terminal(str(event.get("message", "the runner reported an error")))
+                    )
                 yield cast("ProgressLine", event)
 
 
@@ -325,16 +332,18 @@ class RunnerError(click.ClickException):
 
     @classmethod
     def of(cls, reply: Reply) -> RunnerError:
+        """The error an answer's body describes, its text rid of terminal control sequences (a server sent it)."""
         text = reply.text()
         try:
             body = json.loads(text)
         except ValueError:
-            return cls(text.strip() or f"the runner answered HTTP {reply.status}", reply.status)
+            return cls(safe_for_terminal(text.strip()) or f"the runner answered HTTP {reply.status}", reply.status)
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict):
             code = error.get("code")
-            return cls(str(error.get("message") or error), reply.status, code if isinstance(code, str) else None)
-        return cls(str(error or body), reply.status)
+            message = safe_for_terminal(str(error.get("message") or error))
+            return cls(message, reply.status, code if isinstance(code, str) else None)
+        return cls(safe_for_terminal(str(error or body)), reply.status)
 
 
 class spinner:

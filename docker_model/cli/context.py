@@ -16,6 +16,8 @@ from docker_model.cli.contexts import (
     TLSConfig,
     current_name,
     read,
+    read_tokens,
+    token_of,
     updating,
 )
 from docker_model.cli.lazy_group import LazyCommand, LazyGroup
@@ -44,13 +46,29 @@ def warn_if_overridden() -> None:
 
 
 def read_token(value: str | None) -> str | None:
-    """`--token`: the token itself, or `-` to read it from stdin (so that it stays out of shell history)."""
+    """`--token`: the token itself, or `-` to read it from stdin (so that it stays out of shell history), asked
+    for without echo when stdin is a terminal."""
     if value != "-":
         return value
-    token = sys.stdin.readline().strip()
+    if sys.stdin.isatty():
+        token = click.prompt("Token", hide_input=True, default="", show_default=False, err=True).strip()
+    else:
+        token = sys.stdin.readline().strip()
     if not token:
         raise click.BadParameter("no token on stdin", param_hint="--token")
     return token
+
+
+def warn_if_sent_in_clear(name: str, url: str) -> None:
+    """A token goes with every request: over plain HTTP to another machine, anyone on the way can read it."""
+    from docker_model.distribution.registry.httpio import may_carry_credentials
+
+    if not may_carry_credentials(url):
+        click.echo(
+            f"Warning: context {name!r} sends its token in clear to {url} (plain HTTP to another machine): "
+            "serve the runner over HTTPS and use --tls, or reach it through an SSH tunnel on localhost",
+            err=True,
+        )
 
 
 def check_ca(path: str) -> str:
@@ -111,13 +129,15 @@ def create(
         "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
     }
     secret = read_token(token)
-    if secret:
-        config["token"] = secret
-    with updating() as contents:
+    with updating() as (contents, tokens):
         if name in contents["contexts"]:
             raise click.ClickException(f"context {name!r} already exists: `docker model context rm {name}` first")
         contents["contexts"][name] = config
+        if secret:
+            tokens[name] = {"host": url, "token": secret}
     click.echo(f'Context "{name}" created.')
+    if secret:
+        warn_if_sent_in_clear(name, url)
 
 
 @click.command()
@@ -126,7 +146,7 @@ def use(name: str) -> None:
     """Make a context the current one (`default`: the runner on this machine)."""
     if name != DEFAULT:
         check_name(name)
-    with updating() as contents:
+    with updating() as (contents, _):
         if name != DEFAULT and name not in contents["contexts"]:
             raise click.ClickException(f"context {name!r} not found; `docker model context ls` lists them")
         if name == DEFAULT:
@@ -159,7 +179,7 @@ def rm(names: tuple[str, ...]) -> None:
     failed = []
     for name in names:
         try:
-            with updating() as contents:
+            with updating() as (contents, _):  # its token goes with it
                 if name == DEFAULT:
                     raise click.ClickException(f"{DEFAULT!r} is the runner on this machine and cannot be removed")
                 if name not in contents["contexts"]:
@@ -182,7 +202,7 @@ def rm(names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 def inspect(names: tuple[str, ...]) -> None:
     """Show contexts as JSON (a stored token is shown as `(hidden)`)."""
-    contents = read(settings.contexts_path())
+    contents, tokens = read(settings.contexts_path()), read_tokens()
     shown: list[dict[str, object]] = []
     for name in names:
         if name == DEFAULT:
@@ -191,7 +211,8 @@ def inspect(names: tuple[str, ...]) -> None:
         config = contents["contexts"].get(name)
         if config is None:
             raise click.ClickException(f"context {name!r} not found; `docker model context ls` lists them")
-        shown.append({"name": name, **config, **({"token": HIDDEN} if config.get("token") else {})})
+        hidden = {"token": HIDDEN} if token_of(name, config, tokens) else {}
+        shown.append({"name": name, **{k: v for k, v in config.items() if k != "token"}, **hidden})
     click.echo(json.dumps(shown, indent=4))
 
 

@@ -9,11 +9,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from docker_model.cli.client import RunnerClient, about_model, model_path, unexpected_answer
+from docker_model.cli.client import Reply, RunnerClient, about_model, model_path, unexpected_answer
 from docker_model.cli.render import table, time_ago
 from docker_model.reference import display_name, familiar_name, parse_reference
 from docker_model.units import human_bytes, parse_age
@@ -41,31 +41,48 @@ def save(model: str, output: Path) -> None:
         fd, temporary = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.name}.", suffix=".tmp")
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
-    written = expected = 0
     try:
         with os.fdopen(fd, "wb") as sink:
             with about_model(model):
                 reply = RunnerClient().request("GET", model_path(model, "/export"), headers={"Accept": TAR})
-            expected = int(reply.response.getheader("Content-Length") or -1)
             with reply:
-                while chunk := reply.response.read(CHUNK_BYTES):
-                    sink.write(chunk)
-                    written += len(chunk)
-        if written != expected:
-            raise http.client.IncompleteRead(b"", expected - written)
+                written = copy_export(reply, sink, model)
         os.replace(temporary, output)
-    except (OSError, http.client.HTTPException) as error:
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError) and not isinstance(error, ConnectionError):
-            raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
-        raise click.ClickException(
-            f"the runner stopped sending {model} after {human_bytes(written)} of {human_bytes(expected)}, "
-            "nothing was saved: 'docker model logs' says why; 'docker model check' finds a damaged store"
-        ) from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     click.echo(f"Model {model} saved to {output} ({human_bytes(written)})")
+
+
+def copy_export(reply: Reply, sink: BinaryIO, model: str) -> int:
+    """Copy the runner's export of `model` into `sink`; the bytes written. A failure to read is the runner's
+    (said so, in one line), one to write is left to the caller; a missing Content-Length (a chunked answer, as
+    Docker Model Runner's) means the size is not known in advance."""
+    length = reply.response.getheader("Content-Length") or ""
+    expected = int(length) if length.isdigit() else None
+    written = 0
+    while True:
+        try:
+            chunk = reply.response.read(CHUNK_BYTES)
+        except (OSError, http.client.HTTPException) as error:
+            stopped = "timed out" if isinstance(error, TimeoutError) else "connection lost"
+            raise stopped_sending(model, written, expected, stopped) from None
+        if not chunk:
+            break
+        sink.write(chunk)
+        written += len(chunk)
+    if expected is not None and written != expected:
+        raise stopped_sending(model, written, expected, "connection closed")
+    return written
+
+
+def stopped_sending(model: str, written: int, expected: int | None, why: str) -> click.ClickException:
+    of = f" of {human_bytes(expected)}" if expected is not None else ""
+    return click.ClickException(
+        f"the runner stopped sending {model} after {human_bytes(written)}{of} ({why}), nothing was saved: "
+        "'docker model logs' says why; 'docker model check' finds a damaged store"
+    )
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:

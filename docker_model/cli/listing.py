@@ -185,7 +185,7 @@ def list_models(
         click.echo("\n".join(dict.fromkeys(short_id(entry["id"]) for entry in models)))
     else:
         configured: ConfiguredModels = client.get_json("/engines/_configure")
-        contexts = {entry["model"]: entry["context_size"] for entry in configured["models"]}
+        contexts = {entry["ModelID"]: entry["context_size"] for entry in configured}
         click.echo(table(LIST_HEADERS, list_rows(models, contexts)))
 
 

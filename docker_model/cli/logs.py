@@ -14,6 +14,7 @@ import click
 from docker_model import settings
 from docker_model.cli import runner_process
 from docker_model.cli.client import RunnerClient
+from docker_model.cli.status import local_port
 
 FOLLOW_POLL_SECONDS = 0.25
 
@@ -66,9 +67,7 @@ class LogPrinter:
 @click.option("--no-engines", is_flag=True, help="Show only the runner's log, not its inference engines'")
 def logs(follow: bool, no_engines: bool) -> None:
     """Show the runner's logs."""
-    port = runner_process.runner_port_of(RunnerClient().base_url)
-    if port is None:
-        raise click.ClickException("the runner is not on this machine: its logs are where it runs")
+    port = local_port(RunnerClient(), "its logs are where it runs")
     path = runner_process.log_path(port)
     if not path.exists():
         raise click.ClickException(f"no runner log yet at {path}: the runner has not been started on this port")

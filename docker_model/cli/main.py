@@ -88,5 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
     except Exception as error:  # a bug or an answer no command expected: one line, never a traceback
-        click.echo(f"Error: unexpected {type(error).__name__}: {error}", err=True)
+        from docker_model.cli.render import safe_for_terminal  # its text may come from a server
+
+        click.echo(f"Error: unexpected {type(error).__name__}: {safe_for_terminal(str(error))}", err=True)
         sys.exit(1)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 import click
 
 from docker_model.cli.chat_stream import ChatEndpoint, checked_text, include_files, print_reply, stream_chat
-from docker_model.cli.client import RunnerError, qualified
+from docker_model.cli.client import RunnerError, qualified, unexpected_answer
 
 PROMPT = "> "
 CONTINUATION = "... "
@@ -31,10 +32,15 @@ HELP = f"""Available commands:
   /bye, /exit                     Exit
   /?, /help                       Show this help
 
-Use {FENCE} to begin and end a multi-line message. A word @path includes that file's text
-(@"path with spaces" too); write @@word to send @word as it is."""
+Use {FENCE} to begin and end a multi-line message, sent as it is written. Outside {FENCE}, a word @path
+includes that file's text (@"path with spaces" too, up to 1 MiB); write @@word to send @word as it is."""
 # Sets the model's context size, returning what to tell the user; None: the chat is not with the runner.
 SetContext = Callable[[int], str]
+
+
+class Message(NamedTuple):
+    text: str
+    fenced: bool = False  # written between \"\"\" fences: sent as it is (pasted code's @decorators are no files)
 
 
 class Conversation:
@@ -58,14 +64,14 @@ class Conversation:
         return True
 
 
-def read_message() -> str | None:
+def read_message() -> Message | None:
     """One message from the terminal, `\"\"\"`-fenced ones across lines; None at end of input (Ctrl-D)."""
     try:
         line = input(PROMPT)
     except EOFError:
         return None
     if not line.lstrip().startswith(FENCE):
-        return line
+        return Message(line)
     text = line.lstrip()[len(FENCE) :]
     lines = []
     while not text.rstrip().endswith(FENCE):
@@ -75,7 +81,7 @@ def read_message() -> str | None:
         except EOFError:
             return None
     lines.append(text.rstrip()[: -len(FENCE)])
-    return "\n".join(lines).strip("\n")
+    return Message("\n".join(lines).strip("\n"), fenced=True)
 
 
 def handle_command(line: str, conversation: Conversation, set_context: SetContext | None = None) -> bool:
@@ -109,7 +115,7 @@ def set_num_ctx(values: list[str], set_context: SetContext | None) -> None:
         click.echo("num_ctx sets a context size on Docker Model Runner: the --openaiurl server has its own")
     elif text is None:
         click.echo("Usage: /set num_ctx <n>, a whole number of tokens")
-    elif not text.isdigit() or int(text) < 1:
+    elif not (text.isascii() and text.isdigit()) or int(text) < 1:  # '²'.isdigit(), but int('²') fails
         click.echo(f"'{text}' is not a valid value for num_ctx: use a whole number of at least 1")
     else:
         try:
@@ -125,8 +131,11 @@ def runner_context_setter(endpoint: ChatEndpoint, model: str) -> SetContext | No
 
     def set_context(tokens: int) -> str:
         body = {"model": qualified(model), "context-size": tokens}
-        reply = endpoint.client.request("POST", "/engines/_configure", json_body=body).json()
-        return f"Set num_ctx to {reply.get('context_size', tokens)}"
+        with endpoint.client.request("POST", "/engines/_configure", json_body=body) as reply:
+            configured = reply.json()
+        if not isinstance(configured, dict):
+            raise unexpected_answer(reply, "not a JSON object")
+        return f"Set num_ctx to {configured.get('context_size', tokens)}"
 
     return set_context
 
@@ -149,14 +158,15 @@ def set_parameter(words: list[str], conversation: Conversation) -> None:
 
 
 def answer(
-    endpoint: ChatEndpoint, model: str, text: str, conversation: Conversation, markdown: bool, debug: bool
+    endpoint: ChatEndpoint, model: str, message: Message, conversation: Conversation, markdown: bool, debug: bool
 ) -> None:
     """One turn. Errors are shown and the chat goes on; when the history outgrows the model's context,
     the oldest turns are dropped, as long as any are left."""
     if endpoint.is_runner:
         endpoint.client.checked = False  # the runner may have stopped since the last turn: start it again if so
     try:
-        text = include_files(checked_text(text, "the message"))
+        text = checked_text(message.text, "the message")
+        text = text if message.fenced else include_files(text)
     except click.ClickException as error:
         click.echo(f"Error: {error.message}", err=True)
         return
@@ -189,17 +199,17 @@ def chat(endpoint: ChatEndpoint, model: str, markdown: bool, debug: bool) -> Non
     set_context = runner_context_setter(endpoint, model)
     while True:
         try:
-            text = read_message()
+            message = read_message()
         except KeyboardInterrupt:
             click.echo(f"\n{EXIT_HINT}")
             continue
-        if text is None:
+        if message is None:
             click.echo()
             return
-        if not text.strip():
+        if not message.text.strip():
             continue
-        if text.startswith("/") and not text.startswith("//"):
-            if not handle_command(text, conversation, set_context):
+        if message.text.startswith("/") and not message.text.startswith("//") and not message.fenced:
+            if not handle_command(message.text, conversation, set_context):
                 return
             continue
-        answer(endpoint, model, text, conversation, markdown, debug)
+        answer(endpoint, model, message, conversation, markdown, debug)

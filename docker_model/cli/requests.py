@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from docker_model.cli.client import RunnerClient, about_model, qualified
+from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
 
 ROUTE = "/engines/requests"
 FOLLOWED_EVENTS = ("new_request", "existing_request")
@@ -25,15 +25,16 @@ def requests(follow: bool, include_existing: bool, model: str | None) -> None:
         raise click.UsageError("--include-existing only applies with --follow: add --follow, or drop it")
     params = {"model": qualified(model)} if model else {}
     client = RunnerClient()
+    if model:  # the runner answers [] for a model it does not store, as Docker Model Runner's does
+        with about_model(model):
+            client.request("GET", model_path(model)).close()
     if not follow:
-        with about_model(model or ""):
-            reply = client.request("GET", ROUTE, params=params)
+        reply = client.request("GET", ROUTE, params=params)
         sys.stdout.write(reply.text().rstrip("\n") + "\n")
         return
     if include_existing:
         params["include_existing"] = "true"
-    with about_model(model or ""):
-        reply = client.request("GET", ROUTE, params=params, headers={"Accept": "text/event-stream"})
+    reply = client.request("GET", ROUTE, params=params, headers={"Accept": "text/event-stream"})
     click.echo("Following the runner's requests; press Ctrl+C to stop.", err=True)
     event = ""
     try:

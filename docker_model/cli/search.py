@@ -56,7 +56,7 @@ def search(term: str, limit: int, source: str, as_json: bool) -> None:
     """
     import requests
 
-    from docker_model.cli.render import table
+    from docker_model.cli.render import safe_for_terminal, table
     from docker_model.distribution import search as sources
 
     searches = {
@@ -75,8 +75,8 @@ def search(term: str, limit: int, source: str, as_json: bool) -> None:
         for name, future in futures:
             try:
                 results.extend(future.result())
-            except sources.SearchError as error:
-                failures.append(f"{name}: {error}")
+            except sources.SearchError as error:  # its text may hold the server's (a status line's reason)
+                failures.append(f"{name}: {safe_for_terminal(str(error))}")
     if failures and not results:
         raise click.ClickException(f"search failed: {'; '.join(failures)}")
     for failure in failures:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from docker_model import settings
+from docker_model import runner_pid, settings
 from docker_model.cli import runner_process
 from docker_model.cli.status import with_listen_options
 from docker_model.files import PRIVATE_FILE, atomic_write, make_dirs
@@ -50,6 +50,10 @@ def service_for(port: int, host: str | None, gpu: str | None) -> Service:
     }
     if gpu is not None:
         environment["DOCKER_MODEL_GPU"] = gpu
+    # The store and the state folder as this shell resolves them: their defaults come from XDG_DATA_HOME and
+    # XDG_STATE_HOME, which a service manager's environment may lack, and the service starts from `/`.
+    environment["MODELS_PATH"] = os.path.abspath(settings.models_path())
+    environment["DOCKER_MODEL_STATE_DIR"] = os.path.abspath(settings.state_dir())
     return Service(runner_process.command(port, host=host), environment, runner_process.log_path(port))
 
 
@@ -61,13 +65,24 @@ def systemd_quoted(value: str) -> str:
     return f'"{escaped}"'
 
 
+def systemd_path(path: Path) -> str:
+    """A path as `StandardOutput=append:` takes it: literally, to the end of the line, `%` specifiers aside."""
+    text = str(path)
+    if any(c in text for c in '\\"') or text != text.strip() or not text.isprintable():
+        raise click.ClickException(
+            f"a systemd unit cannot log to {text!r} (a backslash, a quote, a control character or spaces at an "
+            "end): set DOCKER_MODEL_STATE_DIR to a plainer folder"
+        )
+    return text.replace("%", "%%")
+
+
 def systemd_unit(service: Service) -> str:
     """The systemd user unit; `$` in the command is written `$$`, since ExecStart= expands variables."""
     command = " ".join(systemd_quoted(word).replace("$", "$$") for word in service.command)
     environment = "".join(
         f"Environment={systemd_quoted(f'{name}={value}')}\n" for name, value in service.environment.items()
     )
-    log = systemd_quoted(str(service.log))[1:-1]  # a path to the end of the line, unquoted
+    log = systemd_path(service.log)
     return (
         "[Unit]\n"
         "Description=Docker Model Runner (docker model)\n"
@@ -136,6 +151,14 @@ class Manager(ABC):
         return []
 
     @abstractmethod
+    def active(self) -> bool:
+        """Whether the manager has the service started (launchd: loaded), so that starting it again is not needed."""
+
+    @abstractmethod
+    def running_pid(self) -> int | None:
+        """The pid of the service's runner when the manager runs it now; None when it does not."""
+
+    @abstractmethod
     def how_to_start(self) -> str: ...
 
 
@@ -163,6 +186,14 @@ class Systemd(Manager):
     def forget(self) -> list[list[str]]:
         return [["systemctl", "--user", "daemon-reload"]]
 
+    def active(self) -> bool:
+        return manager_call(["systemctl", "--user", "is-active", "--quiet", f"{NAME}.service"]).returncode == 0
+
+    def running_pid(self) -> int | None:
+        shown = manager_call(["systemctl", "--user", "show", "--property=MainPID", "--value", f"{NAME}.service"])
+        pid = shown.stdout.strip()
+        return int(pid) if shown.returncode == 0 and pid.isdigit() and int(pid) > 0 else None
+
     def how_to_start(self) -> str:
         return f"systemctl --user daemon-reload && systemctl --user enable --now {NAME}"
 
@@ -182,6 +213,18 @@ class Launchd(Manager):
 
     def stop(self) -> list[list[str]]:
         return [["launchctl", "bootout", f"gui/{os.getuid()}/{NAME}"]]
+
+    def active(self) -> bool:
+        return manager_call(["launchctl", "print", f"gui/{os.getuid()}/{NAME}"]).returncode == 0
+
+    def running_pid(self) -> int | None:
+        """From `launchctl print`'s `pid = N` line; an agent loaded but not running has none."""
+        shown = manager_call(["launchctl", "print", f"gui/{os.getuid()}/{NAME}"])
+        for line in shown.stdout.splitlines() if shown.returncode == 0 else []:
+            key, _, value = line.strip().partition(" = ")
+            if key == "pid" and value.isdigit():
+                return int(value)
+        return None
 
     def how_to_start(self) -> str:
         return f"launchctl bootstrap gui/$(id -u) {self.path()}"
@@ -227,7 +270,8 @@ def install(port: int | None, host: str | None, gpu: str | None) -> None:
     port = port if port is not None else settings.runner_port()
     service = service_for(port, host, gpu)
     path, contents = chosen.path(), chosen.contents(service)
-    if not path.exists():
+    path_was_there = path.exists()
+    if not path_was_there:
         try:
             make_dirs(path.parent)
             make_dirs(service.log.parent)  # the service appends to its log there
@@ -249,7 +293,12 @@ def install(port: int | None, host: str | None, gpu: str | None) -> None:
             "(meanwhile `docker model start-runner` starts it)"
         )
         return
-    if runner_process.stop(port):  # the service takes over from a runner the CLI started
+    if path_was_there and chosen.active():
+        click.echo(f"Its service manager has it already: it runs at each login, on port {port}")
+        return
+    record = runner_pid.live_runner(port)
+    # The service takes over from a runner the CLI started; one the service runs itself is left alone.
+    if record is not None and record.pid != chosen.running_pid() and runner_process.stop(port):
         click.echo("Stopped the runner the CLI had started; the service runs it now")
     failure = run_all(chosen.start())
     if failure:

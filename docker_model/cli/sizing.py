@@ -70,17 +70,17 @@ def configure_show(model: str | None) -> None:
     with about_model(model or ""):
         configured: ConfiguredModels = RunnerClient().get_json(path)
     rows = []
-    for entry in configured["models"]:
-        settings = entry["configured"]
+    for entry in configured:
+        settings = entry["Config"]
         keep_alive = entry["keep_alive"]
         rows.append(
             [
-                display_name(entry["name"]),
-                str(settings["context_size"] or "-"),
+                display_name(entry["Model"]),
+                str(settings.get("context-size", "-")),
                 str(entry["context_size"] or "-"),
                 str(entry["sequences"] or "-"),
                 "never" if keep_alive < 0 else f"{keep_alive:g}s",
-                " ".join(entry["runtime_flags"]) or "-",
+                " ".join(settings.get("runtime-flags", [])) or "-",
                 entry["reason"],
             ]
         )

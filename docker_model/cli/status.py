@@ -69,15 +69,29 @@ def status(as_json: bool) -> None:
             "Containers:  cannot reach it (listening on loopback only); `docker model start-runner --host` opens it"
         )
     if client.token and any(listener["token"] != "none" for listener in version.get("listeners", [])):
-        click.echo(
-            f"Token:       {client.token} (send it as `Authorization: Bearer TOKEN`, an OpenAI client's api_key)"
-        )
+        click.echo(f"Token:       {shown_token(client)}")
 
 
-def local_port(client: RunnerClient) -> int:
-    port = runner_process.runner_port_of(client.base_url)
+def shown_token(client: RunnerClient) -> str:
+    """The token of this machine's runner in full; for another's, only where it comes from (as `context
+    inspect` hides it): a terminal's scrollback or a shared screen should not hold it."""
+    if client.is_local:
+        return f"{client.token} (send it as `Authorization: Bearer TOKEN`, an OpenAI client's api_key)"
+    if client.context is not None and not settings.runner_token():
+        return f"(from context {client.context.name!r})"
+    return "(from MODEL_RUNNER_TOKEN)"
+
+
+def local_port(client: RunnerClient, fix: str = "manage it where it runs") -> int:
+    """The port of `client`'s runner when it is this machine's own; else an error saying so, then `fix`."""
+    port = runner_process.runner_port_of(client.base_url) if client.is_local else None
     if port is None:
-        raise click.ClickException(f"the runner at {client.base_url} is not on this machine; manage it where it runs")
+        if client.context is None:
+            raise click.ClickException(f"the runner at {client.base_url} is not this machine's own: {fix}")
+        raise click.ClickException(
+            f"the runner of context {client.context.name!r} at {client.base_url} is not this machine's own: {fix} "
+            "(`docker model context use default` to use this machine's)"
+        )
     return port
 
 
@@ -154,6 +168,7 @@ def stop_runner(port: int | None) -> None:
 def restart_runner(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Stop the runner, then start it again (on the addresses it had, unless told others)."""
     client = client_at(port)
+    local_port(client)
     if host is None and client.found_running():
         version: VersionInfo = client.get_json("/version")
         host = next((extra_address(item["url"]) for item in version["listeners"] if item["kind"] != "loopback"), None)

@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from docker_model.cli.client import RunnerClient, about_model, model_path, qualified
+from docker_model.cli.render import safe_for_terminal
 from docker_model.reference import InvalidReferenceError, display_name, parse_reference, short_id
 from docker_model.units import human_bytes
 
 if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
+    from rich.progress import ProgressColumn
+
     from docker_model.api_types import ModelInfo, ProgressLine
 
 
@@ -53,10 +56,9 @@ def render_progress(events: Iterator[ProgressLine], err: bool = False) -> str:
 
 def render_bars(events: Iterator[ProgressLine], err: bool) -> str:
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+    from rich.progress import Progress, TaskID
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=Console(stderr=err), transient=False) as progress:
+    with Progress(*progress_columns(), console=Console(stderr=err), transient=False) as progress:
         tasks: dict[str, TaskID] = {}
         for event in events:
             if event.get("type") == "success":
@@ -64,7 +66,7 @@ def render_bars(events: Iterator[ProgressLine], err: bool) -> str:
             layer = event.get("layer")
             if event.get("type") != "progress" or not layer:
                 if event.get("message"):
-                    progress.console.print(event["message"])
+                    progress.console.print(safe_for_terminal(event["message"]), markup=False, highlight=False)
                 continue
             if layer["id"] not in tasks:
                 tasks[layer["id"]] = progress.add_task(short_id(layer["id"]), total=layer["size"])
@@ -72,25 +74,46 @@ def render_bars(events: Iterator[ProgressLine], err: bool) -> str:
     raise click.ClickException("the runner closed the stream before the transfer finished; run the command again")
 
 
-def create_body(model: str) -> dict[str, str]:
-    """The body of `POST /models/create`; a Hugging Face model carries this shell's HF_TOKEN, as Docker Model
-    Runner's CLI sends it, so that the runner's own environment need not have it."""
-    body = {"from": model}
-    token = os.environ.get("HF_TOKEN")
+def is_huggingface(model: str) -> bool:
     try:
-        huggingface = parse_reference(model).is_huggingface
+        return parse_reference(model).is_huggingface
     except InvalidReferenceError:
-        huggingface = False
-    if token and huggingface:
-        body["bearer-token"] = token
+        return False
+
+
+def hf_token_for(client: RunnerClient, models: list[str]) -> str | None:
+    """This shell's HF_TOKEN, for the Hugging Face models among `models`, as Docker Model Runner's CLI sends it
+    (so that the runner's own environment need not have it); only to a runner reached over HTTPS or on this
+    machine: over plain HTTP to another, a warning says it stays here."""
+    from docker_model.distribution.registry.httpio import may_carry_credentials
+
+    token = os.environ.get("HF_TOKEN")
+    if not token or not any(is_huggingface(model) for model in models):
+        return None
+    if may_carry_credentials(client.base_url):
+        return token
+    click.echo(
+        f"Warning: HF_TOKEN is not sent to the runner at {client.base_url}: plain HTTP to another machine would "
+        "carry it in clear; use a context with --tls, or set HF_TOKEN in the runner's own environment",
+        err=True,
+    )
+    return None
+
+
+def create_body(model: str, hf_token: str | None) -> dict[str, str]:
+    """The body of `POST /models/create`: a Hugging Face model carries `hf_token` (`hf_token_for`)."""
+    body = {"from": model}
+    if hf_token and is_huggingface(model):
+        body["bearer-token"] = hf_token
     return body
 
 
 def pull_model(client: RunnerClient, model: str, err: bool = False) -> None:
     """Pull with progress on stdout, or on stderr (`err`) when stdout is kept for something else."""
     qualified(model)  # a bad reference is named here, in the user's words
+    body = create_body(model, hf_token_for(client, [model]))
     try:
-        message = render_progress(client.stream_lines("POST", "/models/create", json_body=create_body(model)), err)
+        message = render_progress(client.stream_lines("POST", "/models/create", json_body=body), err)
     except KeyboardInterrupt:
         click.echo("\nPull interrupted; run the same command again to resume the download.", err=True)
         sys.exit(130)
@@ -134,6 +157,7 @@ def pull_several(client: RunnerClient, models: list[str]) -> None:
     for model in models:
         qualified(model)  # every name checked before any download starts
     client.ensure_running()
+    hf_token = hf_token_for(client, models)
     states = {model: PullState(model) for model in models}
     news: queue.Queue[tuple[str, Any]] = queue.Queue()
 
@@ -141,7 +165,7 @@ def pull_several(client: RunnerClient, models: list[str]) -> None:
         """Put each progress line of `model` in `news`, then its failure, if it failed: one failure each."""
         failure = click.ClickException("the runner closed the stream before the pull finished")
         try:
-            for event in client.stream_lines("POST", "/models/create", json_body=create_body(model)):
+            for event in client.stream_lines("POST", "/models/create", json_body=create_body(model, hf_token)):
                 news.put((model, event))
                 if event.get("type") == "success":
                     return
@@ -199,11 +223,17 @@ def show_lines(states: dict[str, PullState], news: queue.Queue[tuple[str, Any]])
             click.echo(state.line())
 
 
-def show_bars(states: dict[str, PullState], news: queue.Queue[tuple[str, Any]]) -> None:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """A transfer's progress bar: what it is (plain text, never rich markup), the bar, bytes and speed."""
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, transient=False) as progress:
+    return (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+
+
+def show_bars(states: dict[str, PullState], news: queue.Queue[tuple[str, Any]]) -> None:
+    from rich.progress import Progress, TaskID
+
+    with Progress(*progress_columns(), transient=False) as progress:
         tasks: dict[str, TaskID] = {model: progress.add_task(model, total=None) for model in states}
         pending = len(states)
         while pending:

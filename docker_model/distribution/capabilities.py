@@ -109,6 +109,13 @@ def stored_capabilities(model: Model, blob_path: BlobPath) -> list[Capability]:
     return list(found)
 
 
+def forget_capabilities(model_id: str) -> None:
+    """Drop what was worked out for a model that was deleted: pulled again, perhaps whole where it was not,
+    it is read afresh."""
+    with _cache_lock:
+        _cache.pop(model_id, None)
+
+
 def _template_layer(model: Model, blob_path: BlobPath) -> str | None:
     layer = next((la for la in model.layers if la.media_type == artifact.CHAT_TEMPLATE), None)
     if layer is None or layer.size > MAX_TEMPLATE_BYTES:

@@ -65,9 +65,10 @@ class AuthenticationError(DistributionError):
 
 
 class DigestMismatchError(DistributionError):
-    def __init__(self, expected: str, actual: str) -> None:
+    def __init__(self, expected: str, actual: str, message: str | None = None) -> None:
         super().__init__(
-            f"downloaded content does not match its digest (expected {expected}, got {actual}): "
+            message
+            or f"downloaded content does not match its digest (expected {expected}, got {actual}): "
             "the download was discarded; pull again, and report the registry if it keeps happening"
         )
         self.expected = expected
@@ -102,13 +103,12 @@ class ArchiveDigestError(DigestMismatchError):
     """A blob of a model archive (`docker model load`) whose bytes are not the ones its name promises."""
 
     def __init__(self, expected: str, actual: str) -> None:
-        DistributionError.__init__(
-            self,
+        super().__init__(
+            expected,
+            actual,
             f"the model archive's blob {expected} does not match its digest (got {actual}): the archive is "
             "damaged or was altered; nothing was stored; save the model again from its source",
         )
-        self.expected = expected
-        self.actual = actual
 
 
 REPAIR_HINT = "run 'docker model check --repair', then pull the model again"

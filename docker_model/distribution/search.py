@@ -8,14 +8,14 @@ with GGUF files (what llama.cpp runs).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from docker_model.distribution.errors import AnswerTooLargeError
-from docker_model.distribution.registry.httpio import NETWORK_ERRORS, TIMEOUT, origin, read_limited
+from docker_model.distribution.registry import httpio
+from docker_model.distribution.registry.httpio import NotJSONError, RedirectError, StatusError, TransientError, origin
 
 DOCKER_HUB = "Docker Hub"  # the source names Docker Model Runner shows and writes in its JSON
 HUGGING_FACE = "HuggingFace"
@@ -71,29 +71,34 @@ def text(value: object) -> str:
 
 
 def get_json(session: requests.Session, url: str, source: str, params: dict[str, str] | None = None) -> Any:
+    """The JSON answer of `source` at `url` (`httpio.get_json`: bounded, redirects on the same server only);
+    every failure a SearchError naming `source`."""
     try:
-        with session.get(
-            url, params=params, headers={"Accept": "application/json"}, timeout=TIMEOUT, stream=True
-        ) as response:
-            if response.status_code == 429:
-                raise SearchError(f"{source} limits how often it is asked (HTTP 429): try again later")
-            if response.status_code != 200:
-                raise SearchError(f"{source} answered HTTP {response.status_code} {response.reason or ''}".rstrip())
-            body = read_limited(response, MAX_ANSWER_BYTES, f"{source}'s answer")
-    except NETWORK_ERRORS as error:
-        raise SearchError(f"cannot reach {source} at {origin(url)[1]}: {type(error).__name__}") from None
+        return httpio.get_json(session, url, f"{source}'s answer", MAX_ANSWER_BYTES, params)
+    except StatusError as error:
+        if error.status == 429:
+            raise SearchError(f"{source} limits how often it is asked (HTTP 429): try again later") from None
+        raise SearchError(f"{source} answered {error}") from None
+    except RedirectError as error:
+        raise SearchError(f"{source} {error}") from None
+    except TransientError as error:
+        cause = error.__cause__
+        if isinstance(cause, (requests.ConnectionError, requests.Timeout)):
+            raise SearchError(f"cannot reach {source} at {origin(url)[1]}: {type(cause).__name__}") from None
+        raise SearchError(f"{source}'s answer was cut short ({type(cause).__name__}): try again") from None
+    except requests.RequestException as error:  # a URL or header `requests` refuses
+        raise SearchError(f"cannot ask {source}: {type(error).__name__}: {error}") from None
     except AnswerTooLargeError as error:
         raise SearchError(str(error)) from None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise SearchError(f"{source} sent an answer that is not JSON ({body[:40]!r})") from None
+    except NotJSONError as error:
+        raise SearchError(f"{source} sent an answer that is not JSON ({error.start!r})") from None
 
 
 def search_docker_hub(session: requests.Session, base_url: str, query: str, limit: int) -> list[SearchResult]:
     """The `ai/` repositories whose name or description holds `query`, most pulled first."""
     url: str | None = f"{base_url}/v2/repositories/{NAMESPACE}/"
-    params: dict[str, str] | None = {"page_size": str(min(limit, PAGE_SIZE)), "ordering": "pull_count"}
+    # Whole pages whatever `limit`: the term is matched here, so a small page would look at few repositories.
+    params: dict[str, str] | None = {"page_size": str(PAGE_SIZE), "ordering": "pull_count"}
     term = query.lower()
     found: list[SearchResult] = []
     for _ in range(MAX_PAGES):

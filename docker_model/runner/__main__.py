@@ -51,6 +51,8 @@ def main() -> None:
         port = args.port if args.port is not None else settings.runner_port()
         models_path, state_dir, tls = settings.models_path(), settings.state_dir(), settings.tls_files()
         settings.gpu_mode()  # read again by the accelerator's detection: a bad value is one line here
+        settings.huggingface_url()  # and these by the app (HF_ENDPOINT, DOCKER_MODEL_HUB_URL), once it listens
+        settings.docker_hub_url()
         listeners = Listeners.plan(args.host or settings.listen_address(), port, tls is not None)
     except (settings.SettingsError, ValueError) as error:
         parser.error(str(error))

@@ -12,7 +12,7 @@ import platform
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_model import settings
@@ -106,9 +106,11 @@ def detect(probes: Probes | None = None) -> Accelerator:
     if wanted == "none":
         return Accelerator("cpu", "CPU (DOCKER_MODEL_GPU=none)", probes.threads())
     found = detect_hardware(probes)
-    if wanted != "auto" and found.kind != wanted:
-        why = found.problem or {"cuda": "no NVIDIA GPU was found", "metal": "this is not an Apple Silicon Mac"}[wanted]
-        return replace(found, problem=f"DOCKER_MODEL_GPU={wanted}, but {why}: running on the CPU")
+    if wanted != "auto" and found.kind != wanted:  # another GPU than the one asked for is not used either
+        missing = {"cuda": "no NVIDIA GPU was found", "metal": "this is not an Apple Silicon Mac"}[wanted]
+        why = found.problem or (missing if found.kind == "cpu" else f"the GPU found is {found.detail}")
+        problem = f"DOCKER_MODEL_GPU={wanted}, but {why}: running on the CPU"
+        return Accelerator("cpu", "CPU", found.threads, problem=problem)
     return found
 
 

@@ -29,6 +29,7 @@ from docker_model.runner.api import (
     recent,
     responses,
     sizing,
+    store_admin,
 )
 from docker_model.runner.api.access import AccessGuard
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
@@ -121,6 +122,7 @@ def create_app(
             Route("/version", version, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
             *archive.routes,  # before models': `/models/{name}/export` before the catch-all GET
+            *store_admin.routes,
             *models.routes,
             *engines.routes,
             *sizing.routes,

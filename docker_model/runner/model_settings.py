@@ -11,9 +11,11 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from docker_model.api_types import BackendConfig
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.files import write_json
 from docker_model.settings import DEFAULT_CONTEXT_SIZE
+from docker_model.units import go_duration
 
 DEFAULT_KEEP_ALIVE_SECONDS = 300.0
 
@@ -27,6 +29,18 @@ class ModelSettings:
 
 def effective_keep_alive(settings: ModelSettings) -> float:
     return DEFAULT_KEEP_ALIVE_SECONDS if settings.keep_alive is None else settings.keep_alive
+
+
+def backend_config(settings: ModelSettings) -> BackendConfig:
+    """What `configure` set, as Docker Model Runner shows it (`_configure`, `requests`): the fields set."""
+    config: BackendConfig = {}
+    if settings.context_size is not None:
+        config["context-size"] = settings.context_size
+    if settings.runtime_flags:
+        config["runtime-flags"] = settings.runtime_flags
+    if settings.keep_alive is not None:
+        config["keep_alive"] = go_duration(settings.keep_alive)
+    return config
 
 
 def effective_context_size(settings: ModelSettings, config: dict) -> int:

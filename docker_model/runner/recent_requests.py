@@ -8,6 +8,10 @@ assembled into the one answer it amounts to (as Docker Model Runner shows stream
 Bounded: KEPT_PER_MODEL records a model, BODY_BYTES a body (longer ones are cut and marked so). Secrets
 are never kept: no header is stored but the user agent, and in the bodies the values of keys named like a
 key, token or password, and the request's own credentials, read REDACTED.
+
+Writing a record's texts (serialising a request, assembling and redacting an answer of up to 2 MiB) takes
+milliseconds, so none of it runs on the event loop: a request's text is written when it is answered, in a
+thread (`finished`), or, for one still being answered, when the records are served (`snapshot`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -36,20 +41,34 @@ BODY_BYTES = 128 * 1024
 FOLLOWER_BACKLOG = 100  # records a slow follower may fall behind by; later ones skip it
 REDACTED = "[redacted]"
 TEXT_KEYS = ("content", "reasoning_content", "text")  # of a streamed choice, in a chat's delta or a completion's
-# A key whose letters, lowercased, read like this holds a secret: `api_key`, `x-api-key`, `token`, `password`.
-SECRET_KEY = re.compile(
-    r"x?(api|access|auth|bearer|refresh|client|session|private)?(key|token|secret|password|authorization)"
-)
+# A key whose letters, lowercased, end like this holds a secret: `api_key`, `x-api-key`, `hf_token`,
+# `aws_secret_access_key`, `passwd`, `cookie`; `max_tokens`, `top_k` and `prompt_cache_key` do not.
+SECRET_KEY = re.compile(r"((?<!cache)key|token|secret|password|passwd|credentials?|cookie|authorization)$")
+# A request's credential shorter than this is a placeholder (`x`, `none`, `EMPTY`, as local clients send),
+# not a secret: scrubbing it from the bodies would rewrite their words.
+MIN_SECRET_CHARS = 12
 
 
 @dataclass
 class Record:
-    """One request, answered or under way."""
+    """One request, answered or under way. Its request's text is written once (`request_text`), from
+    `payload`, which is dropped then."""
 
     model_id: str
     entry: RequestRecord
     secrets: tuple[str, ...]  # the request's credentials, redacted from its answer too; dropped then
+    payload: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def request_text(self, body_bytes: int) -> None:
+        """Write the request's text into the entry, redacted and cut, unless it is written already."""
+        with self.lock:
+            if self.payload is None:
+                return
+            text = scrub(json.dumps(redacted(self.payload), ensure_ascii=False), self.secrets)
+            self.entry["request"], self.entry["request_truncated"] = cut(text, body_bytes)
+            self.payload = None
 
 
 class Recorded:
@@ -64,80 +83,120 @@ class Recorded:
         try:
             await self.handover(scope, receive, send)
         finally:
-            self.store.finish(self.record, self.handover.report, self.handover.why_failed)
+            await self.store.finished(self.record, self.handover.report, self.handover.why_failed)
 
 
 class RecentRequests:
-    """Records by model ID, oldest first, and the queues of the clients following new ones."""
+    """Records by model ID, oldest first, and the queues of the clients following new ones. Used on the
+    event loop; the texts are written in threads (`finished`, `snapshot`)."""
 
     def __init__(self, kept: int = KEPT_PER_MODEL, body_bytes: int = BODY_BYTES) -> None:
         self.kept = kept
         self.body_bytes = body_bytes
         self.models: dict[str, deque[Record]] = {}
         self.followers: set[asyncio.Queue[Record]] = set()
+        self.finishing: set[asyncio.Future[dict[str, Any]]] = set()  # records being finished (`finished`)
 
     def recorded(self, handover: HandOver, model_id: str, request: Request, payload: dict[str, Any]) -> Recorded:
         """`handover` (of `request`, whose body is `payload`, to the worker of `model_id`), recorded."""
         return Recorded(handover, self, self.begin(model_id, request, payload))
 
     def begin(self, model_id: str, request: Request, payload: dict[str, Any]) -> Record:
-        """Record a request as it is handed to the worker of `model_id`: `payload` is its body."""
+        """Record a request as it is handed to the worker of `model_id`: `payload` is its body, written as
+        text later (`Record.request_text`)."""
         headers, path = request.headers, request.url.path
-        secrets = credentials(headers)
-        text, truncated = self.cut(scrub(json.dumps(redacted(payload), ensure_ascii=False), secrets))
         started = time.time()
         entry: RequestRecord = {
             "id": f"{model_id}_{time.time_ns()}",
             "model": str(payload.get("model")),
             "method": request.method,
             "url": path,
-            "request": text,
+            "request": "",
             "timestamp": int(started),
             "status_code": 0,
             "duration_ms": None,
-            "request_truncated": truncated,
+            "request_truncated": False,
             "response_truncated": False,
         }
         if agent := headers.get("user-agent"):
             entry["user_agent"] = agent
         if (dialect := dialect_of(path)) != "openai":
             entry["origin"] = dialect
-        record = Record(model_id, entry, secrets)
+        record = Record(model_id, entry, credentials(headers), payload)
         self.models.setdefault(model_id, deque(maxlen=self.kept)).append(record)
         return record
 
+    async def finished(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> None:
+        """`finish`, its texts written in a thread. A request cancelled meanwhile still has its record
+        completed: the work goes on, shielded, and the store holds it until it is done."""
+        duration = time.monotonic() - record.started
+        work = asyncio.ensure_future(asyncio.to_thread(self.outcome, record, report, why_failed))
+        self.finishing.add(work)
+
+        def done(work: asyncio.Future[dict[str, Any]]) -> None:
+            self.finishing.discard(work)
+            if not work.cancelled() and work.exception() is None:
+                self.complete(record, work.result(), duration)
+
+        work.add_done_callback(done)
+        await asyncio.shield(work)
+
     def finish(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> None:
         """Complete `record` with what its worker reported (None: the hand-over failed), and tell followers."""
-        entry = record.entry
-        entry["duration_ms"] = round((time.monotonic() - record.started) * 1000, 1)
+        duration = time.monotonic() - record.started
+        self.complete(record, self.outcome(record, report, why_failed), duration)
+
+    def outcome(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> dict[str, Any]:
+        """The fields of a finished record: its request's text written, and its answer's; any thread."""
+        record.request_text(self.body_bytes)
         if report is None or not report.done or report.status is None:
-            entry["status_code"] = 500
-            entry["error"] = json.dumps({"error": why_failed()})
-        else:
-            entry["status_code"] = report.status
-            text = report.response.decode("utf-8", errors="replace")
-            complete = report.response_size == len(report.response)
-            failed = report.status >= 400
-            if complete and (report.content_type or "").startswith("text/event-stream"):
-                text, reported = assembled(text)
-                failed = failed or reported
-            elif complete and (report.content_type or "").startswith("application/json"):
-                text = redacted_json(text)
-            text, truncated = self.cut(scrub(text, record.secrets), None if complete else report.response_size)
-            entry["response_truncated"] = truncated
-            entry["error" if failed else "response"] = text
+            return {"status_code": 500, "error": json.dumps({"error": why_failed()})}
+        text = report.response.decode("utf-8", errors="replace")
+        complete = report.response_size == len(report.response)
+        failed = report.status >= 400
+        if complete and (report.content_type or "").startswith("text/event-stream"):
+            text, reported = assembled(text)
+            failed = failed or reported
+        elif complete and (report.content_type or "").startswith("application/json"):
+            text = redacted_json(text)
+        text, truncated = cut(scrub(text, record.secrets), self.body_bytes, None if complete else report.response_size)
+        return {"status_code": report.status, "response_truncated": truncated, "error" if failed else "response": text}
+
+    def complete(self, record: Record, fields: dict[str, Any], duration: float) -> None:
+        """Put a finished record's fields in place and tell the followers; on the event loop."""
+        record.entry.update(fields)  # type: ignore[typeddict-item]
+        record.entry["duration_ms"] = round(duration * 1000, 1)
         record.secrets = ()
         for queue in self.followers:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(record)
 
-    def records(self, model_id: str | None = None) -> dict[str, list[RequestRecord]]:
+    def kept_records(self, model_id: str | None = None) -> dict[str, list[Record]]:
         """The records of every model, or of one, by model ID."""
-        return {
-            model: [record.entry for record in kept]
-            for model, kept in self.models.items()
-            if model_id is None or model == model_id
-        }
+        return {model: list(kept) for model, kept in self.models.items() if model_id is None or model == model_id}
+
+    def records(self, model_id: str | None = None) -> dict[str, list[RequestRecord]]:
+        """The entries of every model, or of one, by model ID, each request's text written."""
+        kept = self.kept_records(model_id)
+        self.write_requests(kept)
+        return {model: [record.entry for record in records] for model, records in kept.items()}
+
+    async def snapshot(self, model_id: str | None = None) -> dict[str, list[RequestRecord]]:
+        """`records`, served from the event loop: the texts of requests still being answered are written in
+        a thread."""
+        kept = self.kept_records(model_id)
+        await asyncio.to_thread(self.write_requests, kept)
+        return {model: [record.entry for record in records] for model, records in kept.items()}
+
+    def write_requests(self, kept: dict[str, list[Record]]) -> None:
+        """Write the request texts not written yet (of requests still being answered)."""
+        for records in kept.values():
+            for record in records:
+                record.request_text(self.body_bytes)
+
+    def forget(self, model_id: str) -> None:
+        """Drop the records of a model that was deleted."""
+        self.models.pop(model_id, None)
 
     def follow(self) -> asyncio.Queue[Record]:
         """A queue that gets each record as it is answered, until `unfollow`."""
@@ -148,26 +207,30 @@ class RecentRequests:
     def unfollow(self, queue: asyncio.Queue[Record]) -> None:
         self.followers.discard(queue)
 
-    def cut(self, text: str, size: int | None = None) -> tuple[str, bool]:
-        """`text` within BODY_BYTES, marked with its full size (`size` when more than `text` was sent) when cut."""
-        data = text.encode()
-        size = max(size or 0, len(data))
-        if size <= self.body_bytes:
-            return text, False
-        return data[: self.body_bytes].decode(errors="ignore") + f"...[cut: {size} bytes in all]", True
+
+def cut(text: str, limit: int, size: int | None = None) -> tuple[str, bool]:
+    """`text` within `limit` bytes, marked with its full size (`size` when more than `text` was sent) when cut."""
+    data = text.encode()
+    size = max(size or 0, len(data))
+    if size <= limit:
+        return text, False
+    return data[:limit].decode(errors="ignore") + f"...[cut: {size} bytes in all]", True
 
 
 def credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
-    """The secrets a request carries in its headers (a bearer token, an Anthropic-style key)."""
-    found = (headers.get("authorization", "").strip().rpartition(" ")[2], headers.get("x-api-key", "").strip())
-    return tuple(secret for secret in found if secret)
+    """The secrets a request carries in its headers (a bearer token, an Anthropic-style key). A value shorter
+    than MIN_SECRET_CHARS is a placeholder, and `Bearer` alone carries none."""
+    scheme, _, value = headers.get("authorization", "").strip().partition(" ")
+    bearer = value.strip() if value else ("" if scheme.lower() in ("bearer", "basic") else scheme)
+    found = (bearer, headers.get("x-api-key", "").strip())
+    return tuple(secret for secret in found if len(secret) >= MIN_SECRET_CHARS)
 
 
 def redacted(value: Any) -> Any:
-    """`value` with the value of every key named like a secret (`api_key`, `x-api-key`, `password`) redacted."""
+    """`value` with the value of every key named like a secret (`api_key`, `x-api-key`, `hf_token`) redacted."""
     if isinstance(value, dict):
         return {
-            key: REDACTED if SECRET_KEY.fullmatch(re.sub(r"[^a-z]", "", str(key).lower())) else redacted(item)
+            key: REDACTED if SECRET_KEY.search(re.sub(r"[^a-z]", "", str(key).lower())) else redacted(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker_model.distribution import DistributionError, Model, Store
+from docker_model.distribution import ConflictError, DistributionError, Model, Store
 from docker_model.reference import familiar_name
 from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.fit import Fit, ModelDoesNotFit, Room, plan, shape_of, wanted_for
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # (spec, socket path, log path) -> a started worker; WorkerProcess.start, or a stand-in in fast tests
 StartWorker = Callable[[WorkerSpec, Path, Path], Awaitable[WorkerProcess]]
 REAP_INTERVAL_SECONDS = 1.0
+USE_RECORD_SECONDS = 60.0  # how often the use of models that stay loaded is written down (for `prune`)
 BUSY_WAIT_SECONDS = 60.0  # how long a model waits for a loaded one to finish its requests and make room
 MEMORY_CAP_AFTER_FAILURE = 0.75  # of the estimate a model ran out of memory with
 VRAM_MARGIN = 256 * 1024**2  # GPU memory a new model leaves free (the driver's and other programs')
@@ -62,6 +63,12 @@ class LoadedModel:
     keep_alive: float
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
+    recorded_use: float = 0.0  # the last use written to the store
+
+    @property
+    def used_at(self) -> float:
+        """When it was last used: now while it answers requests."""
+        return time.time() if self.in_flight else self.last_used
 
     @property
     def context_size(self) -> int:
@@ -107,12 +114,15 @@ class Scheduler:
         self.loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self.lock = asyncio.Lock()
         self.some_idle = asyncio.Event()  # set when a loaded model's last request ends
+        self.being_deleted: set[str] = set()  # IDs of models `prune` is deleting: not loaded meanwhile
 
     async def acquire(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
         """The loaded model, loading it first if needed; pair every call with `release`. `needed`: tokens
         the request in hand needs, below which a load never shrinks the context."""
         while True:
             async with self.lock:
+                if model.id in self.being_deleted:
+                    raise ConflictError(f"model {name} is being deleted (docker model prune): pull it again to use it")
                 loaded = self.loaded.get(model.id)
                 if loaded is not None and loaded.worker.alive:
                     loaded.in_flight += 1
@@ -299,20 +309,44 @@ class Scheduler:
         return [loaded.name for loaded in chosen]
 
     async def _record_use(self, models: list[LoadedModel]) -> None:
-        """Record in the store when these models were last used (for `prune`): at each load and unload."""
+        """Record in the store when these models were last used (for `prune`): at each load and unload, and
+        every USE_RECORD_SECONDS for those that stay loaded and were used since (`record_recent_use`)."""
         if not models:
             return
+        uses = {m.model.id: m.used_at for m in models}
         try:
-            await asyncio.to_thread(self.store.record_use, {m.model.id: m.last_used for m in models})
+            await asyncio.to_thread(self.store.record_use, uses)
         except (OSError, DistributionError) as error:
             log.warning("could not record when models were last used: %s", error)
+            return
+        for m in models:
+            m.recorded_use = uses[m.model.id]
+
+    async def record_recent_use(self) -> None:
+        """Record the use of loaded models used since it was last recorded, so that a runner killed loses
+        at most USE_RECORD_SECONDS of it, and `prune` never takes a model loaded for days but used today."""
+        await self._record_use([m for m in self.loaded.values() if m.used_at > m.recorded_use])
 
     async def unload_all(self) -> list[str]:
         return await self.unload(None)
 
-    async def forget(self, model_id: str) -> None:
-        """A deleted model must not keep running."""
-        await self.unload([model_id])
+    async def busy(self) -> set[str]:
+        """The IDs of the models loaded or being loaded: in use, never pruned."""
+        async with self.lock:
+            return set(self.loaded) | set(self.loading)
+
+    @contextlib.asynccontextmanager
+    async def deleting(self, model_ids: Iterable[str]) -> AsyncIterator[set[str]]:
+        """Mark those of `model_ids` that are neither loaded nor loading as being deleted, for the block:
+        `acquire` refuses them meanwhile, so none loads while its files go. Yields the IDs marked. The
+        scheduler's lock is held only to mark them, never while the store deletes."""
+        async with self.lock:
+            marked = {i for i in model_ids if i not in self.loaded and i not in self.loading} - self.being_deleted
+            self.being_deleted |= marked
+        try:
+            yield marked
+        finally:
+            self.being_deleted -= marked
 
     def requests_in_flight(self, model_id: str) -> int:
         loaded = self.loaded.get(model_id)
@@ -326,12 +360,17 @@ class Scheduler:
         return [loaded.worker for loaded in self.loaded.values() if loaded.in_flight > 0]
 
     async def reap_forever(self) -> None:
+        """Unload the models whose keep-alive ran out or whose worker died, and record the use of the others."""
+        recorded = time.monotonic()
         while True:
             await asyncio.sleep(REAP_INTERVAL_SECONDS)
             now = time.time()
             expired = [key for key, m in self.loaded.items() if m.expired(now) or not m.worker.alive]
             if expired:
                 await self.unload(expired)
+            if time.monotonic() - recorded >= USE_RECORD_SECONDS:
+                recorded = time.monotonic()
+                await self.record_recent_use()
 
     async def close(self) -> None:
         await self.unload_all()

@@ -79,9 +79,13 @@ def test_a_context_drives_the_other_runner_with_its_token(
         input=token_of(remote_env) + "\n",
     )  # fmt: skip
     assert (created.returncode, created.stdout) == (0, 'Context "gpu-box" created.\n'), created.stderr
-    contexts_file = cli.docker_config / "model" / "contexts.json"
-    assert stat.S_IMODE(contexts_file.stat().st_mode) == 0o600  # it holds the token
-    assert json.loads(contexts_file.read_text())["contexts"]["gpu-box"]["token"] == token_of(remote_env)
+    contexts_file, tokens_file = (
+        cli.docker_config / "model" / name for name in ("contexts.json", "context-tokens.json")
+    )
+    assert "token" not in json.loads(contexts_file.read_text())["contexts"]["gpu-box"]  # Docker Model Runner's file
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    assert json.loads(tokens_file.read_text())["tokens"]["gpu-box"] == {"host": url, "token": token_of(remote_env)}
+    assert created.stderr.startswith("Warning: context 'gpu-box' sends its token in clear to ")  # plain HTTP
     assert names(cli) == [f"docker.io/{LOCAL_MODEL}:latest"]  # created, not yet in use
 
     used = cli.run("model", "context", "use", "gpu-box")
@@ -109,6 +113,7 @@ def test_a_context_drives_the_other_runner_with_its_token(
     removed = cli.run("model", "context", "rm", "gpu-box")
     assert (removed.returncode, removed.stdout) == (0, 'Context "gpu-box" removed.\n')
     assert json.loads(contexts_file.read_text())["contexts"] == {}
+    assert not tokens_file.exists()
 
 
 def test_without_its_token_the_other_runner_refuses(cli: DockerCLI, remote: tuple[RunnerEnv, str]) -> None:

@@ -194,8 +194,8 @@ def test_configure_refuses_flags_the_engine_would_refuse_and_keeps_the_old_ones(
     import requests
 
     def settings_of(name: str) -> dict:
-        entries = requests.get(f"{runner_env.base_url}/engines/_configure", timeout=10).json()["models"]
-        return next(entry for entry in entries if entry["model"] == tiny_models[name])
+        entries = requests.get(f"{runner_env.base_url}/engines/_configure", timeout=10).json()
+        return next(entry for entry in entries if entry["ModelID"] == tiny_models[name])
 
     before = settings_of("beta")
     assert problem in one_line_error(model_cli.run("model", "configure", "beta", "--", *flags))

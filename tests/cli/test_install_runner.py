@@ -6,6 +6,7 @@ agent is generated here too and read back with plistlib."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import plistlib
 import shlex
@@ -14,12 +15,17 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner, Result
 
+from docker_model import runner_pid, settings
 from docker_model.cli import runner_process
-from docker_model.cli.service import Service, launchd_plist, systemd_quoted, systemd_unit
+from docker_model.cli.main import cli as model_cli
+from docker_model.cli.service import NAME, Service, launchd_plist, service_for, systemd_quoted, systemd_unit
 from docker_model.runner.accelerator import Probes, detect
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.registry import free_port
@@ -190,6 +196,103 @@ def test_unit_values_are_escaped_for_systemd() -> None:
     assert "StandardOutput=append:/l%%og\n" in unit
     with pytest.raises(Exception, match="line break"):
         systemd_quoted("two\nlines")
+
+
+@pytest.mark.parametrize("log", ["/a\\b/runner.log", '/a"b/runner.log', "/state /runner.log ", "/a\tb/runner.log"])
+def test_a_log_path_systemd_would_read_otherwise_is_refused(log: str) -> None:
+    """`StandardOutput=append:` takes the rest of its line literally (only `%` is special): no escapes."""
+    with pytest.raises(click.ClickException, match=r"a systemd unit cannot log to .*: set DOCKER_MODEL_STATE_DIR"):
+        systemd_unit(Service(["/bin/true"], {}, Path(log)))
+
+
+def test_the_service_carries_the_store_and_state_this_shell_resolves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user manager may lack XDG_DATA_HOME and XDG_STATE_HOME: the unit names the folders they give here."""
+    for name in ("MODELS_PATH", "DOCKER_MODEL_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    environment = service_for(12434, None, None).environment
+    assert environment["MODELS_PATH"] == str(settings.models_path())
+    assert environment["MODELS_PATH"].startswith(str(tmp_path / "data"))
+    assert environment["DOCKER_MODEL_STATE_DIR"] == str(settings.state_dir())
+    assert environment["DOCKER_MODEL_STATE_DIR"].startswith(str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELS_PATH", "models")  # the service starts in `/`: a relative folder is made whole
+    assert service_for(12434, None, None).environment["MODELS_PATH"] == str(tmp_path / "models")
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "$FAKE_SYSTEMCTL_LOG"
+case "$*" in
+  *is-active*) exit "$FAKE_ACTIVE" ;;
+  *MainPID*) echo "$FAKE_MAIN_PID" ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A systemd user manager that answers (a script standing in for `systemctl`); the log of what it was told."""
+    if sys.platform != "linux":
+        pytest.skip("systemd is Linux's")
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (folder / "systemctl").chmod(0o755)
+    log = tmp_path / "systemctl.log"
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(log))
+    for name, value in {"HOME": "home", "XDG_CONFIG_HOME": "config", "DOCKER_MODEL_STATE_DIR": "state"}.items():
+        monkeypatch.setenv(name, str(tmp_path / value))
+    monkeypatch.setenv("MODELS_PATH", str(tmp_path / "models"))
+    return log
+
+
+@contextlib.contextmanager
+def a_runner_of_the_cli(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A process the pid file names as the runner of `port` (what `stop` checks: its start time, its module)."""
+    code = "import sys, time; from docker_model import runner_pid; runner_pid.write_pid_file(int(sys.argv[1]));"
+    code += " print(flush=True); time.sleep(60)"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(port), runner_pid.RUNNER_MODULE], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"\n"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def install_runner(port: int, active: bool, main_pid: int) -> Result:
+    env = {"FAKE_ACTIVE": "0" if active else "3", "FAKE_MAIN_PID": str(main_pid)}
+    return CliRunner().invoke(model_cli, ["install-runner", "--port", str(port)], env=env)
+
+
+def test_installing_again_leaves_the_services_runner_alone(systemctl: Path) -> None:
+    port = free_port()
+    with a_runner_of_the_cli(port) as runner:
+        first = install_runner(port, active=False, main_pid=0)  # the service takes over from the CLI's runner
+        assert first.exit_code == 0, first.output
+        assert "Stopped the runner the CLI had started; the service runs it now" in first.stdout
+        assert runner.wait(timeout=30) is not None
+    assert f"--user enable --now {NAME}.service" in systemctl.read_text()
+
+    with a_runner_of_the_cli(port) as runner:  # now the service's runner
+        systemctl.unlink()
+        again = install_runner(port, active=True, main_pid=runner.pid)
+        assert again.exit_code == 0, again.output
+        assert again.stdout.splitlines()[1:] == [
+            f"Its service manager has it already: it runs at each login, on port {port}"
+        ]
+        assert "enable" not in systemctl.read_text()
+        restarting = install_runner(port, active=False, main_pid=runner.pid)  # its manager restarts it, say
+        assert restarting.exit_code == 0, restarting.output
+        assert "Stopped" not in restarting.stdout
+        assert runner.poll() is None
 
 
 def probes(gpus: list[str], engine: set[str]) -> Probes:

@@ -80,7 +80,8 @@ def test_one_bar_per_model_on_a_terminal(model_cli: DockerCLI, registry: Registr
         assert f"{reference}: Model pulled successfully" in session.before
 
 
-def test_a_hugging_face_pull_carries_hf_token_as_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    assert create_body("hf.co/org/repo:Q4_K_M") == {"from": "hf.co/org/repo:Q4_K_M", "bearer-token": "hf_secret"}
-    assert create_body("ai/smollm2") == {"from": "ai/smollm2"}  # registries get their `docker login`, not HF's
+def test_a_hugging_face_pull_carries_hf_token_as_bearer_token() -> None:
+    """Which runners HF_TOKEN may go to: `test_context_tokens.py`."""
+    body = create_body("hf.co/org/repo:Q4_K_M", "hf_secret")
+    assert body == {"from": "hf.co/org/repo:Q4_K_M", "bearer-token": "hf_secret"}
+    assert create_body("ai/smollm2", "hf_secret") == {"from": "ai/smollm2"}  # registries get their `docker login`

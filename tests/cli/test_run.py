@@ -183,9 +183,9 @@ def test_logs_show_the_runner_log(chat_cli: DockerCLI, runner_env: RunnerEnv) ->
 
 def test_configure_with_a_lone_separator_clears_the_runtime_flags(chat_cli: DockerCLI, runner_env: RunnerEnv) -> None:
     def flags() -> list[str]:
-        entries = requests.get(f"{runner_env.base_url}/engines/_configure", timeout=10).json()["models"]
+        entries = requests.get(f"{runner_env.base_url}/engines/_configure", timeout=10).json()
         model_id = json.loads(chat_cli.run("model", "inspect", MODEL).stdout)["id"]
-        return next(entry["runtime_flags"] for entry in entries if entry["model"] == model_id)
+        return next(entry["Config"].get("runtime-flags", []) for entry in entries if entry["ModelID"] == model_id)
 
     assert chat_cli.run("model", "configure", MODEL, "--", "--top-k", "5", "--temp", "0").returncode == 0
     assert flags() == ["--top-k", "5", "--temp", "0"]

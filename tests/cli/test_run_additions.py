@@ -132,21 +132,30 @@ def test_openaiurl_chats_with_any_openai_server_without_a_local_runner(
     detached = away.run("model", "run", "--detach", "--openaiurl", url, MODEL)
     assert detached.returncode == 2 and "cannot be used with --openaiurl" in detached.stderr
     not_http = away.run("model", "run", "--openaiurl", "ftp://example", MODEL, "hi")
-    assert not_http.returncode == 2 and "is not an http:// or https:// URL" in not_http.stderr
+    assert not_http.returncode == 2 and "'ftp://example' is not an http(s) URL" in not_http.stderr
 
 
-def test_openaiurl_sends_openai_api_key(installed_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_openaiurl_sends_openai_api_key_and_never_the_runners_token(
+    installed_plugin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A token-requiring runner plays the --openaiurl server: without OPENAI_API_KEY it refuses, though the
+    CLI has the runner's token at hand twice (MODEL_RUNNER_TOKEN, and the token file of the shared state dir)."""
     env = make_runner_env(tmp_path_factory, DOCKER_MODEL_REQUIRE_TOKEN="all")
     with direct_runner(env):
         url = f"{env.base_url}/engines/v1"
         token = (env.state_dir / "token").read_text().strip()
-        cli = DockerCLI(installed_plugin, {"MODEL_RUNNER_HOST": f"http://127.0.0.1:{free_port()}"})
+        at_hand = {"MODEL_RUNNER_TOKEN": token, "DOCKER_MODEL_STATE_DIR": str(env.state_dir)}
+        cli = DockerCLI(installed_plugin, {"MODEL_RUNNER_HOST": f"http://127.0.0.1:{free_port()}", **at_hand})
         no_key = cli.run("model", "run", "--openaiurl", url, "ai/absent", "hi")
-        assert no_key.returncode == 1 and "token" in no_key.stderr.lower()
+        assert no_key.returncode == 1 and f"{url}/chat/completions answered HTTP 401" in no_key.stderr
+        not_listed = cli.run("model", "list", "--openaiurl", url)
+        assert not_listed.returncode == 1 and f"{url}/models answered HTTP 401" in not_listed.stderr
         keyed = DockerCLI(installed_plugin, {**cli.env, "OPENAI_API_KEY": token})
         with_key = keyed.run("model", "run", "--openaiurl", url, "ai/absent", "hi")
         assert with_key.returncode == 1
         assert "model not found: ai/absent" in with_key.stderr  # past the token check: the key was sent
+        listed = keyed.run("model", "list", "--openaiurl", url)
+        assert listed.returncode == 0, listed.stderr  # `list` sends the key too
 
 
 def test_logs_shows_engines_unless_no_engines(chat_cli: DockerCLI) -> None:

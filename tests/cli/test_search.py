@@ -91,11 +91,15 @@ Answer = Callable[[str, dict[str, list[str]]], tuple[int, bytes]]
 
 @dataclass
 class FakeService:
-    """A local HTTP server answering as one of the real services would; tests may swap `answer`."""
+    """A local HTTP server answering as one of the real services would; tests may swap `answer`, and change
+    how it is sent: another reason phrase, more headers, a body cut short after `cut` bytes."""
 
     answer: Answer
     url: str = ""
     asked: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
+    reason: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    cut: int | None = None
 
 
 @contextmanager
@@ -108,11 +112,13 @@ def serving(answer: Answer) -> Iterator[FakeService]:
             query = parse_qs(parts.query)
             service.asked.append((parts.path, query))
             status, body = service.answer(parts.path, query)
-            self.send_response(status)
+            self.send_response(status, service.reason)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in service.headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body[: service.cut])
 
         def log_message(self, *args: object) -> None:
             pass

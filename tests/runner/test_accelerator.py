@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from docker_model.runner.accelerator import Probes, detect
 from docker_model.runner.shared.cpu import cgroup_cpu_limit, default_threads, threads_for
 
@@ -68,3 +70,17 @@ def test_threads_are_one_per_physical_core_the_process_may_use(tmp_path: Path) -
     assert cgroup_cpu_limit(cpu_max) is None
     assert cgroup_cpu_limit(tmp_path / "absent") is None
     assert 1 <= default_threads() <= (os.cpu_count() or 1)
+
+
+def test_another_gpu_than_the_one_asked_for_means_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DOCKER_MODEL_GPU=metal on an NVIDIA machine: the runner runs on the CPU, as its status says, and
+    offloads no layer to the GPU it was told not to use."""
+    monkeypatch.setenv("DOCKER_MODEL_GPU", "metal")
+    found = detect(probes(gpus=["NVIDIA L4"], engine={"cuda"}))
+    assert (found.kind, found.gpu_offload, found.detail, found.free_vram) == ("cpu", False, "CPU", None)
+    assert found.problem == "DOCKER_MODEL_GPU=metal, but the GPU found is CUDA: NVIDIA L4: running on the CPU"
+    monkeypatch.setenv("DOCKER_MODEL_GPU", "cuda")
+    found = detect(probes(apple=True, engine={"metal"}))
+    assert (found.kind, found.unified_memory) == ("cpu", False)
+    assert found.problem == "DOCKER_MODEL_GPU=cuda, but the GPU found is Metal: Apple Silicon GPU: running on the CPU"
+    assert detect(probes()).problem == "DOCKER_MODEL_GPU=cuda, but no NVIDIA GPU was found: running on the CPU"

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +26,7 @@ from docker_model.runner.scheduler import Scheduler
 from docker_model.runner.state import RunnerState
 from tests.distribution.token_server import SERVICE, TokenServer
 from tests.fixtures.gguf_files import write_gguf
-from tests.fixtures.registry import PASSWORD, USERNAME, RegistryServer, start_registry, write_docker_config
+from tests.fixtures.registry import PASSWORD, USERNAME, RegistryServer, write_docker_config
 from tests.fixtures.runner import RunnerEnv
 from tests.runner.conftest import MODEL
 
@@ -77,7 +75,7 @@ def test_raw_runtime_flags_are_split_and_checked(served: RunnerEnv) -> None:
     configured = post(served, "/engines/_configure", {"model": MODEL, "raw-runtime-flags": "--temp '0.5' --top-k=40"})
     assert configured.status_code == 202, configured.text
     settings = requests.get(f"{served.base_url}/engines/_configure", params={"model": MODEL}, timeout=30).json()
-    assert settings["models"][0]["configured"]["runtime_flags"] == ["--temp", "0.5", "--top-k=40"]
+    assert settings[0]["Config"]["runtime-flags"] == ["--temp", "0.5", "--top-k=40"]
 
     for body, named in [
         ({"raw-runtime-flags": "--temp 0", "runtime-flags": ["--temp", "0"]}, "runtime-flags and raw-runtime-flags"),
@@ -90,26 +88,23 @@ def test_raw_runtime_flags_are_split_and_checked(served: RunnerEnv) -> None:
         assert named in error["message"] and error["param"] in ("raw-runtime-flags", "runtime-flags")
     # a refused configure changes nothing
     settings = requests.get(f"{served.base_url}/engines/_configure", params={"model": MODEL}, timeout=30).json()
-    assert settings["models"][0]["configured"]["runtime_flags"] == ["--temp", "0.5", "--top-k=40"]
+    assert settings[0]["Config"]["runtime-flags"] == ["--temp", "0.5", "--top-k=40"]
     assert post(served, "/engines/_configure", {"model": MODEL, "runtime-flags": []}).status_code == 202
+
+
+def test_configured_models_come_in_dmrs_shape_with_what_is_in_effect(served: RunnerEnv) -> None:
+    assert post(served, "/engines/_configure", {"model": MODEL, "keep_alive": "90m"}).status_code == 202
+    [entry] = requests.get(f"{served.base_url}/engines/_configure", params={"model": MODEL}, timeout=30).json()
+    assert entry["Backend"] == "llama.cpp" and entry["Model"] == f"{MODEL}:latest" and entry["Mode"] == "completion"
+    assert entry["ModelID"].startswith("sha256:") and entry["Config"]["keep_alive"] == "1h30m0s"
+    assert entry["keep_alive"] == 5400 and entry["context_size"] > 0 and entry["reason"]
+    assert post(served, "/engines/_configure", {"model": MODEL, "keep_alive": "5m"}).status_code == 202
 
 
 def test_unload_takes_dmrs_backend_field(served: RunnerEnv) -> None:
     wrong = post(served, "/engines/unload", {"all": True, "backend": "vllm"})
     assert wrong.status_code == 400 and "unknown backend 'vllm'" in wrong.json()["error"]["message"]
     assert post(served, "/engines/unload", {"all": True, "backend": "llama.cpp"}).status_code == 200
-
-
-@pytest.fixture
-def token_registry(tmp_path: Path) -> Iterator[tuple[RegistryServer, TokenServer]]:
-    """A registry that takes bearer tokens from a token server only, as Docker Hub does."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the token server signs with the openssl command (Debian package openssl)")
-    tokens = TokenServer(tmp_path / "token-server", USERNAME, PASSWORD)
-    server = start_registry(tmp_path / "token-registry", tokens.registry_auth())
-    yield server, tokens
-    server.stop()
-    tokens.close()
 
 
 def test_bearer_token_pulls_a_private_model_and_is_never_logged(
@@ -179,16 +174,18 @@ def test_a_model_being_loaded_shows_as_loading(tmp_path: Path) -> None:
     app.state.runner = RunnerState(store, RegistryClient(store), scheduler.accelerator, settings, scheduler, None)  # type: ignore[arg-type]
     with TestClient(app) as client:
         load = client.portal.start_task_soon(scheduler.acquire, model, "docker.io/ai/held:latest")
-        while not scheduler.loading and not load.done():
-            time.sleep(0.01)
-        (entry,) = client.get("/engines/ps").json()
-        assert (entry["model_name"], entry["loading"], entry["in_use"]) == ("docker.io/ai/held:latest", True, False)
+        try:
+            while not scheduler.loading and not load.done():
+                time.sleep(0.01)
+            (entry,) = client.get("/engines/ps").json()
+        finally:
+            release.set()  # a failed assertion must not leave the load (and pytest's exit) waiting
+        assert (entry["model_name"], entry["loading"], entry["in_use"]) == ("ai/held:latest", True, False)
         assert (entry["last_used"], entry["keep_alive"], entry["context_size"]) == (
             "0001-01-01T00:00:00Z",
             "5m0s",
             None,
         )
-        release.set()
         scheduler.release(load.result(timeout=30))
         (entry,) = client.get("/engines/ps").json()
         assert (entry["loading"], entry["pid"]) == (False, 4242)

@@ -18,10 +18,10 @@ MODEL = "ai/smollm2"
 
 
 def loaded_models(base_url: str, seconds: float = 60) -> list[dict]:
-    """/engines/ps once something is loaded (or `seconds` passed)."""
+    """The loaded models of /engines/ps, once one is (or `seconds` passed); those still loading are left out."""
     deadline = time.monotonic() + seconds
     while True:
-        running = requests.get(f"{base_url}/engines/ps", timeout=10).json()
+        running = [model for model in requests.get(f"{base_url}/engines/ps", timeout=10).json() if not model["loading"]]
         if running or time.monotonic() > deadline:
             return running
         time.sleep(0.1)

@@ -56,8 +56,8 @@ def test_a_packaged_context_too_large_loads_with_the_largest_that_fits(budgeted:
 def test_a_configured_context_that_cannot_fit_is_a_507_with_the_sizes(budgeted: RunnerEnv) -> None:
     def settings() -> tuple[dict, int]:
         url = f"{budgeted.base_url}/engines/_configure"
-        [entry] = requests.get(url, params={"model": HUGE}, timeout=30).json()["models"]
-        return entry["configured"], entry["context_size"]
+        [entry] = requests.get(url, params={"model": HUGE}, timeout=30).json()
+        return entry["Config"], entry["context_size"]
 
     before = settings()
     response = requests.post(

@@ -47,6 +47,7 @@ def test_list_show_and_ps(client: ollama.Client) -> None:
     shown = client.show(MODEL)
     assert shown.details is not None and shown.details.family == "llama" and shown.details.quantization_level == "Q4_1"
     assert shown.modelinfo is not None and shown.modelinfo["llama.block_count"] == "30"
+    assert shown.capabilities == ["completion"]  # SmolLM2's template takes no tools and does not think
     client.chat(MODEL, messages=FRANCE, options=GREEDY)
     [loaded] = [entry for entry in client.ps().models if entry.model == "ai/smollm2"]
     assert loaded.size and loaded.expires_at is not None

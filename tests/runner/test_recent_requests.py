@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
+import pytest
 from starlette.requests import Request
 
 from docker_model.api_types import RequestRecord
+from docker_model.runner import recent_requests
 from docker_model.runner.api.access import is_inference
 from docker_model.runner.handover import Reports, read_reports
 from docker_model.runner.recent_requests import REDACTED, RecentRequests, Record
@@ -63,17 +66,41 @@ def test_bodies_over_the_cut_are_cut_and_marked() -> None:
     assert record.entry["response_truncated"] and not record.entry["request_truncated"]
 
 
+ONE, TWO = "sk-one-0123456789", "sk-two-0123456789"  # credentials as long as real ones
+
+
 def test_secrets_are_never_kept() -> None:
     store = RecentRequests()
-    body = chat("my key is sk-one and sk-two", api_key="sk-three", metadata={"X-Api-Key": "sk-four", "max_tokens": 3})
-    record = store.begin("sha256:a", request(authorization="Bearer sk-one", x_api_key="sk-two"), body)
-    entry = answered(store, record, b'{"echo": "sk-one", "password": "hunter2"}')
+    body = chat(f"my key is {ONE} and {TWO}", api_key="sk-three", metadata={"X-Api-Key": "sk-four", "max_tokens": 3})
+    record = store.begin("sha256:a", request(authorization=f"Bearer {ONE}", x_api_key=TWO), body)
+    entry = answered(store, record, f'{{"echo": "{ONE}", "password": "hunter2"}}'.encode())
     text = json.dumps(entry)
-    for secret in ("sk-one", "sk-two", "sk-three", "sk-four"):
+    for secret in (ONE, TWO, "sk-three", "sk-four"):
         assert secret not in text
     assert json.loads(entry["request"])["metadata"] == {"X-Api-Key": REDACTED, "max_tokens": 3}
     assert json.loads(entry["response"]) == {"echo": REDACTED, "password": REDACTED}
     assert "authorization" not in text.lower()
+
+
+@pytest.mark.parametrize("authorization", ["Bearer x", "Bearer none", "Bearer EMPTY", "Bearer", "Bearer ", "e"])
+def test_placeholder_credentials_rewrite_no_words(authorization: str) -> None:
+    """Local clients send `x`, `none` or `EMPTY` as their key: too short to be a secret, so the words that
+    contain them stay as they are, and so does the word Bearer."""
+    store = RecentRequests()
+    body = chat("explain xml, then none of the Bearer words", tool_choice="none")
+    entry = answered(store, store.begin("sha256:a", request(authorization=authorization), body), b'{"echo": "xml"}')
+    assert json.loads(entry["request"]) == body and json.loads(entry["response"]) == {"echo": "xml"}
+
+
+def test_keys_ending_like_a_secret_are_redacted_and_counts_are_not() -> None:
+    secrets = [
+        "hf_token", "secret_key", "openai_api_key", "aws_secret_access_key", "github_token", "id_token",
+        "passwd", "credentials", "credential", "cookie", "Authorization", "X-Api-Key", "refresh-token", "token",
+    ]  # fmt: skip
+    plain = ["max_tokens", "num_tokens", "max_completion_tokens", "top_k", "top_p", "prompt_cache_key", "keys"]
+    body = {"model": "m", **dict.fromkeys(secrets, "s3cr3t"), **dict.fromkeys(plain, 7)}
+    kept = json.loads(answered(RecentRequests(), RecentRequests().begin("sha256:a", request(), body), b"{}")["request"])
+    assert kept == {"model": "m", **dict.fromkeys(secrets, REDACTED), **dict.fromkeys(plain, 7)}
 
 
 def test_a_stream_of_chat_chunks_is_shown_as_the_answer_it_makes() -> None:
@@ -150,3 +177,60 @@ def test_the_worker_reports_the_start_of_its_answer_on_the_wire() -> None:
 
 def test_the_requests_route_needs_the_token_where_management_does() -> None:
     assert not is_inference("/engines/requests")
+
+
+def test_texts_are_written_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialising a request and assembling an answer of up to 2 MiB take milliseconds: never on the event
+    loop, neither when the answer is done nor when the records are served."""
+    writers: list[str] = []
+    for name in ("redacted", "assembled"):
+        original = getattr(recent_requests, name)
+
+        def spy(*args: Any, original: Any = original, name: str = name) -> Any:
+            writers.append(f"{name} in {'the loop' if threading.current_thread() is loop_thread else 'a thread'}")
+            return original(*args)
+
+        monkeypatch.setattr(recent_requests, name, spy)
+
+    async def scenario() -> dict[str, list[RequestRecord]]:
+        store = RecentRequests()
+        store.begin("sha256:a", request(), chat("still being answered"))
+        answering = store.begin("sha256:a", request(), chat("q", stream=True))
+        assert writers == []  # nothing written as the request is handed over
+        stream = sse({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+        report = Reports(200, "text/event-stream", True, stream, len(stream))
+        await store.finished(answering, report, lambda: "")
+        assert json.loads(answering.entry["response"])["choices"][0]["message"]["content"] == "hi"
+        return await store.snapshot("sha256:a")
+
+    loop_thread = threading.current_thread()  # asyncio.run runs the loop in this thread
+    served = asyncio.run(scenario())
+    assert [json.loads(entry["request"])["messages"][0]["content"] for entry in served["sha256:a"]] == [
+        "still being answered",
+        "q",
+    ]
+    assert writers and all(writer.endswith("in a thread") for writer in writers), writers
+
+
+def test_a_record_is_completed_when_its_request_is_cancelled_meanwhile() -> None:
+    async def scenario() -> RequestRecord:
+        store = RecentRequests()
+        record = store.begin("sha256:a", request(), chat("q"))
+        finishing = asyncio.ensure_future(store.finished(record, Reports(200, "application/json", True, b"{}", 2), str))
+        await asyncio.sleep(0)
+        finishing.cancel()
+        while store.finishing:
+            await asyncio.sleep(0.01)
+        return record.entry
+
+    entry = asyncio.run(scenario())
+    assert (entry["status_code"], entry["response"]) == (200, "{}")
+
+
+def test_a_deleted_models_records_go() -> None:
+    store = RecentRequests()
+    answered(store, store.begin("sha256:a", request(), chat("q")), b"{}")
+    answered(store, store.begin("sha256:b", request(), chat("q")), b"{}")
+    store.forget("sha256:a")
+    store.forget("sha256:never-recorded")
+    assert set(store.records()) == {"sha256:b"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -101,6 +102,7 @@ class RegistryClient:
         """
         ref = parse_reference(reference)
         if ref.digest is not None and self.store.has_model(ref.digest):
+            self.store.record_use({ref.digest: time.time()})  # pulled again: in use, as a first pull is
             return self.store.get(ref.digest)
         if ref.is_huggingface:
             hub = self._huggingface

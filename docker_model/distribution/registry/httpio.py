@@ -1,11 +1,15 @@
 """What every exchange with a registry shares: timeouts, failures worth a retry, who may see credentials,
-and reads bounded by a limit, so that no answer, however long or slow, is taken in whole on trust.
+and reads bounded by a limit, so that no answer, however long or slow, is taken in whole on trust; and one
+GET of a JSON document with those limits (`get_json`), for the web APIs that are no registry (search).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -76,3 +80,78 @@ def read_limited(response: requests.Response, limit: int, what: str, announced: 
     if len(body) > limit:
         raise AnswerTooLargeError(what, limit, announced)
     return body
+
+
+MAX_REDIRECTS = 5  # `get_json` follows this many on the same server
+
+
+class StatusError(Exception):
+    """`get_json` was answered with another status than 200: `HTTP 503 Service Unavailable`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}".rstrip())
+        self.status = status
+
+
+class RedirectError(Exception):
+    """`get_json` was redirected to another server, or too many times: not followed."""
+
+
+class NotJSONError(ValueError):
+    """A body that is not JSON; `start` holds its first bytes, to name what came instead."""
+
+    def __init__(self, what: str, body: bytes) -> None:
+        super().__init__(f"{what} is not JSON ({body[:40]!r})")
+        self.start = body[:40]
+
+
+def read_json(response: requests.Response, limit: int, what: str) -> Any:
+    """The JSON document of a streamed `response`, read with `read_limited`; NotJSONError when it is not one."""
+    body = read_limited(response, limit, what)
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise NotJSONError(what, body) from None
+
+
+def redirect_target(response: requests.Response) -> str:
+    """Where a redirect of `response` leads, when that is the same server (scheme, host and port)."""
+    try:
+        location = urljoin(response.url, response.headers["Location"])
+        target, here = origin(location), origin(response.url)
+    except ValueError:
+        raise RedirectError("redirected to an address that is not a URL: not followed") from None
+    if target != here:
+        scheme, host, port = target
+        raise RedirectError(f"redirected to another server ({scheme}://{host}:{port}): not followed")
+    return location
+
+
+def get_json(
+    session: requests.Session,
+    url: str,
+    what: str,
+    limit: int,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """The JSON document a GET of `url` answers with 200, read up to `limit` bytes (`read_json`).
+
+    Redirects are followed on the same server only (scheme, host and port: never HTTPS to HTTP), MAX_REDIRECTS
+    at most, else a RedirectError. Another status than 200 is a StatusError, a network error or a body cut
+    short a TransientError.
+    """
+    sent = {"Accept": "application/json", **(headers or {})}
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            with session.get(
+                url, params=params, headers=sent, timeout=TIMEOUT, stream=True, allow_redirects=False
+            ) as response:
+                if not response.is_redirect:
+                    if response.status_code != 200:
+                        raise StatusError(response.status_code, response.reason or "")
+                    return read_json(response, limit, what)
+                url, params = redirect_target(response), None  # the redirect's URL carries the query
+        except NETWORK_ERRORS as exc:
+            raise TransientError(exc) from exc
+    raise RedirectError(f"redirected more than {MAX_REDIRECTS} times: not followed")

@@ -9,7 +9,6 @@ sha256 is known in advance, so they resume and verify the same way). `HF_TOKEN` 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from docker_model.distribution.registry.httpio import (
     TIMEOUT,
     TransientError,
     may_carry_credentials,
-    read_limited,
+    read_json,
 )
 from docker_model.distribution.registry.transport import retrying
 from docker_model.distribution.store import Store
@@ -127,7 +126,7 @@ class HuggingFace:
     def api(self, path: str, repo: str) -> Any:
         """The JSON answer of the API at `path`, read up to MAX_API_BYTES."""
         with self.get(f"{self.endpoint}/api/{path}", f"hf.co/{repo}") as response:
-            return json.loads(read_limited(response, MAX_API_BYTES, f"the answer of {self.endpoint}/api/{path}"))
+            return read_json(response, MAX_API_BYTES, f"the answer of {self.endpoint}/api/{path}")
 
     def files(self, repo: str) -> list[RepoFile]:
         entries = self.api(f"models/{repo}/tree/main?recursive=true", repo)
@@ -174,24 +173,26 @@ def pull_huggingface(
     created = retry(lambda: hub.last_modified(repo), cancel)
     tracker = ProgressTracker(progress, sum(f.size for f in chosen))
     stop = Cancellation(cancel)
-    for f in chosen:
-        url, what = hub.file_url(repo, f.path), f"hf.co/{repo}/{f.path}"
-        download_blob(
-            store.blobs,
-            f"sha256:{f.sha256}",
-            f.size,
-            functools.partial(hub.get, url, what),
-            lambda action: retry(action, stop),
-            tracker,
-            stop,
-        )
 
     def layer(f: RepoFile, media_type: str) -> artifact.Layer:
         digest = f"sha256:{f.sha256}"
         return layer_from_file(store.blobs.path(digest), media_type, name=f.name, mtime=created, digest=digest)
 
-    layers = [layer(f, artifact.GGUF) for f in weights]
-    if mmproj is not None:
-        layers.append(layer(mmproj, artifact.MMPROJ))
-    config = model_config([store.blobs.path(la.digest) for la in layers[: len(weights)]])
-    return store.write_artifact(artifact.build_artifact(config, layers, created), [str(ref)])
+    # Held until the model is recorded: no removal or repair deletes a file downloaded (or found) meanwhile.
+    with store.pinned(f"sha256:{f.sha256}" for f in chosen):
+        for f in chosen:
+            url, what = hub.file_url(repo, f.path), f"hf.co/{repo}/{f.path}"
+            download_blob(
+                store.blobs,
+                f"sha256:{f.sha256}",
+                f.size,
+                functools.partial(hub.get, url, what),
+                lambda action: retry(action, stop),
+                tracker,
+                stop,
+            )
+        layers = [layer(f, artifact.GGUF) for f in weights]
+        if mmproj is not None:
+            layers.append(layer(mmproj, artifact.MMPROJ))
+        config = model_config([store.blobs.path(la.digest) for la in layers[: len(weights)]])
+        return store.write_artifact(artifact.build_artifact(config, layers, created), [str(ref)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -107,6 +108,7 @@ def pull_model(
     model_id = sha256_digest(raw)
     if store.has_model(model_id):
         store.add_tags(model_id, tags)
+        store.record_use({model_id: time.time()})  # pulled again: in use, as a first pull is
         return store.get(model_id)
 
     config = manifest["config"]
@@ -136,10 +138,12 @@ def pull_model(
             stop.set()  # one failed layer stops the others; their partial files stay for a resume
             raise
 
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_LAYERS, len(layers)))) as pool:
-        futures = [pool.submit(pull_layer, layer.digest, layer.size) for layer in layers]
-    errors = [error for future in futures if (error := future.exception()) is not None]
-    if errors:  # the layer that failed first matters, not the ones it stopped
-        raise next((e for e in errors if not isinstance(e, PullCancelledError)), errors[0])
-    store.blobs.write_bytes(config["digest"], config_bytes)  # only now: a failed pull leaves no config behind
-    return store.record(raw, tags)
+    # Until the model is recorded no model lists its blobs: held, no removal or repair deletes one meanwhile.
+    with store.pinned([config["digest"], *(layer["digest"] for layer in manifest.get("layers", []))]):
+        with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_LAYERS, len(layers)))) as pool:
+            futures = [pool.submit(pull_layer, layer.digest, layer.size) for layer in layers]
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:  # the layer that failed first matters, not the ones it stopped
+            raise next((e for e in errors if not isinstance(e, PullCancelledError)), errors[0])
+        store.blobs.write_bytes(config["digest"], config_bytes)  # only now: a failed pull leaves no config behind
+        return store.record(raw, tags)

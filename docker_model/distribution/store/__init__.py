@@ -2,6 +2,11 @@
 
 Reads need no lock (every file is replaced atomically); writes to the index, manifests and bundles hold
 an exclusive file lock on `<root>/.lock`, and blob downloads lock their own `.incomplete` file.
+
+A pull or a load writes a model's blobs (or finds them present) before it records the model in the index:
+meanwhile no model lists them. It pins them (`Store.pinned`) until it is done, so that no removal deletes
+them (removing another model that shares them, a failed load's clean-up, `check --repair`) and the check
+does not count them as leftovers.
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 import builtins
 import json
 import shutil
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -61,6 +68,8 @@ class Store:
         self.layout = Layout(self.root)
         self.blobs = BlobStore(self.layout)
         self.manifests = ManifestStore(self.layout)
+        self._pins: Counter[str] = Counter()  # digest -> how many pulls and loads under way hold it
+        self._pins_lock = threading.Lock()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -68,6 +77,43 @@ class Store:
         self.layout.ensure()
         with exclusive(self.layout.lock_file):
             yield
+
+    @contextmanager
+    def pinned(self, digests: Iterable[str] = ()) -> Iterator[Callable[[str], None]]:
+        """Hold `digests`, and each digest given to the function yielded, for the block: blobs a pull or a
+        load writes or finds present, before it records its model. Pin a digest before looking for its
+        blob, so that no removal comes in between."""
+        held: builtins.list[str] = []
+
+        def pin(digest: str) -> None:
+            with self._pins_lock:
+                self._pins[digest] += 1
+            held.append(digest)
+
+        try:
+            for digest in digests:
+                pin(digest)
+            yield pin
+        finally:
+            with self._pins_lock:
+                self._pins.subtract(held)
+                for digest in set(held):
+                    if self._pins[digest] <= 0:
+                        del self._pins[digest]
+
+    def pinned_digests(self) -> frozenset[str]:
+        with self._pins_lock:
+            return frozenset(self._pins)
+
+    def remove_unpinned_blobs(self, digests: Iterable[str]) -> builtins.list[str]:
+        """Remove those of `digests` no pull or load holds; return those removed. Call under the store lock."""
+        removed = []
+        with self._pins_lock:  # no pin comes between the look and the removal
+            for digest in digests:
+                if digest not in self._pins:
+                    self.blobs.remove(digest)
+                    removed.append(digest)
+        return removed
 
     def read_index(self) -> Index:
         return read_index(self.layout.index_file)
@@ -185,9 +231,7 @@ class Store:
             self.write_index(index)  # the index never names a model whose files are going
             self.manifests.remove(entry.id)
             remove_bundle(self.layout, entry.id)
-            for digest in entry.files:
-                if digest not in in_use:
-                    self.blobs.remove(digest)
+            self.remove_unpinned_blobs(digest for digest in entry.files if digest not in in_use)
         return [("Untagged", t) for t in entry.tags] + [("Deleted", entry.id)]
 
     def record(self, manifest_bytes: bytes, tags: Iterable[str] = ()) -> Model:
@@ -213,39 +257,40 @@ class Store:
     def write_artifact(self, artifact: Artifact, tags: Iterable[str] = ()) -> Model:
         """Store a packaged artifact: config, layers (copied from their sources), then the manifest."""
         self.layout.ensure()
-        self.blobs.write_bytes(artifact.config_digest, artifact.config_bytes)
-        for layer in artifact.layers:
-            if self.blobs.has(layer.digest):
-                continue
-            if layer.source is None:
-                raise DistributionError(f"layer {layer.digest} has no local file to store")
-            self.blobs.write_file(layer.digest, layer.source)
-        return self.record(artifact.manifest_bytes, tags)
+        with self.pinned([artifact.config_digest, *(layer.digest for layer in artifact.layers)]):
+            self.blobs.write_bytes(artifact.config_digest, artifact.config_bytes)
+            for layer in artifact.layers:
+                if self.blobs.has(layer.digest):
+                    continue
+                if layer.source is None:
+                    raise DistributionError(f"layer {layer.digest} has no local file to store")
+                self.blobs.write_file(layer.digest, layer.source)
+            return self.record(artifact.manifest_bytes, tags)
 
     def load(self, tar_stream: BinaryIO, tags: Iterable[str] = ()) -> Model:
         """Store a model sent as an archive: the OCI image layout `docker model save` writes, or DMR's tar of
         `blobs/sha256/<hex>` files and `manifest.json`. Tagged with the names the archive gives and `tags`.
 
-        A refused archive leaves the store as it was: the blobs it added are removed again.
+        A refused archive leaves the store as it was: the blobs it added are removed again (but those another
+        load or pull holds meanwhile).
         """
         from docker_model.distribution.store.oci_layout import read_archive
 
         tags = builtins.list(tags)
         written: builtins.list[str] = []
         try:
-            received = read_archive(self.blobs, tar_stream, written, named=bool(tags))
-            model = self.record(received.manifest, [*received.tags, *tags])
+            with self.pinned() as pin:
+                received = read_archive(self.blobs, tar_stream, written, named=bool(tags), pin=pin)
+                model = self.record(received.manifest, [*received.tags, *tags])
         finally:
             self._remove_unused(written)  # all of them after a failure; the manifest's copy as a blob after success
         return model
 
     def _remove_unused(self, digests: Iterable[str]) -> None:
-        """Remove those of `digests` no listed model uses."""
+        """Remove those of `digests` no listed model uses and no pull or load holds."""
         with self.locked():
             in_use = self.read_index().blobs_in_use()
-            for digest in digests:
-                if digest not in in_use:
-                    self.blobs.remove(digest)
+            self.remove_unpinned_blobs(digest for digest in digests if digest not in in_use)
 
     def record_use(self, uses: dict[str, float]) -> None:
         """Record when models were last used (model ID -> unix time), for `prune`."""

@@ -37,7 +37,8 @@ def check_store(store: Store, repair: bool) -> CheckReport:
     """Report (and with `repair`, fix) damage. Call under the store lock.
 
     A model with a missing or corrupt file is dropped on repair (pull it again); unused blobs and
-    manifests, stale partial downloads and temp files, and damaged bundles are deleted.
+    manifests, stale partial downloads and temp files, and damaged bundles are deleted. Blobs a pull or a
+    load under way holds (`Store.pinned`) are none of these: it records them in a moment.
     """
     report = CheckReport()
     problems = report.problems
@@ -67,8 +68,7 @@ def check_store(store: Store, repair: bool) -> CheckReport:
                 index.remove(entry.id)
                 store.manifests.remove(entry.id)
                 remove_bundle(store.layout, entry.id)
-                for digest in broken:
-                    store.blobs.remove(digest)
+                store.remove_unpinned_blobs(broken)
             continue
         if store.layout.bundle(entry.id).exists() and not bundle_is_intact(store.layout, store.model_for(entry)):
             problems.append(f"model {names}: runtime bundle damaged" + ("; removed it" if repair else ""))
@@ -92,10 +92,10 @@ def _leftovers(store: Store, index: Index, repair: bool) -> list[str]:
     problems = []
     used = index.blobs_in_use()
     ids = {m.id for m in index.models}
-    for digest in sorted(set(store.blobs.digests()) - used):
+    for digest in sorted(set(store.blobs.digests()) - used - store.pinned_digests()):
+        if repair and not store.remove_unpinned_blobs([digest]):
+            continue  # a pull or load pinned it since: its model is recorded in a moment
         problems.append(f"blob {digest} is used by no model" + ("; deleted it" if repair else ""))
-        if repair:
-            store.blobs.remove(digest)
     for model_id in sorted(set(store.manifests.ids()) - ids):
         problems.append(f"manifest {model_id} belongs to no listed model" + ("; deleted it" if repair else ""))
         if repair:

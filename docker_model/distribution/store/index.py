@@ -41,17 +41,17 @@ class Index:
 
     def tag(self, model_id: str, tag: str) -> None:
         """Give `tag` to the model `model_id`, taking it from whichever model had it."""
-        self.untag(tag)
         entry = self.find(model_id)
         if entry is None:
             raise KeyError(model_id)
+        self.untag(tag)
         entry.tags.append(tag)
 
     def untag(self, tag: str) -> IndexEntry | None:
-        """Remove `tag`; return the model that had it."""
+        """Remove `tag` wherever it is; return the (first) model that had it."""
         owner = self.with_tag(tag)
-        if owner is not None:
-            owner.tags.remove(tag)
+        for entry in self.models:
+            entry.tags[:] = [t for t in entry.tags if t != tag]
         return owner
 
     def remove(self, model_id: str) -> None:
@@ -70,14 +70,27 @@ def read_index(path: Path) -> Index:
     except ValueError as exc:
         raise StoreCorruptError(path, f"not JSON: {exc}") from None
     try:
-        return Index(
-            [
-                IndexEntry(m["id"], [*dict.fromkeys(map(current_tag, m.get("tags") or []))], list(m.get("files") or []))
-                for m in document["models"]
-            ]
-        )
-    except (KeyError, TypeError) as exc:
+        stored = [(m["id"], list(m.get("tags") or []), list(m.get("files") or [])) for m in document["models"]]
+        tags = _tags_once([entry_tags for _, entry_tags, _ in stored])
+    except (KeyError, TypeError, AttributeError) as exc:  # AttributeError: a tag that is not a string
         raise StoreCorruptError(path, f"unexpected structure: {exc!r}") from None
+    return Index([IndexEntry(model_id, owned, files) for (model_id, _, files), owned in zip(stored, tags, strict=True)])
+
+
+def _tags_once(stored: list[list[str]]) -> list[list[str]]:
+    """Each entry's tags in today's form, each tag kept by one entry only: two entries may have held one
+    tag in its two forms (`hf.co/...` and `huggingface.co/...`); the one that held it in today's form keeps
+    it, else the first."""
+    owner: dict[str, int] = {}
+    for today_only in (True, False):
+        for number, tags in enumerate(stored):
+            for tag in tags:
+                if not today_only or current_tag(tag) == tag:
+                    owner.setdefault(current_tag(tag), number)
+    return [
+        [*dict.fromkeys(current for tag in tags if owner[current := current_tag(tag)] == number)]
+        for number, tags in enumerate(stored)
+    ]
 
 
 def write_index(path: Path, index: Index) -> None:

@@ -7,7 +7,8 @@ file and the blobs and skips the rest, so either tool loads what the other saved
 
 Reading takes either form (an OCI layout, or DMR's blobs and `manifest.json`) from a stream, front to
 back: each blob goes to the store as it arrives, verified against its name (never held in memory), and
-the blobs stored for an archive that is then refused are removed by the caller (`Store.load`).
+the blobs stored for an archive that is then refused are removed by the caller (`Store.load`), which pins
+each blob the archive holds (`Store.pinned`) until the model is recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import json
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -174,6 +175,7 @@ class Received:
 class _Reading:
     blobs: BlobStore
     written: list[str]  # blobs this archive added to the store, in order
+    pin: Callable[[str], None]  # holds a blob against removal until the caller records the model
     layout: bytes | None = None
     index: bytes | None = None
     manifest: bytes | None = None
@@ -186,6 +188,7 @@ class _Reading:
             self.blob(f"sha256:{match[1]}", data)
 
     def blob(self, digest: str, data: BinaryIO) -> None:
+        self.pin(digest)
         if self.blobs.has(digest):  # the store holds it already: the archive's copy must match it still
             hasher = hashlib.sha256()
             while chunk := data.read(_CHUNK):
@@ -200,13 +203,20 @@ class _Reading:
         self.written.append(digest)
 
 
-def read_archive(blobs: BlobStore, stream: BinaryIO, written: list[str], named: bool = False) -> Received:
-    """Store the blobs of an archive (appending to `written` those it added) and return its model.
+def read_archive(
+    blobs: BlobStore,
+    stream: BinaryIO,
+    written: list[str],
+    named: bool = False,
+    pin: Callable[[str], None] = lambda digest: None,
+) -> Received:
+    """Store the blobs of an archive (appending to `written` those it added, and giving `pin` each blob it
+    writes or finds present, before it looks) and return its model.
 
     `named`: the caller tags the model itself, so a name in `index.json` that is a bare tag (`latest`,
     as some tools write it) is left out rather than refused.
     """
-    reading = _Reading(blobs, written)
+    reading = _Reading(blobs, written, pin)
     read_tar(stream, reading.file)
     if reading.index is not None:
         raw, names = _from_layout(reading)

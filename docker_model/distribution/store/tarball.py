@@ -74,7 +74,8 @@ def read_tar(stream: BinaryIO, on_file: Callable[[str, tarfile.TarInfo, BinaryIO
 
 
 def write_model_tar(artifact: Artifact, sink: BinaryIO) -> None:
-    """Write an artifact as `read_model_tar` reads it: config and layer blobs, then `manifest.json` last."""
+    """Write an artifact as `oci_layout.read_archive` reads it: config and layer blobs, then `manifest.json`
+    last."""
     with tarfile.open(fileobj=sink, mode="w|") as archive:
         _add_bytes(archive, f"blobs/sha256/{artifact.config_digest.removeprefix('sha256:')}", artifact.config_bytes)
         for layer in artifact.layers:

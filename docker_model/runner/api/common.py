@@ -61,5 +61,21 @@ async def read_body(request: Request, shape: type[Body]) -> Body:
         raise APIError(400, f"{where!r} {problem}", param=where) from None
 
 
+# A query flag as Docker Model Runner reads one (Go's strconv.ParseBool, any case); the name alone is true.
+FLAG_VALUES = {"": True, "1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """The boolean query parameter `name`, false when absent; a value that is not a boolean is a 400 naming
+    it, never read as false."""
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    flag = FLAG_VALUES.get(value.lower())
+    if flag is None:
+        raise APIError(400, f"{name}={value!r} is not a boolean: use {name}=true or {name}=false", param=name)
+    return flag
+
+
 def state_of(request: Request) -> RunnerState:
     return request.app.state.runner

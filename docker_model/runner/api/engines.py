@@ -23,13 +23,14 @@ from docker_model.api_types import (
 )
 from docker_model.distribution import ModelNotFoundError
 from docker_model.distribution.config_fields import trained_context_length
+from docker_model.reference import familiar_name
 from docker_model.runner.api.common import read_body, state_of
 from docker_model.runner.listeners import ListenError
 from docker_model.runner.model_settings import ModelSettings, effective_keep_alive
 from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.runner.scheduler import LoadedModel
 from docker_model.runner.shared.error_body import APIError
-from docker_model.units import parse_duration
+from docker_model.units import go_duration, parse_duration
 
 BACKEND_NAME = "llama.cpp"
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Docker Model Runner (Go) writes "never": a model still loading
@@ -71,7 +72,8 @@ async def engines_ps(request: Request) -> JSONResponse:
             model = await asyncio.to_thread(state.store.get, model_id)
         except ModelNotFoundError:  # removed while it loads: its load fails
             continue
-        running.append(_loading(model_id, model.tags[0] if model.tags else model_id, state.settings.get(model_id)))
+        name = familiar_name(model.tags[0]) if model.tags else model_id  # as a loaded model's is shown
+        running.append(_loading(model_id, name, state.settings.get(model_id)))
     return JSONResponse(running)
 
 
@@ -116,20 +118,6 @@ def _loading(model_id: str, name: str, settings: ModelSettings) -> RunningModel:
     }
 
 
-def go_duration(seconds: float) -> str:
-    """A keep-alive as Go writes a duration (`5m0s`, `1h30m0s`, `30s`, `500ms`), `-1` for never."""
-    if seconds < 0:
-        return "-1"
-    if 0 < seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{secs:g}s"
-    if hours or minutes:
-        text = f"{int(minutes)}m{text}"
-    return f"{int(hours)}h{text}" if hours else text
-
-
 async def engines_df(request: Request) -> JSONResponse:
     store = state_of(request).store
     models, engine = await asyncio.gather(asyncio.to_thread(store.disk_usage), asyncio.to_thread(engine_disk_usage))
@@ -164,14 +152,18 @@ def checked_runtime_flags(flags: list[str], field: str = "runtime-flags") -> lis
 
 def requested_runtime_flags(body: ConfigureRequest) -> list[str] | None:
     """The runtime flags a configure body sets (None: it sets none), given as a list or, as Compose's provider
-    sends them, as one shell-quoted string (`raw-runtime-flags`); both at once are refused."""
-    given = [key for key in ("runtime-flags", "runtime_flags", "raw-runtime-flags") if body.get(key) is not None]
+    sends them, as one shell-quoted string (`raw-runtime-flags`). As Docker Model Runner (Go's `omitempty`)
+    reads them, an empty string or list counts as not given beside the other, and a non-empty list is used
+    before the string; both non-empty is refused. An empty string alone sets none; an empty list alone
+    clears them (`docker model configure MODEL --`)."""
+    keys = ("runtime-flags", "runtime_flags", "raw-runtime-flags")
+    given = [key for key in keys if body.get(key)]
     if len(given) > 1:
         raise APIError(400, f"give the runtime flags once: {' and '.join(given)} were both given", param=given[-1])
     raw = body.get("raw-runtime-flags")
-    if raw is None:
-        flags = body.get("runtime-flags", body.get("runtime_flags"))
-        return None if flags is None else checked_runtime_flags(flags)
+    if not raw:
+        lists = [flags for flags in (body.get("runtime-flags"), body.get("runtime_flags")) if flags is not None]
+        return checked_runtime_flags(max(lists, key=len)) if lists else None  # the non-empty one, if any
     try:
         split = shlex.split(raw)
     except ValueError as error:  # an unclosed quote

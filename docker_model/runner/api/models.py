@@ -25,9 +25,9 @@ from starlette.routing import Route
 from docker_model import distribution
 from docker_model.api_types import Capability, CreateRequest, ModelInfo, TagResult
 from docker_model.distribution import Model, ProgressEvent, Store
-from docker_model.distribution.capabilities import stored_capabilities
+from docker_model.distribution.capabilities import forget_capabilities, stored_capabilities
 from docker_model.reference import InvalidReferenceError, parse_reference
-from docker_model.runner.api.common import read_body, state_of
+from docker_model.runner.api.common import query_flag, read_body, state_of
 from docker_model.runner.api.error_table import free_bytes, status_for, storage_problem
 from docker_model.runner.api.inference import PRELOAD_ONLY_HEADER
 from docker_model.runner.api.progress import stream_job
@@ -36,8 +36,6 @@ from docker_model.runner.state import RunnerState
 from docker_model.units import human_bytes
 
 ROUTE_WORDS = ("create", "load", "purge")
-# A query flag as Docker Model Runner reads it (Go's ParseBool, any case; the name alone is true).
-BOOLEANS = {"": True, "1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 MODEL_SIZE_HEADER = "x-model-size"  # bytes of the model a `POST /models/load` sends, for an early room check
 
 
@@ -77,12 +75,14 @@ def info(model: Model, capabilities: list[Capability]) -> ModelInfo:
 
 
 async def create_model(request: Request) -> Response:
-    """Pulls `from`, with `bearer-token` (if given) as the registry's or Hugging Face's token."""
-    if PRELOAD_ONLY_HEADER in request.headers:
+    """Pulls `from`, with `bearer-token` (if given) as the registry's or Hugging Face's token.
+    `X-Preload-Only: true` is refused (it loads a model for an inference request); any other value is
+    ignored, as Docker Model Runner ignores the header here."""
+    if request.headers.get(PRELOAD_ONLY_HEADER, "").lower() == "true":
         raise APIError(
             400,
-            f"{PRELOAD_ONLY_HEADER} loads a model for an inference request (POST /engines/v1/chat/completions), "
-            "it does nothing on /models/create: send it there, or leave it out",
+            f"{PRELOAD_ONLY_HEADER}: true loads a model for an inference request (POST /engines/v1/chat/completions "
+            "and the other inference routes), it does nothing on /models/create: send it there, or leave it out",
             param=PRELOAD_ONLY_HEADER,
         )
     body = await read_body(request, CreateRequest)
@@ -92,12 +92,24 @@ async def create_model(request: Request) -> Response:
     parse_reference(source)
     registry = state_of(request).registry
     token = body.get("bearer-token") or None  # as Docker Model Runner reads it: empty means none
+    if token is not None and not header_safe(token):
+        raise APIError(  # the token itself is never repeated: it may be the client's secret, pasted wrong
+            400,
+            '"bearer-token" holds whitespace, control characters or characters outside Latin-1, which no token '
+            "has and no HTTP header can carry: send the token alone, as its registry issued it",
+            param="bearer-token",
+        )
 
     def pull(progress: Callable[[ProgressEvent], None], cancel: threading.Event) -> str:
         registry.pull(source, progress=progress, cancel=cancel, bearer_token=token)
         return "Model pulled successfully"
 
     return await stream_job("Downloaded", pull)
+
+
+def header_safe(token: str) -> bool:
+    """Whether `token` can go into an `Authorization` header as it is."""
+    return all(not char.isspace() and char.isprintable() and ord(char) <= 0xFF for char in token)
 
 
 async def list_models(request: Request) -> JSONResponse:
@@ -108,26 +120,14 @@ async def list_models(request: Request) -> JSONResponse:
 async def get_model(request: Request) -> JSONResponse:
     """A stored model; with `?remote=true`, the model as its registry holds it, read without pulling it."""
     name, state = model_name(request), state_of(request)
-    if remote(request):
+    if query_flag(request, "remote"):
         model, capabilities = await asyncio.to_thread(state.registry.remote, name)
         return JSONResponse(info(model, capabilities))
     return JSONResponse(await asyncio.to_thread(lambda: model_json(state.store.get(name), state.store)))
 
 
-def remote(request: Request) -> bool:
-    """`?remote=true`: look the model up in its registry. A value that is not a boolean is refused."""
-    value = request.query_params.get("remote", "false").lower()
-    if value not in BOOLEANS:
-        raise APIError(400, f"remote={value!r} is not a boolean: use remote=true or remote=false", param="remote")
-    return BOOLEANS[value]
-
-
-def forced(request: Request) -> bool:
-    return request.query_params.get("force", "").lower() in ("1", "true", "yes")
-
-
 async def delete_model(request: Request) -> JSONResponse:
-    events = await remove_model(state_of(request), model_name(request), forced(request))
+    events = await remove_model(state_of(request), model_name(request), query_flag(request, "force"))
     return JSONResponse([{kind: value} for kind, value in events])
 
 
@@ -146,8 +146,19 @@ async def remove_model(state: RunnerState, name: str, force: bool) -> list[tuple
         )
     events = await asyncio.to_thread(state.store.remove, name, force)
     if any(kind == "Deleted" for kind, _ in events):
-        await state.scheduler.forget(model.id)
+        await forget_models(state, [model.id])
     return events
+
+
+async def forget_models(state: RunnerState, model_ids: list[str]) -> None:
+    """Drop what the runner keeps of models that were deleted (`rm`, `purge`, `prune`, `check --repair`): their
+    workers stop, and their recent requests and capabilities go, so that a model pulled again starts afresh."""
+    if not model_ids:
+        return
+    await state.scheduler.unload(model_ids)
+    for model_id in model_ids:
+        state.recent_requests.forget(model_id)
+        forget_capabilities(model_id)
 
 
 async def tag_model(request: Request) -> JSONResponse:
@@ -226,7 +237,7 @@ def load_room(root: Path, declared_size: str) -> int:
 
 async def purge_models(request: Request) -> JSONResponse:
     """Deletes every model; only with `?force=true`, so that no plain DELETE of a model can purge."""
-    if not forced(request):
+    if not query_flag(request, "force"):
         raise APIError(
             400,
             "purging deletes every model: confirm with DELETE /models/purge?force=true; "
@@ -237,6 +248,7 @@ async def purge_models(request: Request) -> JSONResponse:
     models = await asyncio.to_thread(state.store.list)
     await state.scheduler.unload_all()
     await asyncio.to_thread(state.store.purge)
+    await forget_models(state, [model.id for model in models])
     return JSONResponse({"message": "Model store purged", "deleted": [model.id for model in models]})
 
 

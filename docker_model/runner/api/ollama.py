@@ -18,8 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from docker_model import __version__
-from docker_model.api_types import ProgressLine
+from docker_model.api_types import Capability, ProgressLine
 from docker_model.distribution import Model, ProgressEvent
+from docker_model.distribution.capabilities import stored_capabilities
 from docker_model.reference import familiar_name, parse_reference
 from docker_model.runner.api.common import state_of
 from docker_model.runner.api.inference import find_model, hand_over, json_body
@@ -96,13 +97,24 @@ def _running(loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
+OLLAMA_CAPABILITY: dict[Capability, str] = {  # this runner's names -> Ollama's
+    "chat": "completion",
+    "embeddings": "embedding",
+    "tools": "tools",
+    "vision": "vision",
+    "reasoning": "thinking",
+}
+
+
 async def show(request: Request) -> JSONResponse:
     _, payload = await json_body(request)
     model = await find_model(request, _string_field(payload, "model"))
-    bundle = await asyncio.to_thread(state_of(request).store.bundle, model)
+    store = state_of(request).store
+    bundle = await asyncio.to_thread(store.bundle, model)
     template = bundle.template_path.read_text() if bundle.template_path else ""
     metadata = model.config.get("gguf") or {}
-    capabilities = ["completion", *(["tools"] if "tools" in template else [])]
+    found = await asyncio.to_thread(stored_capabilities, model, store.blobs.path)
+    capabilities = [OLLAMA_CAPABILITY[name] for name in found]
     return JSONResponse(
         {
             "modelfile": "",

@@ -12,12 +12,14 @@ from starlette.routing import Route
 
 from docker_model.api_types import ConfiguredModels, FitReport, MemoryParts, ModelSettingsInfo
 from docker_model.distribution import Model
+from docker_model.distribution.capabilities import stored_capabilities
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.reference import familiar_name
 from docker_model.runner.api.common import state_of
+from docker_model.runner.api.engines import BACKEND_NAME
 from docker_model.runner.fit import Fit, ModelDoesNotFit
 from docker_model.runner.memory_estimate import MemoryEstimate
-from docker_model.runner.model_settings import ModelSettings, effective_keep_alive
+from docker_model.runner.model_settings import ModelSettings, backend_config, effective_keep_alive
 from docker_model.runner.shared.error_body import APIError
 
 
@@ -26,12 +28,12 @@ def name_of(model: Model) -> str:
 
 
 async def configured_settings(request: Request) -> JSONResponse:
-    """Every model's settings (or the one `?model=` names): configured, in effect, and why."""
+    """Every model's settings (or the one `?model=` names): configured, in effect, and why. Docker Model
+    Runner lists only the models `configure` set something for; this lists them all."""
     state = state_of(request)
     name = request.query_params.get("model")
     models = [await asyncio.to_thread(state.store.get, name)] if name else await asyncio.to_thread(state.store.list)
-    entries = [await _settings_info(request, model) for model in models]
-    configured: ConfiguredModels = {"models": entries}
+    configured: ConfiguredModels = [await _settings_info(request, model) for model in models]
     return JSONResponse(configured)
 
 
@@ -44,20 +46,18 @@ async def _settings_info(request: Request, model: Model) -> ModelSettingsInfo:
         reason = found.reason
     except ModelDoesNotFit as error:
         fit, reason = None, f"does not fit: {error}"
+    capabilities = await asyncio.to_thread(stored_capabilities, model, state.store.blobs.path)
     return {
-        "model": model.id,
-        "name": name_of(model),
+        "Backend": BACKEND_NAME,
+        "Model": name_of(model),
+        "ModelID": model.id,
+        "Mode": "embedding" if "embeddings" in capabilities else "completion",
+        "Config": backend_config(settings),
         "context_size": fit.ctx_per_seq if fit else None,
         "sequences": fit.parallel if fit else None,
         "reason": reason,
         "loaded": model.id in state.scheduler.loaded,
         "keep_alive": effective_keep_alive(settings),
-        "runtime_flags": settings.runtime_flags,
-        "configured": {
-            "context_size": settings.context_size,
-            "keep_alive": settings.keep_alive,
-            "runtime_flags": settings.runtime_flags,
-        },
     }
 
 
