@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.docker_cli",
     "tests.fixtures.runner",
     "tests.fixtures.token_registry",
+    "tests.fixtures.search_services",
 ]

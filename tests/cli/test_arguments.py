@@ -3,24 +3,12 @@ Every case here must fail before any request: each test checks that no runner wa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from docker_model.cli.client import model_path, qualified
 from docker_model.cli.main import cli, main
 from docker_model.cli.manage import flags_separator_given
-from tests.fixtures.registry import free_port
-from tests.fixtures.runner import RunnerEnv
-
-
-@pytest.fixture
-def nowhere(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """An environment whose runner would have its own port and state, to show none was started."""
-    yield RunnerEnv(free_port(), tmp_path / "models", tmp_path / "state").variables()
-    assert not (tmp_path / "state").exists(), "a runner was started"
 
 
 @pytest.mark.parametrize(

@@ -3,22 +3,11 @@ checks that no runner was started. Through the docker CLI and a real runner: tes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from docker_model.cli.bench import concurrency_levels
 from docker_model.cli.main import cli
-from tests.fixtures.registry import free_port
-from tests.fixtures.runner import RunnerEnv
-
-
-@pytest.fixture
-def nowhere(tmp_path: Path) -> Iterator[dict[str, str]]:
-    yield RunnerEnv(free_port(), tmp_path / "models", tmp_path / "state").variables()
-    assert not (tmp_path / "state").exists(), "a runner was started"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -92,21 +91,6 @@ def test_configure_keep_alive_never_and_bad_flags(chat_cli: DockerCLI) -> None:
     assert refused.returncode == 1
     assert "runtime flag --rpc is not allowed" in refused.stderr
     chat_cli.run("model", "configure", "--keep-alive", "5m", MODEL)
-
-
-@pytest.fixture
-def repl(chat_cli: DockerCLI) -> Iterator[pexpect.spawn]:
-    session = pexpect.spawn(
-        "docker",
-        ["model", "run", "--debug", "--color", "no", MODEL],
-        env=chat_cli.environment(),
-        encoding="utf-8",
-        timeout=120,
-        dimensions=(50, 200),
-    )
-    session.expect_exact("Type '/bye' to exit")
-    yield session
-    session.close(force=True)
 
 
 def sent_messages(session: pexpect.spawn) -> list[dict]:

@@ -4,7 +4,6 @@ the real docker CLI, the real runner and SmolLM2."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
@@ -58,21 +57,6 @@ def test_a_missing_file_is_one_line_error(chat_cli: DockerCLI, tmp_path: Path) -
         f"Error: cannot include @{tmp_path}/absent.txt: No such file or directory "
         f"(write @@{tmp_path}/absent.txt to send the word as it is)"
     ]
-
-
-@pytest.fixture
-def repl(chat_cli: DockerCLI) -> Iterator[pexpect.spawn]:
-    session = pexpect.spawn(
-        "docker",
-        ["model", "run", "--debug", "--color", "no", MODEL],
-        env=chat_cli.environment(),
-        encoding="utf-8",
-        timeout=180,
-        dimensions=(50, 250),
-    )
-    session.expect_exact("Type '/bye' to exit")
-    yield session
-    session.close(force=True)
 
 
 def test_chat_includes_files_and_sets_num_ctx(

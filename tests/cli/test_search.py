@@ -1,179 +1,22 @@
 """`docker model search` through the real docker CLI. Docker Hub's and Hugging Face's web APIs cannot be
-reached from here, so local HTTP servers stand in for them, answering in their real shapes (Docker Hub's
-paged `/v2/repositories/ai/` listing, Hugging Face's `/api/models` search); the settings that point the
-CLI at the real services (DOCKER_MODEL_HUB_URL, HF_ENDPOINT) point it at these."""
+reached from here, so local HTTP servers stand in for them (`tests/fixtures/search_services.py`); the
+settings that point the CLI at the real services (DOCKER_MODEL_HUB_URL, HF_ENDPOINT) point it at these."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.fixtures.docker_cli import DockerCLI
 from tests.fixtures.registry import free_port
+from tests.fixtures.search_services import HF_MODELS, HUB_PAGES, FakeService
 
 pytestmark = pytest.mark.integration
-
-
-def hub_repository(name: str, description: str, pulls: int, stars: int = 0, private: bool = False) -> dict[str, object]:
-    """One repository as Docker Hub's `GET /v2/repositories/{namespace}/` lists it."""
-    return {
-        "name": name,
-        "namespace": "ai",
-        "repository_type": None,
-        "status": 1,
-        "status_description": "active",
-        "description": description,
-        "is_private": private,
-        "star_count": stars,
-        "pull_count": pulls,
-        "last_updated": "2025-05-02T10:11:12.123456Z",
-        "last_modified": "2025-05-02T10:11:12.123456Z",
-        "date_registered": "2025-01-10T08:00:00.000000Z",
-        "affiliation": "",
-        "media_types": ["application/vnd.oci.image.index.v1+json"],
-        "content_types": ["model"],
-        "categories": [],
-        "storage_size": 123456789,
-    }
-
-
-HUB_PAGES = [
-    [
-        hub_repository("llama3.2", "Meta's Llama 3.2: small, multilingual models", 1_234_567, 42),
-        hub_repository("gemma3", "Google's latest Gemma, for text and images", 987_000, 30),
-        hub_repository("secret-llama", "not for you", 5_000_000, private=True),
-    ],
-    [
-        hub_repository("smollm2", "Tiny LLM built for speed, edge devices and llama.cpp", 45_600, 7),
-        hub_repository("qwen3", "Qwen's newest", 999),
-    ],
-]
-
-HF_MODELS = [
-    {
-        "_id": "66f1a2b3c4d5e6f708192a3b",
-        "id": "bartowski/Llama-3.2-1B-Instruct-GGUF",
-        "likes": 1500,
-        "trendingScore": 3,
-        "private": False,
-        "downloads": 250_000,
-        "tags": ["gguf", "llama", "text-generation", "base_model:quantized:meta-llama/Llama-3.2-1B-Instruct"],
-        "pipeline_tag": "text-generation",
-        "library_name": "gguf",
-        "createdAt": "2024-09-25T18:00:00.000Z",
-        "modelId": "bartowski/Llama-3.2-1B-Instruct-GGUF",
-    },
-    {
-        "_id": "66f1a2b3c4d5e6f708192a3c",
-        "id": "someone/llama-notes-GGUF",
-        "likes": 2,
-        "private": False,
-        "downloads": 10,
-        "tags": ["gguf"],
-        "createdAt": "2024-10-01T00:00:00.000Z",
-        "modelId": "someone/llama-notes-GGUF",
-    },
-]
-
-
-Answer = Callable[[str, dict[str, list[str]]], tuple[int, bytes]]
-
-
-@dataclass
-class FakeService:
-    """A local HTTP server answering as one of the real services would; tests may swap `answer`, and change
-    how it is sent: another reason phrase, more headers, a body cut short after `cut` bytes."""
-
-    answer: Answer
-    url: str = ""
-    asked: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-    reason: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    cut: int | None = None
-
-
-@contextmanager
-def serving(answer: Answer) -> Iterator[FakeService]:
-    service = FakeService(answer)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query)
-            service.asked.append((parts.path, query))
-            status, body = service.answer(parts.path, query)
-            self.send_response(status, service.reason)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in service.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body[: service.cut])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    service.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def docker_hub(service_url: Callable[[], str]) -> Answer:
-    """Docker Hub's listing of the `ai/` namespace, two pages linked by `next` (an absolute URL, as Hub sends)."""
-
-    def answer(path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
-        if path != "/v2/repositories/ai/":
-            return 404, b'{"message": "object not found", "errinfo": {}}'
-        page = int(query.get("page", ["1"])[0])
-        following = (
-            f"{service_url()}/v2/repositories/ai/?page={page + 1}&page_size=100" if page < len(HUB_PAGES) else None
-        )
-        body = {
-            "count": sum(len(p) for p in HUB_PAGES),
-            "next": following,
-            "previous": None,
-            "results": HUB_PAGES[page - 1],
-        }
-        return 200, json.dumps(body).encode()
-
-    return answer
-
-
-def hugging_face(path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
-    if path != "/api/models":
-        return 404, b'{"error": "Not Found"}'
-    term = query.get("search", [""])[0].lower()
-    return 200, json.dumps([m for m in HF_MODELS if term in str(m["id"]).lower()]).encode()
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeService]:
-    holder: list[FakeService] = []
-    with serving(docker_hub(lambda: holder[0].url)) as service:
-        holder.append(service)
-        yield service
-
-
-@pytest.fixture
-def hf() -> Iterator[FakeService]:
-    with serving(hugging_face) as service:
-        yield service
 
 
 @pytest.fixture

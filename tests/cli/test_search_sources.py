@@ -5,7 +5,6 @@ is a one-line warning naming it, with the other source's results still shown."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -13,23 +12,9 @@ from click.testing import CliRunner, Result
 
 from docker_model.cli.main import cli
 from docker_model.distribution.registry.httpio import RedirectError, redirect_target
-from tests.cli.test_search import HF_MODELS, FakeService, docker_hub, hugging_face, serving
+from tests.fixtures.search_services import HF_MODELS, FakeService, hugging_face, serving
 
 HF_NAMES = [f"hf.co/{m['id']}" for m in HF_MODELS]
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeService]:
-    holder: list[FakeService] = []
-    with serving(docker_hub(lambda: holder[0].url)) as service:
-        holder.append(service)
-        yield service
-
-
-@pytest.fixture
-def hf() -> Iterator[FakeService]:
-    with serving(hugging_face) as service:
-        yield service
 
 
 def search(hub: FakeService, hf: FakeService, *args: str) -> Result:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from docker_model.runner.state import RunnerState
 from tests.distribution.token_server import SERVICE, TokenServer
 from tests.fixtures.gguf_files import write_gguf
 from tests.fixtures.registry import PASSWORD, USERNAME, RegistryServer, write_docker_config
-from tests.fixtures.runner import RunnerEnv
+from tests.fixtures.runner import RunnerEnv, StandInWorker
 from tests.runner.conftest import MODEL
 
 pytestmark = pytest.mark.integration
@@ -140,20 +139,6 @@ def test_bearer_token_pulls_a_private_model_and_is_never_logged(
     assert token not in log and token[:40] not in log
 
 
-@dataclass
-class HeldWorker:
-    """A stand-in worker process: what `/engines/ps` and the scheduler read of one."""
-
-    pid: int = 4242
-    alive: bool = True
-
-    def rss_bytes(self) -> int:
-        return 1
-
-    async def stop(self) -> None:
-        self.alive = False
-
-
 def test_a_model_being_loaded_shows_as_loading(tmp_path: Path) -> None:
     """A real load is over too soon to be seen reliably, so this one runs in-process against a worker start
     held until the test lets it finish."""
@@ -161,9 +146,9 @@ def test_a_model_being_loaded_shows_as_loading(tmp_path: Path) -> None:
     model = store.write_artifact(package(write_gguf(tmp_path / "m.gguf")), ["docker.io/ai/held:latest"])
     release = threading.Event()
 
-    async def start_held(spec: object, socket_path: Path, log_path: Path) -> HeldWorker:
+    async def start_held(spec: object, socket_path: Path, log_path: Path) -> StandInWorker:
         await asyncio.to_thread(release.wait)
-        return HeldWorker()
+        return StandInWorker()
 
     settings = SettingsBook(tmp_path / "settings.json")
     scheduler = Scheduler(

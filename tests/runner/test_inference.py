@@ -331,7 +331,13 @@ def test_structured_output_and_tool_calls_through_every_prefix(served: RunnerEnv
     assert json.loads(reply.choices[0].message.content or "")["city"] in ("Paris", "Rome")
     tool = {"type": "function", "function": {"name": "capital_of", "parameters": schema}}
     called = client.chat.completions.create(
-        model=MODEL, messages=[FRANCE], tools=[tool], tool_choice="required", parallel_tool_calls=False, max_tokens=60
+        model=MODEL,
+        messages=[FRANCE],
+        tools=[tool],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=100,
+        temperature=0,
     )
     [call] = called.choices[0].message.tool_calls or []
     assert call.function.name == "capital_of" and json.loads(call.function.arguments)["city"] in ("Paris", "Rome")

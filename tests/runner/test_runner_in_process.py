@@ -32,22 +32,9 @@ from docker_model.runner.scheduler import Scheduler
 from docker_model.runner.shared.error_body import APIError
 from docker_model.runner.state import RunnerState
 from tests.fixtures.gguf_files import write_gguf
+from tests.fixtures.runner import StandInWorker
 
 DAY = 24 * 3600.0
-
-
-@dataclass
-class StandInWorker:
-    """What the scheduler and `/engines/ps` read of a worker process."""
-
-    pid: int = 4242
-    alive: bool = True
-
-    def rss_bytes(self) -> int:
-        return 1
-
-    async def stop(self) -> None:
-        self.alive = False
 
 
 @dataclass

@@ -176,6 +176,7 @@ def test_a_named_function_is_the_one_called_and_parallel_calls_can_be_turned_off
         tool_choice={"type": "function", "function": {"name": "add"}},
         parallel_tool_calls=False,
         max_tokens=100,
+        temperature=0,
     )
     calls = reply.choices[0].message.tool_calls or []
     assert len(calls) == 1 and reply.choices[0].finish_reason == "tool_calls"
@@ -204,7 +205,13 @@ def test_calls_and_their_results_render_back_and_are_answered(any_format: Worker
     client = any_format.client
     asked: list[Any] = [{"role": "user", "content": "What is 2 plus 3?"}]
     first = client.chat.completions.create(
-        model="m", messages=asked, tools=TOOLS, tool_choice="required", parallel_tool_calls=False, max_tokens=60
+        model="m",
+        messages=asked,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=100,
+        temperature=0,  # sampled, a call can wander in whitespace past the token limit and be cut
     )
     call = (first.choices[0].message.tool_calls or [])[0]
     answered = [first.choices[0].message.model_dump(exclude_none=True)]
