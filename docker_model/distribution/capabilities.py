@@ -20,7 +20,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from docker_model.api_types import Capability
 from docker_model.distribution import artifact
@@ -114,6 +114,12 @@ def forget_capabilities(model_id: str) -> None:
     it is read afresh."""
     with _cache_lock:
         _cache.pop(model_id, None)
+
+
+def backend_mode(model: Model, blob_path: BlobPath) -> Literal["completion", "embedding"]:
+    """What a stored model serves, as Docker Model Runner names it (`ps`, `_configure`): embeddings-only
+    models are `embedding`."""
+    return "embedding" if "embeddings" in stored_capabilities(model, blob_path) else "completion"
 
 
 def _template_layer(model: Model, blob_path: BlobPath) -> str | None:

@@ -139,11 +139,14 @@ def test_bearer_token_pulls_a_private_model_and_is_never_logged(
     assert token not in log and token[:40] not in log
 
 
-def test_a_model_being_loaded_shows_as_loading(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("architecture", "mode"), [("llama", "completion"), ("bert", "embedding")])
+def test_a_model_being_loaded_shows_as_loading(tmp_path: Path, architecture: str, mode: str) -> None:
     """A real load is over too soon to be seen reliably, so this one runs in-process against a worker start
     held until the test lets it finish."""
     store = Store(tmp_path / "models")
-    model = store.write_artifact(package(write_gguf(tmp_path / "m.gguf")), ["docker.io/ai/held:latest"])
+    model = store.write_artifact(
+        package(write_gguf(tmp_path / "m.gguf", architecture=architecture)), ["docker.io/ai/held:latest"]
+    )
     release = threading.Event()
 
     async def start_held(spec: object, socket_path: Path, log_path: Path) -> StandInWorker:
@@ -165,7 +168,12 @@ def test_a_model_being_loaded_shows_as_loading(tmp_path: Path) -> None:
             (entry,) = client.get("/engines/ps").json()
         finally:
             release.set()  # a failed assertion must not leave the load (and pytest's exit) waiting
-        assert (entry["model_name"], entry["loading"], entry["in_use"]) == ("ai/held:latest", True, False)
+        assert (entry["model_name"], entry["loading"], entry["in_use"], entry["mode"]) == (
+            "ai/held:latest",
+            True,
+            False,
+            mode,
+        )
         assert (entry["last_used"], entry["keep_alive"], entry["context_size"]) == (
             "0001-01-01T00:00:00Z",
             "5m0s",
@@ -173,4 +181,4 @@ def test_a_model_being_loaded_shows_as_loading(tmp_path: Path) -> None:
         )
         scheduler.release(load.result(timeout=30))
         (entry,) = client.get("/engines/ps").json()
-        assert (entry["loading"], entry["pid"]) == (False, 4242)
+        assert (entry["loading"], entry["pid"], entry["mode"]) == (False, 4242, mode)

@@ -22,6 +22,7 @@ from docker_model.api_types import (
     UnloadResult,
 )
 from docker_model.distribution import ModelNotFoundError
+from docker_model.distribution.capabilities import backend_mode
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.reference import familiar_name
 from docker_model.runner.api.common import read_body, state_of
@@ -65,7 +66,10 @@ async def engines_ps(request: Request) -> JSONResponse:
     """The loaded models, then those being loaded, with Docker Model Runner's fields and this runner's."""
     state = state_of(request)
     scheduler = state.scheduler
-    running = [_running(loaded) for loaded in scheduler.running()]
+    loaded_models = scheduler.running()
+    paths = state.store.blobs.path
+    modes = await asyncio.to_thread(lambda: [backend_mode(loaded.model, paths) for loaded in loaded_models])
+    running = [_running(loaded, mode) for loaded, mode in zip(loaded_models, modes, strict=True)]
     loading_ids = [i for i, task in scheduler.loading.items() if not task.done() and i not in scheduler.loaded]
     for model_id in loading_ids:
         try:
@@ -73,15 +77,16 @@ async def engines_ps(request: Request) -> JSONResponse:
         except ModelNotFoundError:  # removed while it loads: its load fails
             continue
         name = familiar_name(model.tags[0]) if model.tags else model_id  # as a loaded model's is shown
-        running.append(_loading(model_id, name, state.settings.get(model_id)))
+        mode = await asyncio.to_thread(backend_mode, model, paths)
+        running.append(_loading(model_id, name, mode, state.settings.get(model_id)))
     return JSONResponse(running)
 
 
-def _running(loaded: LoadedModel) -> RunningModel:
+def _running(loaded: LoadedModel, mode: str) -> RunningModel:
     return {
         "model_name": loaded.name,
         "backend_name": BACKEND_NAME,
-        "mode": "completion",
+        "mode": mode,
         "last_used": datetime.fromtimestamp(loaded.last_used, timezone.utc).isoformat().replace("+00:00", "Z"),
         "in_use": loaded.in_flight > 0,
         "loading": False,
@@ -97,12 +102,12 @@ def _running(loaded: LoadedModel) -> RunningModel:
     }
 
 
-def _loading(model_id: str, name: str, settings: ModelSettings) -> RunningModel:
+def _loading(model_id: str, name: str, mode: str, settings: ModelSettings) -> RunningModel:
     """A model whose worker is starting: what it will load with is not known yet."""
     return {
         "model_name": name,
         "backend_name": BACKEND_NAME,
-        "mode": "completion",
+        "mode": mode,
         "last_used": GO_ZERO_TIME,
         "in_use": False,
         "loading": True,

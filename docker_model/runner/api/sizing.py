@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from docker_model.api_types import ConfiguredModels, FitReport, MemoryParts, ModelSettingsInfo
 from docker_model.distribution import Model
-from docker_model.distribution.capabilities import stored_capabilities
+from docker_model.distribution.capabilities import backend_mode
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.reference import familiar_name
 from docker_model.runner.api.common import state_of
@@ -46,12 +46,12 @@ async def _settings_info(request: Request, model: Model) -> ModelSettingsInfo:
         reason = found.reason
     except ModelDoesNotFit as error:
         fit, reason = None, f"does not fit: {error}"
-    capabilities = await asyncio.to_thread(stored_capabilities, model, state.store.blobs.path)
+    mode = await asyncio.to_thread(backend_mode, model, state.store.blobs.path)
     return {
         "Backend": BACKEND_NAME,
         "Model": name_of(model),
         "ModelID": model.id,
-        "Mode": "embedding" if "embeddings" in capabilities else "completion",
+        "Mode": mode,
         "Config": backend_config(settings),
         "context_size": fit.ctx_per_seq if fit else None,
         "sequences": fit.parallel if fit else None,
