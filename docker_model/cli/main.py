@@ -45,6 +45,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "version": LazyCommand("docker_model.cli.version:version", "Show the Docker Model Runner version"),
     "search": LazyCommand("docker_model.cli.search:search", "Search for models on Docker Hub and Hugging Face"),
     "context": LazyCommand("docker_model.cli.context:context", "Manage runner contexts (runners on other machines)"),
+    "generate": LazyCommand("docker_model.cli.kube:generate", "Generate deployment files (Kubernetes manifests)"),
     "install-runner": LazyCommand("docker_model.cli.service:install_runner", "Install the runner as a login service"),
     "uninstall-runner": LazyCommand("docker_model.cli.service:uninstall_runner", "Remove the runner's login service"),
     "reinstall-runner": LazyCommand("docker_model.cli.service:reinstall_runner", "Replace the runner's login service"),
