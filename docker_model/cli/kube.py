@@ -91,3 +91,9 @@ def kube(
         f"First create the token: kubectl create secret generic {options.token_secret} "
         "--from-literal=token=$(openssl rand -hex 32); clients of the Service send it as a Bearer token"
     )
+    if image is None:
+        click.echo(
+            f"Warning: no registry publishes the image {options.runner_image}: build it from deploy/Dockerfile in "
+            "docker-model's source, push it to a registry your cluster pulls from, and name it with --image",
+            err=True,
+        )

@@ -54,9 +54,12 @@ class KubeOptions:
 
     @property
     def name(self) -> str:
-        """The Deployment's and Service's name: `docker-model-` and the model's repository's last part."""
-        repository = parse_reference(self.model).repository.rsplit("/", 1)[-1]
-        slug = re.sub(r"[^a-z0-9]+", "-", repository.lower()).strip("-")
+        """The Deployment's and Service's name: `docker-model-`, the model's repository's last part and its
+        tag unless `latest`, so that two tags of one model are two Deployments."""
+        reference = parse_reference(self.model)
+        repository = reference.repository.rsplit("/", 1)[-1]
+        tag = "" if reference.tag in (None, "latest") else f"-{reference.tag}"
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{repository}{tag}".lower()).strip("-")
         return f"docker-model-{slug}"[:MAX_NAME_LENGTH].rstrip("-")
 
     @property
@@ -170,7 +173,15 @@ def runner_container(options: KubeOptions) -> dict[str, Any]:
         "command": [f"{IMAGE_ROOT}/bin/python", "-I", "-u", "-m", "docker_model.runner"],
         # The wildcard address: every route but `GET /` needs the token (its scope is `all`).
         "args": ["--host", "0.0.0.0", f"--load={options.model}"],
-        "env": common_env(options),
+        "env": [
+            *common_env(options),
+            # The runner sizes models to its budget: the container's memory limit, not the node's free memory
+            # it would read otherwise (a model over the limit would get the container killed, not refused).
+            {
+                "name": "DOCKER_MODEL_MEMORY_BUDGET",
+                "valueFrom": {"resourceFieldRef": {"containerName": "runner", "resource": "limits.memory"}},
+            },
+        ],
         "ports": [{"name": "http", "containerPort": options.port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 3},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},

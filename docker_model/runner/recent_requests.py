@@ -227,10 +227,13 @@ def credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def redacted(value: Any) -> Any:
-    """`value` with the value of every key named like a secret (`api_key`, `x-api-key`, `hf_token`) redacted."""
+    """`value` with the text of every key named like a secret (`api_key`, `x-api-key`, `hf_token`) redacted.
+    Only text is a secret: a tool's parameter schema with a property named `key` (an object) stays readable."""
     if isinstance(value, dict):
         return {
-            key: REDACTED if SECRET_KEY.search(re.sub(r"[^a-z]", "", str(key).lower())) else redacted(item)
+            key: REDACTED
+            if isinstance(item, str) and SECRET_KEY.search(re.sub(r"[^a-z]", "", str(key).lower()))
+            else redacted(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

@@ -7,7 +7,8 @@ and `env` from the rendered YAML and changes only these, nothing else:
 2. the model's registry host (`models.example.internal`) -> the local registry fixture (with credentials);
 3. each volume's mount path -> a temporary folder (mounts of one volume share it);
 4. Secrets -> test values in those folders: the token Secret's file (mounted at the state directory's
-   `token`) holds a test token, the registry Secret's `config.json` the registry fixture's credentials.
+   `token`) holds a test token, the registry Secret's `config.json` the registry fixture's credentials;
+5. a variable from the container's `limits.memory` -> that limit in bytes, as the kubelet gives it.
 The port is not substituted: the manifests are generated with `--port` set to a free port.
 """
 
@@ -27,6 +28,7 @@ import pytest
 import requests
 import yaml
 
+from docker_model.units import parse_bytes
 from tests.fixtures.registry import RegistryServer, free_port, write_docker_config
 from tests.fixtures.runner import RunnerEnv
 
@@ -162,8 +164,12 @@ def local_process(container: dict[str, Any], substitute: Substitutions) -> tuple
     argv = [substitute(part) for part in [*container.get("command", []), *container.get("args", [])]]
     env = {"PATH": os.environ["PATH"]}
     for variable in container.get("env", []):
-        assert "value" in variable, f"{variable['name']}: only literal values are expected here"
-        env[variable["name"]] = substitute(variable["value"])
+        if "value" in variable:
+            env[variable["name"]] = substitute(variable["value"])
+            continue
+        field = variable["valueFrom"]["resourceFieldRef"]  # nothing else is expected
+        assert field == {"containerName": container["name"], "resource": "limits.memory"}, variable
+        env[variable["name"]] = str(parse_bytes(container["resources"]["limits"]["memory"]))
     return argv, env
 
 

@@ -30,8 +30,9 @@ def test_files_are_json_under_a_comment() -> None:
 
 
 def test_names_are_dns_labels_from_the_repository() -> None:
-    assert KubeOptions("registry.example.com:5000/Team/My_Model.v2:tag".lower()).name == "docker-model-my-model-v2"
+    assert KubeOptions("registry.example.com:5000/Team/My_Model.v2:tag".lower()).name == "docker-model-my-model-v2-tag"
     assert len(KubeOptions("ai/" + "x" * 200).name) <= 63
+    assert KubeOptions("ai/smollm2:135M").name != KubeOptions("ai/smollm2:360M").name  # two Deployments
 
 
 def test_the_init_container_pulls_and_the_runner_serves_the_same_volumes() -> None:

@@ -58,6 +58,14 @@ def test_removing_a_model_keeps_the_blobs_a_pull_holds(store: Store, tmp_path: P
     assert v2.layers[0].digest == shared and store.check() == []
 
 
+def test_tagging_a_model_removed_meanwhile_says_so(store: Store, tmp_path: Path) -> None:
+    """A pull that finds its model stored only tags it; removed in between, the pull must download it again."""
+    model = store.write_artifact(package(write_gguf(tmp_path / "m.gguf")), ["ai/m:v1"])
+    assert store.add_tags(model.id, ["ai/m:v2"]) is True
+    store.remove(model.id, force=True)
+    assert store.add_tags(model.id, ["ai/m:v3"]) is False and store.list() == []
+
+
 def model_archive(gguf: Path, context_size: int | None = None) -> bytes:
     sink = io.BytesIO()
     write_model_tar(package(gguf, context_size=context_size), sink)

@@ -103,6 +103,14 @@ def test_keys_ending_like_a_secret_are_redacted_and_counts_are_not() -> None:
     assert kept == {"model": "m", **dict.fromkeys(secrets, REDACTED), **dict.fromkeys(plain, 7)}
 
 
+def test_a_tool_schema_with_a_property_named_like_a_secret_stays_readable() -> None:
+    schema = {"type": "object", "properties": {"key": {"type": "string"}, "primary_key": {"type": "integer"}}}
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": schema}}
+    body = {"model": "m", "tools": [tool], "api_key": "s3cr3t-s3cr3t"}
+    kept = json.loads(answered(RecentRequests(), RecentRequests().begin("sha256:a", request(), body), b"{}")["request"])
+    assert kept == {"model": "m", "tools": [tool], "api_key": REDACTED}
+
+
 def test_a_stream_of_chat_chunks_is_shown_as_the_answer_it_makes() -> None:
     store = RecentRequests()
     head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "ai/smollm2"}

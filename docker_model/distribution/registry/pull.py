@@ -106,8 +106,7 @@ def pull_model(
     manifest = parse_manifest(raw)
     tags = [str(ref)] if ref.digest is None else []
     model_id = sha256_digest(raw)
-    if store.has_model(model_id):
-        store.add_tags(model_id, tags)
+    if store.add_tags(model_id, tags):  # stored already (a model removed meanwhile is pulled again)
         store.record_use({model_id: time.time()})  # pulled again: in use, as a first pull is
         return store.get(model_id)
 

@@ -201,12 +201,16 @@ class Store:
             index.tag(entry.id, tag)
             self.write_index(index)
 
-    def add_tags(self, model_id: str, tags: Iterable[str]) -> None:
+    def add_tags(self, model_id: str, tags: Iterable[str]) -> bool:
+        """Tag a stored model; False when it is not (or no longer) stored, e.g. removed meanwhile."""
         with self.locked():
             index = self.read_index()
+            if index.find(model_id) is None:
+                return False
             for tag in tags:
                 index.tag(model_id, canonical_tag(tag))
             self.write_index(index)
+            return True
 
     def remove(self, name_or_id: str, force: bool = False) -> builtins.list[tuple[str, str]]:
         """Untag, and delete the model once no tag is left: `[("Untagged", tag), ("Deleted", id)]`.
