@@ -32,9 +32,8 @@ from docker_model.runner.shared.error_body import dialect_of
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.types import Receive, Scope, Send
 
-    from docker_model.runner.handover import HandOver, Reports
+    from docker_model.runner.handover import Reports
 
 KEPT_PER_MODEL = 10  # Docker Model Runner's count
 BODY_BYTES = 128 * 1024
@@ -71,21 +70,6 @@ class Record:
             self.payload = None
 
 
-class Recorded:
-    """ASGI app: a request handed over to a worker, its record completed once the worker is done."""
-
-    def __init__(self, handover: HandOver, store: RecentRequests, record: Record) -> None:
-        self.handover = handover
-        self.store = store
-        self.record = record
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.handover(scope, receive, send)
-        finally:
-            await self.store.finished(self.record, self.handover.report, self.handover.why_failed)
-
-
 class RecentRequests:
     """Records by model ID, oldest first, and the queues of the clients following new ones. Used on the
     event loop; the texts are written in threads (`finished`, `snapshot`)."""
@@ -96,10 +80,6 @@ class RecentRequests:
         self.models: dict[str, deque[Record]] = {}
         self.followers: set[asyncio.Queue[Record]] = set()
         self.finishing: set[asyncio.Future[dict[str, Any]]] = set()  # records being finished (`finished`)
-
-    def recorded(self, handover: HandOver, model_id: str, request: Request, payload: dict[str, Any]) -> Recorded:
-        """`handover` (of `request`, whose body is `payload`, to the worker of `model_id`), recorded."""
-        return Recorded(handover, self, self.begin(model_id, request, payload))
 
     def begin(self, model_id: str, request: Request, payload: dict[str, Any]) -> Record:
         """Record a request as it is handed to the worker of `model_id`: `payload` is its body, written as

@@ -19,7 +19,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import yaml
 
 from docker_model.units import parse_bytes
 from tests.fixtures.registry import RegistryServer, free_port, write_docker_config
-from tests.fixtures.runner import RunnerEnv
+from tests.fixtures.runner import RunnerEnv, serving_process
 
 pytestmark = pytest.mark.integration
 
@@ -222,21 +221,11 @@ def serve_as_local_processes(tmp_path: Path, auth_registry: RegistryServer, smol
 
         [runner] = pod["containers"]
         argv, env = local_process(runner, substitute)
-        with open(tmp_path / "runner.log", "wb") as log:
-            process = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with serving_process(argv, env, tmp_path / "runner.log", cleanup.is_up, seconds=120, cwd=tmp_path):
             probe = runner["readinessProbe"]["httpGet"]
             assert probe["port"] == runner["ports"][0]["name"]
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    health = requests.get(url + probe["path"], timeout=2)
-                    break
-                except requests.ConnectionError:
-                    assert process.poll() is None, (tmp_path / "runner.log").read_text()
-                    assert time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
-                    time.sleep(0.2)
+            health = requests.get(url + probe["path"], timeout=10)
             assert health.status_code == 200 and health.text.startswith("Docker Model Runner is running")
             assert requests.get(f"{url}/engines/v1/models", timeout=10).status_code == 401  # the token is needed
 
@@ -247,12 +236,5 @@ def serve_as_local_processes(tmp_path: Path, auth_registry: RegistryServer, smol
             )
             assert reply.choices[0].message.content
             assert reply.usage is not None and reply.usage.completion_tokens > 0
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
     finally:
         cleanup.stop()

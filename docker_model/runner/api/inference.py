@@ -97,16 +97,24 @@ async def hand_over(
     loaded = await scheduler.acquire(model, name, needed=len(body) // BYTES_PER_TOKEN)
     request.scope[MODEL_KEY] = loaded.name  # as its worker labels its own metrics
     load_ns = 0 if was_loaded else time.perf_counter_ns() - asked
+    recent = state_of(request).recent_requests
     if preload:
         worker: ASGIApp = Response()
+        record = None
     else:
-        handed = loaded.worker.hand_over(request, body, worker_path, [(LOAD_HEADER.encode(), str(load_ns).encode())])
-        worker = state_of(request).recent_requests.recorded(handed, model.id, request, payload)
+        worker = handed = loaded.worker.hand_over(
+            request, body, worker_path, [(LOAD_HEADER.encode(), str(load_ns).encode())]
+        )
+        record = recent.begin(model.id, request, payload)  # completed once the worker is done
 
     async def release() -> None:
-        scheduler.release(loaded)
-        if after is not None:
-            await after(loaded)
+        try:
+            if record is not None:
+                await recent.finished(record, handed.report, handed.why_failed)
+        finally:
+            scheduler.release(loaded)
+            if after is not None:
+                await after(loaded)
 
     return ReleaseAfter(worker, release)
 
