@@ -16,6 +16,7 @@ from docker_model.distribution import RegistryClient, Store
 from docker_model.distribution.packaging import package
 from tests.fixtures.registry import RegistryServer
 from tests.fixtures.runner import RunnerEnv
+from tests.fixtures.waiting import wait_until
 
 from .conftest import load_model
 
@@ -99,7 +100,8 @@ def test_keep_alive_zero_unloads_the_model(client: ollama.Client) -> None:
     client.chat(MODEL, messages=FRANCE, options=GREEDY)
     assert any(entry.model == "ai/smollm2" for entry in client.ps().models)
     client.chat(MODEL, messages=FRANCE, options=GREEDY, keep_alive=0)
-    assert not client.ps().models
+    # The worker sends the answer itself; the runner unloads once the worker reports it done, just after.
+    assert wait_until(lambda: not client.ps().models, seconds=10)
     loaded = client.generate(MODEL)  # no prompt: loads the model only
     assert loaded.done_reason == "load" and client.ps().models
     assert client.generate(MODEL, keep_alive=0).done_reason == "unload" and not client.ps().models
