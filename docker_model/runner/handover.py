@@ -168,22 +168,21 @@ class Reports:
 
 
 async def read_reports(reports: asyncio.StreamReader) -> Reports:
-    """Follow the worker's reports until it is done or gone."""
+    """Follow the worker's reports until it is done or gone. A worker that dies before reading the whole
+    request resets the connection rather than closing it: that too means gone."""
     status = content_type = None
     response, response_size = b"", 0
-    while line := await reports.readline():
-        word, _, detail = line.strip().partition(b" ")
-        if word == REPORT_STARTED:
-            code, _, kind = detail.partition(b" ")
-            status, content_type = int(code), kind.decode("latin-1")
-        elif word == REPORT_RESPONSE:
-            sent, _, kept = detail.partition(b" ")
-            try:
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionResetError):
+        while line := await reports.readline():
+            word, _, detail = line.strip().partition(b" ")
+            if word == REPORT_STARTED:
+                code, _, kind = detail.partition(b" ")
+                status, content_type = int(code), kind.decode("latin-1")
+            elif word == REPORT_RESPONSE:
+                sent, _, kept = detail.partition(b" ")
                 response, response_size = await reports.readexactly(int(kept)), int(sent)
-            except asyncio.IncompleteReadError:
-                break
-        elif word == REPORT_DONE:
-            return Reports(status, content_type, True, response, response_size)
+            elif word == REPORT_DONE:
+                return Reports(status, content_type, True, response, response_size)
     return Reports(status, content_type, False, response, response_size)
 
 

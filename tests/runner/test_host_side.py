@@ -226,6 +226,24 @@ def test_reports_cut_short_say_the_worker_is_gone() -> None:
     assert asyncio.run(scenario()) == Reports(200, "application/json", False)
 
 
+def test_a_worker_that_died_with_the_request_unread_is_gone() -> None:
+    """A worker killed between accepting the hand-over and reading it resets the control connection
+    (its unread request is dropped) rather than closing it; the runner must still answer the client."""
+
+    async def scenario() -> Reports:
+        ours, workers = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        writer.write(b"a request the worker never reads")
+        await writer.drain()
+        workers.close()
+        try:
+            return await read_reports(reader)
+        finally:
+            writer.close()
+
+    assert asyncio.run(scenario()) == Reports(None, None, False)
+
+
 def test_progress_lines_are_throttled_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([0.0, 0.01, 0.02, 0.03, 0.5, 0.51])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
