@@ -87,15 +87,21 @@ case "$gpu" in
     metal) cmake_args="-DGGML_METAL=on" ;;
     cpu) cmake_args="" ;;
 esac
+# Every build has llama.cpp's RPC backend: `docker model rpc-server` and pools of machines need it.
+cmake_args="$cmake_args -DGGML_RPC=on"
 say "llama.cpp backend: $gpu ($why)"
 
 backend_file="$venv/.docker-model-backend"
+engine_has_rpc() { ls "$venv"/lib/python*/site-packages/llama_cpp/lib/libggml-rpc.* >/dev/null 2>&1; }
 installed_backend=$(cat "$backend_file" 2>/dev/null || true)
 need_engine_build=1
+engine_installed=0
 if "$venv/bin/python" -c 'import llama_cpp' >/dev/null 2>&1; then
-    # An engine built elsewhere (no record of its backend) is kept unless --gpu asks for a given one.
+    engine_installed=1
+    # An engine built elsewhere (no record of its backend) is kept unless --gpu asks for a given one;
+    # an engine without the RPC backend (built before it was included) is rebuilt.
     if [ "$installed_backend" = "$gpu" ] || { [ -z "$installed_backend" ] && [ "$why" != "chosen with --gpu" ]; }; then
-        need_engine_build=0
+        engine_has_rpc && need_engine_build=0
     fi
 fi
 if [ "$need_engine_build" = 1 ]; then
@@ -117,9 +123,13 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
 if [ "$need_engine_build" = 1 ]; then
     say "Building llama-cpp-python for $gpu (several minutes the first time)"
     reinstall=""
-    [ -n "$installed_backend" ] && [ "$installed_backend" != "$gpu" ] && reinstall="--force-reinstall --no-deps --no-cache-dir"
+    [ "$engine_installed" = 1 ] && reinstall="--force-reinstall --no-deps --no-cache-dir"
     # shellcheck disable=SC2086 # $reinstall is a list of options
     CMAKE_ARGS="$cmake_args" pip install $reinstall "llama-cpp-python>=0.3.36,<0.4"
+    if ! engine_has_rpc; then  # pip reused a wheel it had built earlier without the RPC backend
+        say "Building llama-cpp-python again: the wheel pip had kept lacks the RPC backend"
+        CMAKE_ARGS="$cmake_args" pip install --force-reinstall --no-deps --no-cache-dir "llama-cpp-python>=0.3.36,<0.4"
+    fi
     echo "$gpu" >"$backend_file"
 fi
 

@@ -88,6 +88,44 @@ class RunningModel(TypedDict):
     memory_estimated: int | None  # bytes, estimated before it loaded
     memory_measured: int | None  # bytes resident in its worker process now
     pid: int | None
+    rpc: list[RpcShare]  # what each RPC server of its pool holds; empty without a pool
+
+
+class RpcShare(TypedDict):
+    """One RPC server's part of a loaded model (`ps`): estimated from the split, measured by its worker
+    (the buffers llama.cpp allocated on that server's devices; None until the worker reports them)."""
+
+    endpoint: str  # host:port
+    fraction: float  # of the layers
+    offer: int  # bytes it offered when the model loaded
+    estimated: int  # bytes: its fraction of what the model's layers, cache and compute take
+    measured: int | None  # model + context + compute bytes
+    model_bytes: int | None
+    context_bytes: int | None
+    compute_bytes: int | None
+
+
+class PoolInfo(TypedDict):
+    """The RPC servers a model's layers go to, and which setting chose them."""
+
+    endpoints: list[str]  # HOST:PORT[@SIZE], as given
+    source: str  # "set with configure", "runtime flag" or "runner-wide (DOCKER_MODEL_RPC)"
+    tensor_split: list[float] | None  # as given with --tensor-split; None: by each server's offer
+
+
+class RpcEndpointStatus(TypedDict):
+    """An RPC server the runner-wide pool or a model's settings name (`GET /engines/rpc`, `status`). One leased
+    to a loaded model is reported from its lease and its worker, never probed: a server serves one client."""
+
+    endpoint: str  # host:port
+    cap: int | None  # the @SIZE it was given
+    used_by: list[str]  # "runner-wide", or the models whose settings name it
+    reachable: bool
+    protocol: str | None  # the RPC protocol version it answered, "3.0.0"
+    offer: int | None  # bytes it may hold: its devices' free memory, at most its cap
+    leased_to: str | None  # the loaded model holding it
+    measured: int | None  # bytes the holder's worker allocated there
+    error: str | None  # why it is not usable
 
 
 class DiskUsage(TypedDict):
@@ -100,7 +138,7 @@ class DiskUsage(TypedDict):
 # What `configure` set for a model, as Docker Model Runner writes it: only the fields set; keep_alive as Go
 # writes a duration (`5m0s`, `-1`: never).
 BackendConfig = TypedDict(
-    "BackendConfig", {"context-size": int, "runtime-flags": list[str], "keep_alive": str}, total=False
+    "BackendConfig", {"context-size": int, "runtime-flags": list[str], "keep_alive": str, "rpc": str}, total=False
 )
 
 
@@ -118,6 +156,7 @@ class ModelSettingsInfo(TypedDict):
     reason: str  # why that context, or why it does not fit
     loaded: bool
     keep_alive: float  # seconds in effect (negative: never unloaded)
+    rpc: PoolInfo | None  # the RPC servers its layers go to, and why; None: this machine's own memory
 
 
 class MemoryParts(TypedDict):
@@ -262,6 +301,7 @@ ConfigureRequest = TypedDict(
         "runtime_flags": list[str] | None,
         "raw-runtime-flags": str | None,  # the flags as one shell-quoted string (Compose's provider sends it)
         "keep_alive": str | float | None,
+        "rpc": str | None,  # RPC servers HOST:PORT[@SIZE][,...]; "none": no pool; "default": the runner-wide one
     },
     total=False,
 )

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from docker_model.rpc_protocol import Endpoint
 
 APP_NAME = "docker-model"
 DEFAULT_RUNNER_PORT = 12434
@@ -71,6 +74,20 @@ def memory_budget() -> int | None:
         return parse_bytes(value)
     except ValueError as error:
         raise SettingsError(f"DOCKER_MODEL_MEMORY_BUDGET: {error}; fix or unset it") from None
+
+
+def rpc_servers() -> tuple[Endpoint, ...]:
+    """The runner-wide pool of RPC servers every model's layers go to unless it is configured otherwise
+    (`DOCKER_MODEL_RPC`: `HOST:PORT[@SIZE][,...]`); empty: none."""
+    value = os.environ.get("DOCKER_MODEL_RPC", "").strip()
+    if not value:
+        return ()
+    from docker_model.rpc_protocol import parse_endpoints
+
+    try:
+        return parse_endpoints(value)
+    except ValueError as error:
+        raise SettingsError(f"DOCKER_MODEL_RPC: {error}; fix or unset it") from None
 
 
 def runner_host() -> str:

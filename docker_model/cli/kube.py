@@ -1,4 +1,5 @@
-"""`docker model generate kube`: write Kubernetes manifests that serve a model from N runner pods."""
+"""`docker model generate kube`: write Kubernetes manifests that serve a model from N runner pods, or from one
+runner pod pooling K rpc-server pods."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from docker_model.cli.kube_files import manifests
 from docker_model.cli.kube_manifests import (
     DEFAULT_PORT,
     DEFAULT_TOKEN_SECRET,
@@ -13,9 +15,9 @@ from docker_model.cli.kube_manifests import (
     KubeOptions,
     check_port,
     check_secret_name,
-    manifests,
     parse_gpu,
     parse_replicas,
+    parse_rpc_workers,
 )
 from docker_model.cli.lazy_group import LazyCommand, LazyGroup
 from docker_model.reference import parse_reference
@@ -40,7 +42,11 @@ generate = LazyGroup(
 @click.option("--token-secret", default=DEFAULT_TOKEN_SECRET, show_default=True, help="The Secret holding the token")
 @click.option("--registry-secret", help="A docker-config Secret: credentials for the model's registry and the image")
 @click.option("--force", is_flag=True, help="Write into a folder that is not empty (its files of the same name)")
-@click.option("--rpc-workers", metavar="K", help="Not available yet: pooling machines for one model")
+@click.option(
+    "--rpc-workers",
+    metavar="K",
+    help="rpc-server pods that the one runner pod pools for the model's layers (a StatefulSet)",
+)
 def kube(
     model: str,
     output: str,
@@ -54,12 +60,8 @@ def kube(
     rpc_workers: str | None,
 ) -> None:
     """Write manifests and a kustomization.yaml into DIR: MODEL served by --replicas runner pods behind a
-    ClusterIP Service; apply them with `kubectl apply -k DIR`."""
-    if rpc_workers is not None:
-        raise click.ClickException(
-            "--rpc-workers is not available yet: docker-model has no rpc-server to run in worker pods; "
-            "use --replicas for more throughput"
-        )
+    ClusterIP Service, or by one runner pooling --rpc-workers rpc-server pods; apply them with
+    `kubectl apply -k DIR`."""
     try:
         parse_reference(model)  # an invalid name is one line (InvalidReferenceError, in main)
         options = KubeOptions(
@@ -72,6 +74,7 @@ def kube(
             registry_secret=None
             if registry_secret is None
             else check_secret_name("--registry-secret", registry_secret),
+            rpc_workers=0 if rpc_workers is None else parse_rpc_workers(rpc_workers),
         )
     except KubeOptionError as error:
         raise click.ClickException(str(error)) from None
@@ -91,6 +94,13 @@ def kube(
         f"First create the token: kubectl create secret generic {options.token_secret} "
         "--from-literal=token=$(openssl rand -hex 32); clients of the Service send it as a Bearer token"
     )
+    if options.rpc_workers:
+        click.echo(
+            f"Warning: the rpc-server pods accept any connection that reaches them (llama.cpp's RPC protocol has no "
+            f"authentication): the NetworkPolicy {options.rpc_name} admits only the runner's pods, which needs a "
+            "network plugin that enforces NetworkPolicies",
+            err=True,
+        )
     if image is None:
         click.echo(
             f"Warning: no registry publishes the image {options.runner_image}: build it from deploy/Dockerfile in "

@@ -1,24 +1,27 @@
-"""Kubernetes manifests for `docker model generate kube`: pure functions from options to file texts.
+"""Kubernetes manifests for `docker model generate kube`: the options, and pure functions from them to the
+runner's documents (kube_rpc.py adds the rpc-server pods', kube_files.py writes them as files).
 
 N runner pods (a Deployment) behind a ClusterIP Service. Each pod pulls its model in an init container
 (`docker-model pull`, the plugin run directly, which starts a runner on the pod's loopback for the pull
 and stops it) into an emptyDir shared with the runner container. The runner listens on the wildcard
 address, so every route but the health check `GET /` needs the runner's token (a wildcard address's token scope is
 `all`); the token comes from a Secret mounted as the runner's token file, and registry credentials from a
-docker-config Secret, both by name only. Files are JSON, which is YAML, under a `#` comment: no YAML
-library is needed at run time.
+docker-config Secret, both by name only.
+
+With `rpc_workers`, the one runner pod (the head) pools K rpc-server pods for its model, named in the
+runner-wide pool setting `DOCKER_MODEL_RPC` by the stable names their headless Service gives them.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from docker_model import __version__
 from docker_model.reference import parse_reference
+from docker_model.rpc_protocol import DEFAULT_RPC_PORT
 
 IMAGE_ROOT = "/opt/docker-model"  # where the Dockerfile installs the plugin's virtualenv
 DATA_ROOT = "/var/lib/docker-model"
@@ -36,6 +39,10 @@ MAX_NAME_LENGTH = 63  # a Service name is a DNS-1035 label
 # edit them with a kustomize patch for larger models.
 DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}}
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+# llama.cpp schedules at most 16 devices for a model; the head's CPU and GPU take up to two of them.
+MAX_RPC_WORKERS = 14
+# A StatefulSet's name goes into its pods' `controller-revision-hash` label with an 11-character suffix.
+MAX_STATEFULSET_NAME = 52
 
 
 class KubeOptionError(ValueError):
@@ -51,6 +58,14 @@ class KubeOptions:
     port: int = DEFAULT_PORT
     token_secret: str = DEFAULT_TOKEN_SECRET
     registry_secret: str | None = None
+    rpc_workers: int = 0  # rpc-server pods pooled by the one runner pod
+
+    def __post_init__(self) -> None:
+        if self.rpc_workers and self.replicas > 1:
+            raise KubeOptionError(
+                f"--rpc-workers cannot be used with --replicas {self.replicas}: an rpc-server serves one client "
+                "at a time, so runner replicas cannot share workers; use --replicas 1, or no --rpc-workers"
+            )
 
     @property
     def name(self) -> str:
@@ -61,6 +76,17 @@ class KubeOptions:
         tag = "" if reference.tag in (None, "latest") else f"-{reference.tag}"
         slug = re.sub(r"[^a-z0-9]+", "-", f"{repository}{tag}".lower()).strip("-")
         return f"docker-model-{slug}"[:MAX_NAME_LENGTH].rstrip("-")
+
+    @property
+    def rpc_name(self) -> str:
+        """The rpc-server StatefulSet's and its headless Service's name."""
+        return f"{self.name[: MAX_STATEFULSET_NAME - 4].rstrip('-')}-rpc"
+
+    @property
+    def rpc_endpoints(self) -> str:
+        """The head's pool in `DOCKER_MODEL_RPC`'s syntax: each rpc pod's stable name, short enough to resolve
+        through the pods' DNS search path in whatever namespace the manifests are applied to."""
+        return ",".join(f"{self.rpc_name}-{i}.{self.rpc_name}:{DEFAULT_RPC_PORT}" for i in range(self.rpc_workers))
 
     @property
     def runner_image(self) -> str:
@@ -75,6 +101,19 @@ def parse_replicas(value: str) -> int:
     if replicas < 1:
         raise KubeOptionError(f"--replicas must be a whole number of pods, 1 or more, not {value!r}")
     return replicas
+
+
+def parse_rpc_workers(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if not 1 <= workers <= MAX_RPC_WORKERS:
+        raise KubeOptionError(
+            f"--rpc-workers must be a whole number of rpc-server pods from 1 to {MAX_RPC_WORKERS} "
+            f"(llama.cpp's limit of devices for one model), not {value!r}"
+        )
+    return workers
 
 
 def parse_gpu(value: str) -> str:
@@ -95,19 +134,19 @@ def check_secret_name(option: str, name: str) -> str:
     return name
 
 
-def labels(options: KubeOptions) -> dict[str, str]:
+def labels(options: KubeOptions, component: str = "runner") -> dict[str, str]:
     """Kubernetes' recommended labels; the first two select the pods."""
     return {
-        **selector(options),
-        "app.kubernetes.io/component": "runner",
+        **selector(options, component),
+        "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": "docker-model",
         "app.kubernetes.io/version": __version__,
         "app.kubernetes.io/managed-by": "docker-model",
     }
 
 
-def selector(options: KubeOptions) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "docker-model-runner", "app.kubernetes.io/instance": options.name}
+def selector(options: KubeOptions, component: str = "runner") -> dict[str, str]:
+    return {"app.kubernetes.io/name": f"docker-model-{component}", "app.kubernetes.io/instance": options.name}
 
 
 def container_security() -> dict[str, Any]:
@@ -162,11 +201,25 @@ def pull_container(options: KubeOptions) -> dict[str, Any]:
     }
 
 
+def memory_limit(variable: str, container: str) -> dict[str, Any]:
+    """`variable` holds the container's memory limit, in bytes."""
+    return {
+        "name": variable,
+        "valueFrom": {"resourceFieldRef": {"containerName": container, "resource": "limits.memory"}},
+    }
+
+
+def resources(options: KubeOptions) -> dict[str, Any]:
+    """The documented defaults, and one NVIDIA GPU with `--gpu cuda`."""
+    limits: dict[str, Any] = copy.deepcopy(DEFAULT_RESOURCES)
+    if options.gpu == "cuda":
+        limits["limits"]["nvidia.com/gpu"] = 1
+    return limits
+
+
 def runner_container(options: KubeOptions) -> dict[str, Any]:
     probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 5}
-    resources: dict[str, Any] = copy.deepcopy(DEFAULT_RESOURCES)
-    if options.gpu == "cuda":
-        resources["limits"]["nvidia.com/gpu"] = 1
+    pool = [{"name": "DOCKER_MODEL_RPC", "value": options.rpc_endpoints}] if options.rpc_workers else []
     return {
         "name": "runner",
         "image": options.runner_image,
@@ -177,17 +230,15 @@ def runner_container(options: KubeOptions) -> dict[str, Any]:
             *common_env(options),
             # The runner sizes models to its budget: the container's memory limit, not the node's free memory
             # it would read otherwise (a model over the limit would get the container killed, not refused).
-            {
-                "name": "DOCKER_MODEL_MEMORY_BUDGET",
-                "valueFrom": {"resourceFieldRef": {"containerName": "runner", "resource": "limits.memory"}},
-            },
+            memory_limit("DOCKER_MODEL_MEMORY_BUDGET", "runner"),
+            *pool,
         ],
         "ports": [{"name": "http", "containerPort": options.port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 3},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
         "volumeMounts": volume_mounts(options, pull=False),
         "securityContext": container_security(),
-        "resources": resources,
+        "resources": resources(options),
     }
 
 
@@ -219,8 +270,9 @@ def volumes(options: KubeOptions) -> list[dict[str, Any]]:
     return items
 
 
-def deployment(options: KubeOptions) -> dict[str, Any]:
-    pod_spec: dict[str, Any] = {
+def pod_spec(options: KubeOptions, **containers_and_volumes: Any) -> dict[str, Any]:
+    """A pod of the manifests: non-root, no service account token, the image pulled with the registry Secret."""
+    spec: dict[str, Any] = {
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUNNER_UID,
@@ -229,12 +281,20 @@ def deployment(options: KubeOptions) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": False,
-        "initContainers": [pull_container(options)],
-        "containers": [runner_container(options)],
-        "volumes": volumes(options),
+        **containers_and_volumes,
     }
     if options.registry_secret:
-        pod_spec["imagePullSecrets"] = [{"name": options.registry_secret}]
+        spec["imagePullSecrets"] = [{"name": options.registry_secret}]
+    return spec
+
+
+def deployment(options: KubeOptions) -> dict[str, Any]:
+    pod = pod_spec(
+        options,
+        initContainers=[pull_container(options)],
+        containers=[runner_container(options)],
+        volumes=volumes(options),
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -242,7 +302,7 @@ def deployment(options: KubeOptions) -> dict[str, Any]:
         "spec": {
             "replicas": options.replicas,
             "selector": {"matchLabels": selector(options)},
-            "template": {"metadata": {"labels": labels(options)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": labels(options)}, "spec": pod},
         },
     }
 
@@ -257,55 +317,4 @@ def service(options: KubeOptions) -> dict[str, Any]:
             "selector": selector(options),
             "ports": [{"name": "http", "port": DEFAULT_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
-    }
-
-
-def kustomization() -> dict[str, Any]:
-    return {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": ["deployment.yaml", "service.yaml"],
-    }
-
-
-def header(options: KubeOptions) -> str:
-    return (
-        f"# Generated by `docker model generate kube` {__version__} for {options.model}.\n"
-        f"# The runner needs the Secret {options.token_secret!r} (key {TOKEN_KEY!r}) before the pods start;\n"
-        "# every client of the Service sends it as `Authorization: Bearer TOKEN` (only GET / is open).\n"
-    )
-
-
-def readme(options: KubeOptions) -> str:
-    url = f"http://{options.name}:{DEFAULT_PORT}"
-    registry = (
-        f"The init container pulls with the registry credentials of the Secret `{options.registry_secret}` "
-        "(type kubernetes.io/dockerconfigjson), which also pulls the image.\n"
-        if options.registry_secret
-        else "The model's registry is reached without credentials (use --registry-secret for a private one).\n"
-    )
-    return (
-        f"# {options.name}\n\n"
-        f"{options.replicas} pod(s) of the docker-model runner serving {options.model}, "
-        f"behind the Service {url}.\n\n"
-        "Create the token first; the runner listens on the pod's address, where every route but the health\n"
-        "check `GET /` needs it, so every client of the Service sends `Authorization: Bearer TOKEN`:\n\n"
-        f"    kubectl create secret generic {options.token_secret} --from-literal={TOKEN_KEY}=$(openssl rand -hex 32)\n"
-        "    kubectl apply -k .\n\n"
-        f"{registry}"
-        f"Image: {options.runner_image} (build it with the Dockerfile of docker-model).\n"
-    )
-
-
-def render(document: dict[str, Any], options: KubeOptions) -> str:
-    return header(options) + json.dumps(document, indent=2) + "\n"
-
-
-def manifests(options: KubeOptions) -> dict[str, str]:
-    """The files of the output folder, by name."""
-    return {
-        "deployment.yaml": render(deployment(options), options),
-        "service.yaml": render(service(options), options),
-        "kustomization.yaml": render(kustomization(), options),
-        "README.md": readme(options),
     }

@@ -233,3 +233,17 @@ def ps() -> None:
     ]
     headers = ("MODEL NAME", "BACKEND", "MODE", "UNTIL", "CONTEXT", "SEQUENCES", "MEMORY EST.", "MEMORY USED")
     click.echo(table(headers, rows))
+    shares = [(entry["model_name"], share) for entry in running for share in entry.get("rpc") or []]
+    if shares:
+        rpc_rows = [
+            [
+                display_name(name),
+                share["endpoint"],
+                f"{share['fraction']:.0%}",
+                human_bytes(share["offer"]),
+                human_bytes(share["estimated"]),
+                "-" if share["measured"] is None else human_bytes(share["measured"]),
+            ]
+            for name, share in shares
+        ]
+        click.echo("\n" + table(("MODEL NAME", "RPC SERVER", "SHARE", "OFFER", "HOLDS EST.", "HOLDS"), rpc_rows))

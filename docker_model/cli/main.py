@@ -46,6 +46,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "search": LazyCommand("docker_model.cli.search:search", "Search for models on Docker Hub and Hugging Face"),
     "context": LazyCommand("docker_model.cli.context:context", "Manage runner contexts (runners on other machines)"),
     "generate": LazyCommand("docker_model.cli.kube:generate", "Generate deployment files (Kubernetes manifests)"),
+    "rpc-server": LazyCommand("docker_model.cli.rpc_server:rpc_server", "Serve this machine's devices to a runner"),
     "install-runner": LazyCommand("docker_model.cli.service:install_runner", "Install the runner as a login service"),
     "uninstall-runner": LazyCommand("docker_model.cli.service:uninstall_runner", "Remove the runner's login service"),
     "reinstall-runner": LazyCommand("docker_model.cli.service:reinstall_runner", "Replace the runner's login service"),

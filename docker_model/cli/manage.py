@@ -106,9 +106,17 @@ def flags_separator_given() -> bool:
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--context-size", type=click.IntRange(min=1), help="Context size in tokens, per request")
 @click.option("--keep-alive", help="How long the model stays loaded when idle: 5m, 1h, 0 (unload at once), -1 (never)")
+@click.option(
+    "--rpc",
+    metavar="HOST:PORT[@SIZE][,...]",
+    help="RPC servers (docker model rpc-server) that hold the model's layers, @SIZE capping each; "
+    "none: this machine only, even with a runner-wide pool; default: forget this setting",
+)
 @click.argument("model")
 @click.argument("runtime_flags", nargs=-1, type=click.UNPROCESSED)
-def configure(context_size: int | None, keep_alive: str | None, model: str, runtime_flags: tuple[str, ...]) -> None:
+def configure(
+    context_size: int | None, keep_alive: str | None, rpc: str | None, model: str, runtime_flags: tuple[str, ...]
+) -> None:
     """Configure a model's runtime settings.
 
     \b
@@ -117,7 +125,7 @@ def configure(context_size: int | None, keep_alive: str | None, model: str, runt
     `configure show [MODEL]` shows what is configured, what is in effect and why
     (a model named show is `ai/show` here).
     """
-    if model == "show" and context_size is None and keep_alive is None and not flags_separator_given():
+    if model == "show" and context_size is None and keep_alive is None and rpc is None and not flags_separator_given():
         if len(runtime_flags) > 1:
             raise click.UsageError("configure show takes one model at most")
         from docker_model.cli.sizing import configure_show
@@ -129,6 +137,8 @@ def configure(context_size: int | None, keep_alive: str | None, model: str, runt
         body["context-size"] = context_size
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
+    if rpc is not None:
+        body["rpc"] = rpc
     if runtime_flags or flags_separator_given():
         body["runtime-flags"] = list(runtime_flags)  # `MODEL --` alone clears them
     RunnerClient().request("POST", "/engines/_configure", json_body=body).close()

@@ -100,17 +100,17 @@ def start(port: int, load: str | None = None, host: str | None = None) -> subpro
         )
 
 
-def stop(port: int) -> bool:
-    """Stop the runner serving this port; False when no runner of ours holds it."""
-    record = runner_pid.live_runner(port)
+def stop(port: int, kind: runner_pid.PidKind = runner_pid.RUNNER) -> bool:
+    """Stop the runner (or the process of `kind`) serving this port; False when no such process of ours holds it."""
+    record = runner_pid.live_runner(port, kind)
     if record is None:
         return False
     os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and runner_pid.is_the_runner(record):
+    while time.monotonic() < deadline and runner_pid.is_the_runner(record, kind):
         time.sleep(0.05)
-    if runner_pid.is_the_runner(record):
+    if runner_pid.is_the_runner(record, kind):
         with contextlib.suppress(OSError):
             os.kill(record.pid, signal.SIGKILL)
-    runner_pid.pid_path(port).unlink(missing_ok=True)
+    runner_pid.pid_path(port, kind).unlink(missing_ok=True)
     return True

@@ -13,9 +13,11 @@ from docker_model.reference import display_name
 from docker_model.units import human_bytes
 
 if TYPE_CHECKING:  # the JSON shapes, for the type checker only
-    from docker_model.api_types import ConfiguredModels, FitReport
+    from docker_model.api_types import ConfiguredModels, FitReport, PoolInfo
 
-CONFIGURE_SHOW_HEADERS = ("MODEL NAME", "CONTEXT SET", "CONTEXT", "SEQUENCES", "KEEP ALIVE", "RUNTIME FLAGS", "WHY")
+CONFIGURE_SHOW_HEADERS = (
+    "MODEL NAME", "CONTEXT SET", "CONTEXT", "SEQUENCES", "KEEP ALIVE", "RUNTIME FLAGS", "RPC SERVERS", "WHY"
+)  # fmt: skip
 
 
 @click.command()
@@ -64,6 +66,15 @@ def fit_rows(report: FitReport) -> list[tuple[str, str]]:
     return [*rows, ("Fits", "yes"), ("Loads with", loads), ("Memory", parts), ("Memory free", room)]
 
 
+def pool_text(pool: PoolInfo | None, configured: str | None) -> str:
+    """`a:50052,b:50052 split 1,3 (set with configure)`; `-` without a pool, or that `configure --rpc none` said so."""
+    if not pool:
+        return "none (set with configure)" if configured == "none" else "-"
+    split = pool["tensor_split"]
+    shares = f" split {','.join(f'{share:g}' for share in split)}" if split else ""
+    return f"{','.join(pool['endpoints'])}{shares} ({pool['source']})"
+
+
 def configure_show(model: str | None) -> None:
     """What each model (or `model`) is configured with, what is in effect, and why."""
     path = "/engines/_configure" + (f"?{urlencode({'model': qualified(model)})}" if model else "")
@@ -81,6 +92,7 @@ def configure_show(model: str | None) -> None:
                 str(entry["sequences"] or "-"),
                 "never" if keep_alive < 0 else f"{keep_alive:g}s",
                 " ".join(settings.get("runtime-flags", [])) or "-",
+                pool_text(entry.get("rpc"), settings.get("rpc")),
                 entry["reason"],
             ]
         )

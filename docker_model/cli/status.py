@@ -11,11 +11,12 @@ import click
 
 from docker_model import settings
 from docker_model.cli import runner_process
-from docker_model.cli.client import NOT_RUNNING, RunnerClient
+from docker_model.cli.client import NOT_RUNNING, RunnerClient, RunnerError
 from docker_model.cli.render import table
+from docker_model.units import human_bytes
 
 if TYPE_CHECKING:  # the JSON shapes, for the type checker only: the CLI imports little at start-up
-    from docker_model.api_types import VersionInfo
+    from docker_model.api_types import RpcEndpointStatus, VersionInfo
 
 
 def split_status(text: str) -> tuple[str, str]:
@@ -44,6 +45,7 @@ def status(as_json: bool) -> None:
     backends = client.get_json("/engines/status")
     version: VersionInfo = client.get_json("/version")
     container_url = version.get("container_url")
+    servers = rpc_servers(client)
     if as_json:
         answer = {
             "running": True,
@@ -52,6 +54,7 @@ def status(as_json: bool) -> None:
             "endpointHost": host_endpoint,
             "models_path": version.get("models_path"),
             "listeners": version.get("listeners", []),
+            "rpc": servers,
         }
         click.echo(json.dumps(answer))
         return
@@ -70,6 +73,29 @@ def status(as_json: bool) -> None:
         )
     if client.token and any(listener["token"] != "none" for listener in version.get("listeners", [])):
         click.echo(f"Token:       {shown_token(client)}")
+    if servers:
+        click.echo("\n" + table(("RPC SERVER", "USED BY", "STATE", "PROTOCOL", "OFFER"), [rpc_row(s) for s in servers]))
+
+
+def rpc_servers(client: RunnerClient) -> list[RpcEndpointStatus]:
+    """The RPC servers the runner's pools name; none from a runner that has no pools (Docker Model Runner)."""
+    try:
+        servers: list[RpcEndpointStatus] = client.get_json("/engines/rpc")
+    except RunnerError as error:
+        if error.status == 404:
+            return []
+        raise
+    return servers
+
+
+def rpc_row(server: RpcEndpointStatus) -> list[str]:
+    holds = "" if server["measured"] is None else f", holds {human_bytes(server['measured'])}"
+    if server["leased_to"]:
+        state = f"leased to {server['leased_to']}{holds if server['reachable'] else ' (loading)'}"
+    else:
+        state = "reachable" if server["reachable"] else f"unusable: {server['error']}"
+    offer = "-" if server["offer"] is None else human_bytes(server["offer"])
+    return [server["endpoint"], ", ".join(server["used_by"]), state, server["protocol"] or "-", offer]
 
 
 def shown_token(client: RunnerClient) -> str:

@@ -53,6 +53,7 @@ def main() -> None:
         settings.gpu_mode()  # read again by the accelerator's detection: a bad value is one line here
         settings.huggingface_url()  # and these by the app (HF_ENDPOINT, DOCKER_MODEL_HUB_URL), once it listens
         settings.docker_hub_url()
+        settings.rpc_servers()  # the runner-wide pool of RPC servers, read by the app
         listeners = Listeners.plan(args.host or settings.listen_address(), port, tls is not None)
     except (settings.SettingsError, ValueError) as error:
         parser.error(str(error))

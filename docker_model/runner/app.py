@@ -28,6 +28,7 @@ from docker_model.runner.api import (
     openapi,
     recent,
     responses,
+    rpc,
     sizing,
     store_admin,
 )
@@ -79,6 +80,7 @@ def build_state(
         parallel=settings.parallel_requests(),
         prestarted=prestarted,
         memory_budget=settings.memory_budget(),
+        rpc_servers=settings.rpc_servers(),
     )
     registry = distribution.RegistryClient(store)
     return RunnerState(store, registry, accelerator, model_settings, scheduler, listeners)
@@ -126,6 +128,7 @@ def create_app(
             *models.routes,
             *engines.routes,
             *sizing.routes,
+            *rpc.routes,
             *inference.routes,
             *anthropic.routes,
             *ollama.routes,

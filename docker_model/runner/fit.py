@@ -62,6 +62,7 @@ class Room:
     vram: int | None = None
     note: str = ""  # why it is smaller than the memory free, when it is
     unified: bool = False  # the GPU's memory is the RAM: what goes to the GPU takes RAM too
+    vram_label: str = "GPU memory"  # what `vram` is: a GPU's, or the offers of a pool of RPC servers
 
     def holds(self, needs: MemoryEstimate) -> bool:
         ram = needs.total if self.unified else needs.ram
@@ -69,7 +70,7 @@ class Room:
 
     def describe(self) -> str:
         parts = [f"{human_bytes(self.ram)} of RAM" if self.ram is not None else ""]
-        parts.append(f"{human_bytes(self.vram)} of GPU memory" if self.vram is not None else "")
+        parts.append(f"{human_bytes(self.vram)} of {self.vram_label}" if self.vram is not None else "")
         described = " and ".join(part for part in parts if part) or "unlimited memory"
         return f"{described} ({self.note})" if self.note else described
 

@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +50,13 @@ class HandOver:
     """ASGI app that hands the connection to the worker listening on `control_path` and waits until
     the worker is done with it."""
 
-    def __init__(self, control_path: Path, request: HandedRequest, why_failed: Callable[[], str]):
+    def __init__(self, control_path: Path, request: HandedRequest, why_failed: Callable[[], Awaitable[str]]):
+        """`why_failed`: says, once the worker's process has had a moment to exit, why it did not answer."""
         self.control_path = control_path
         self.request = request
         self.why_failed = why_failed
         self.report: Reports | None = None  # what the worker reported, once it is done or gone
+        self.failure: str | None = None  # why the worker did not answer, when it did not
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport: asyncio.Transport = scope["extensions"][TRANSPORT]
@@ -69,7 +71,7 @@ class HandOver:
         try:
             reports, control = await _send_connection(self.control_path, client_fd, self.request.encode())
         except OSError:
-            await error_response(self.why_failed(), 500, code=WORKER_FAILED)(scope, receive, send)
+            await self._answer_failure(scope, receive, send)
             return
         # Our own descriptor of the connection, to answer on it if the worker dies. Closing uvicorn's
         # descriptor (abort) leaves the connection open: the worker and we hold it.
@@ -96,7 +98,7 @@ class HandOver:
                 with theirs:
                     reports, control = await _send_connection(self.control_path, theirs.fileno(), self.request.encode())
             except OSError:
-                await error_response(self.why_failed(), 500, code=WORKER_FAILED)(scope, receive, send)
+                await self._answer_failure(scope, receive, send)
                 return
             ours.setblocking(False)
             pump = asyncio.create_task(_pump(ours, transport))
@@ -116,13 +118,20 @@ class HandOver:
                 left.cancel()
                 control.close()
 
+    async def _answer_failure(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The worker could not be handed the connection: answer the client ourselves."""
+        self.failure = await self.why_failed()
+        await error_response(self.failure, 500, code=WORKER_FAILED)(scope, receive, send)
+
     async def _follow(self, reports: asyncio.StreamReader, scope: Scope) -> Reports:
         report = self.report = await read_reports(reports)
         scope[HANDED_STATUS] = report.status if report.done else 500
+        if not report.done:
+            self.failure = await self.why_failed()
         return report
 
     def _failure(self, report: Reports) -> bytes | None:
-        return failure_answer(report.content_type, self.request, self.why_failed())
+        return failure_answer(report.content_type, self.request, self.failure or "")
 
 
 RELAY_BUFFER_BYTES = 1024 * 1024  # a slow TLS client holds up the worker's writes beyond this

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docker_model.distribution import Bundle, Model, Store
 from docker_model.processes import own_process_group
@@ -21,8 +22,11 @@ from docker_model.runner.accelerator import Accelerator
 from docker_model.runner.fit import ALL_LAYERS, Fit, Room, plan, shape_of, wanted_for
 from docker_model.runner.memory import room_for_a_model
 from docker_model.runner.model_settings import ModelSettings, SettingsBook
-from docker_model.runner.runtime_flags import check_runtime_flags
-from docker_model.settings import memory_budget
+from docker_model.runner.runtime_flags import RPC_FLAGS, check_runtime_flags, without_flags
+from docker_model.settings import memory_budget, rpc_servers
+
+if TYPE_CHECKING:
+    from docker_model.runner.rpc_pool import Placement
 
 WORKER_MODULE = "docker_model.runner.worker"
 
@@ -39,6 +43,8 @@ class WorkerSpec:
     runtime_flags: tuple[str, ...] = ()
     model_name: str | None = None
     model_id: str | None = None  # its short ID, in the IDs of the responses it keeps
+    rpc: tuple[str, ...] = ()  # RPC servers (host:port) holding its layers, probed and leased by the runner
+    tensor_split: tuple[float, ...] = ()  # each one's fraction of the layers
 
     def __post_init__(self) -> None:
         check_runtime_flags(self.runtime_flags)
@@ -56,6 +62,8 @@ class WorkerSpec:
             args += ["--model-name", self.model_name]
         if self.model_id:
             args += ["--model-id", self.model_id]
+        if self.rpc:
+            args += ["--rpc", ",".join(self.rpc), "--tensor-split", ",".join(f"{f:.6g}" for f in self.tensor_split)]
         return args + list(self.runtime_flags)
 
 
@@ -65,18 +73,27 @@ def handoff_path(socket_path: Path) -> Path:
 
 
 def spec_for(
-    bundle: Bundle, settings: ModelSettings, accelerator: Accelerator, fit: Fit, name: str, model_id: str | None = None
+    bundle: Bundle,
+    settings: ModelSettings,
+    accelerator: Accelerator,
+    fit: Fit,
+    name: str,
+    model_id: str | None = None,
+    placement: Placement | None = None,
 ) -> WorkerSpec:
-    """The worker a model gets, from its stored settings, the machine's accelerator and its fit in memory."""
+    """The worker a model gets, from its stored settings, the machine's accelerator, its fit in memory and
+    its pool of RPC servers (which takes every layer; the pool the runner chose replaces the flags' own)."""
     return WorkerSpec(
         model_path=bundle.gguf_path,
         ctx_size=fit.ctx_per_seq,
         parallel=fit.parallel,
-        n_gpu_layers=ALL_LAYERS if accelerator.gpu_offload else 0,
+        n_gpu_layers=ALL_LAYERS if accelerator.gpu_offload or placement else 0,
         chat_template=bundle.template_path,
-        runtime_flags=tuple(settings.runtime_flags),
+        runtime_flags=without_flags(settings.runtime_flags, RPC_FLAGS),
         model_name=name,
         model_id=model_id,
+        rpc=placement.pool.addresses if placement else (),
+        tensor_split=placement.fractions if placement else (),
     )
 
 
@@ -151,10 +168,15 @@ class Prestarted:
 def prestart(name: str, models_path: Path, state_dir: Path, accelerator: Accelerator, parallel: int) -> Prestarted:
     """Launch the worker of the stored model `name`, as the scheduler would, sized to the memory it may use
     (nothing else is loaded yet). Raises the store's errors (DistributionError: a model that is not there;
-    ValueError: a bad name), ModelDoesNotFit and OSError."""
+    ValueError: a bad name, or a model whose layers go to RPC servers, which only the scheduler probes and
+    leases), ModelDoesNotFit and OSError."""
     store = Store(models_path)
     model = store.get(name)
     settings = SettingsBook(settings_path(state_dir)).get(model.id)
+    from docker_model.runner.rpc_pool import resolve
+
+    if resolve(settings, rpc_servers()) is not None:
+        raise ValueError("its layers go to RPC servers: its first request loads it")
     bundle = store.bundle(model)
     wanted = wanted_for(model.config, settings, parallel, accelerator.gpu_offload)
     fit = plan(shape_of(bundle.gguf_path), wanted, Room(room_for_a_model(memory_budget(), 0)))

@@ -25,6 +25,7 @@ class ModelSettings:
     context_size: int | None = None
     keep_alive: float | None = None  # seconds; 0 unloads at once, -1 never
     runtime_flags: list[str] = field(default_factory=list)
+    rpc: str | None = None  # `configure --rpc`: RPC servers (HOST:PORT[@SIZE],...), or "none"; None: not set
 
 
 def effective_keep_alive(settings: ModelSettings) -> float:
@@ -40,6 +41,8 @@ def backend_config(settings: ModelSettings) -> BackendConfig:
         config["runtime-flags"] = settings.runtime_flags
     if settings.keep_alive is not None:
         config["keep_alive"] = go_duration(settings.keep_alive)
+    if settings.rpc is not None:
+        config["rpc"] = settings.rpc
     return config
 
 

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,11 +106,11 @@ class RecentRequests:
         self.models.setdefault(model_id, deque(maxlen=self.kept)).append(record)
         return record
 
-    async def finished(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> None:
+    async def finished(self, record: Record, report: Reports | None, failure: str | None) -> None:
         """`finish`, its texts written in a thread. A request cancelled meanwhile still has its record
         completed: the work goes on, shielded, and the store holds it until it is done."""
         duration = time.monotonic() - record.started
-        work = asyncio.ensure_future(asyncio.to_thread(self.outcome, record, report, why_failed))
+        work = asyncio.ensure_future(asyncio.to_thread(self.outcome, record, report, failure))
         self.finishing.add(work)
 
         def done(work: asyncio.Future[dict[str, Any]]) -> None:
@@ -121,16 +121,18 @@ class RecentRequests:
         work.add_done_callback(done)
         await asyncio.shield(work)
 
-    def finish(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> None:
-        """Complete `record` with what its worker reported (None: the hand-over failed), and tell followers."""
+    def finish(self, record: Record, report: Reports | None, failure: str | None) -> None:
+        """Complete `record` with what its worker reported (None: the hand-over failed, for `failure`), and
+        tell followers."""
         duration = time.monotonic() - record.started
-        self.complete(record, self.outcome(record, report, why_failed), duration)
+        self.complete(record, self.outcome(record, report, failure), duration)
 
-    def outcome(self, record: Record, report: Reports | None, why_failed: Callable[[], str]) -> dict[str, Any]:
+    def outcome(self, record: Record, report: Reports | None, failure: str | None) -> dict[str, Any]:
         """The fields of a finished record: its request's text written, and its answer's; any thread."""
         record.request_text(self.body_bytes)
         if report is None or not report.done or report.status is None:
-            return {"status_code": 500, "error": json.dumps({"error": why_failed()})}
+            error = failure or "the request ended before the model's worker answered it"
+            return {"status_code": 500, "error": json.dumps({"error": error})}
         text = report.response.decode("utf-8", errors="replace")
         complete = report.response_size == len(report.response)
         failed = report.status >= 400

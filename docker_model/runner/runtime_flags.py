@@ -38,9 +38,45 @@ class FlagChoice:
             raise ValueError(f"runtime flag {flag} takes one of {', '.join(self.choices)}, not {text!r}")
 
 
+@dataclass(frozen=True)
+class FlagEndpoints:
+    """What `--rpc` takes: RPC servers, `HOST:PORT[@SIZE][,...]`."""
+
+    def check(self, flag: str, text: str) -> None:
+        from docker_model.rpc_protocol import parse_endpoints
+
+        try:
+            parse_endpoints(text)
+        except ValueError as error:
+            raise ValueError(f"runtime flag {flag}: {error}") from None
+
+
+@dataclass(frozen=True)
+class FlagShares:
+    """What `--tensor-split` takes: each RPC server's share of the layers, `1,3`."""
+
+    def check(self, flag: str, text: str) -> None:
+        try:
+            parse_shares(text)
+        except ValueError as error:
+            raise ValueError(f"runtime flag {flag}: {error}") from None
+
+
+def parse_shares(text: str) -> tuple[float, ...]:
+    """Shares such as `1,3` (llama-server's `--tensor-split`): numbers, none negative, their sum positive."""
+    try:
+        shares = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        shares = ()
+    if not shares or not all(math.isfinite(share) and share >= 0 for share in shares) or sum(shares) <= 0:
+        raise ValueError(f"{text!r} is not a list of shares: give numbers like 1,3 (none negative, not all 0)")
+    return shares
+
+
+RPC_FLAGS = ("--rpc", "--tensor-split", "-ts")  # the runner resolves the pool and passes these itself
 CACHE_TYPES = ("f16", "q8_0", "q4_0")  # KV cache element types: 2, 1.06 and 0.56 bytes per value
 _COUNT, _PROBABILITY, _CACHE_TYPE = FlagValue(int, 1), FlagValue(float, 0, 1), FlagChoice(CACHE_TYPES)
-RUNTIME_FLAGS: dict[str, FlagValue | FlagChoice] = {
+RUNTIME_FLAGS: dict[str, FlagValue | FlagChoice | FlagEndpoints | FlagShares] = {
     "-t": _COUNT, "--threads": _COUNT,
     "-b": _COUNT, "--batch-size": _COUNT,
     "-ngl": FlagValue(int, -1), "--n-gpu-layers": FlagValue(int, -1),
@@ -49,6 +85,7 @@ RUNTIME_FLAGS: dict[str, FlagValue | FlagChoice] = {
     "--temp": FlagValue(float, 0), "--top-k": FlagValue(int, 0), "--top-p": _PROBABILITY, "--min-p": _PROBABILITY,
     "--repeat-penalty": FlagValue(float, 0.0001),
     "-ctk": _CACHE_TYPE, "--cache-type-k": _CACHE_TYPE, "-ctv": _CACHE_TYPE, "--cache-type-v": _CACHE_TYPE,
+    "--rpc": FlagEndpoints(), "-ts": FlagShares(), "--tensor-split": FlagShares(),
 }  # fmt: skip
 
 
@@ -63,6 +100,23 @@ def flag_value(flags: Sequence[str], *names: str) -> str | None:
         if name in names:
             found = value
     return found
+
+
+def without_flags(flags: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    """`flags` (checked: each has its value) less those named `names`, with their values."""
+    kept: list[str] = []
+    items = list(flags)
+    while items:
+        item = items.pop(0)
+        name, has_value, _ = item.partition("=")
+        if name in names:
+            if not has_value and items:
+                items.pop(0)
+            continue
+        kept.append(item)
+        if not has_value and items:
+            kept.append(items.pop(0))
+    return tuple(kept)
 
 
 def check_runtime_flags(flags: Sequence[str]) -> tuple[str, ...]:

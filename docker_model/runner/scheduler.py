@@ -6,6 +6,7 @@ make room first, least recently used first; then a context that was not set expl
 load is refused (ModelDoesNotFit, a 507). Several models may stay loaded, up to `max_loaded`; past that the
 least recently used idle model is evicted. Each model unloads once idle for its keep-alive (5 minutes by
 default, 0 at once, -1 never). A worker that died is noticed on the next request and started afresh.
+A model whose layers go to a pool of RPC servers leases its endpoints first (`rpc_pool.py` says why).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docker_model.distribution import ConflictError, DistributionError, Model, Store
 from docker_model.reference import familiar_name
@@ -33,8 +35,21 @@ from docker_model.runner.launch import (
 from docker_model.runner.memory import room_for_a_model
 from docker_model.runner.metrics import RunnerMetrics
 from docker_model.runner.model_settings import ModelSettings, SettingsBook, effective_keep_alive
+from docker_model.runner.rpc_pool import (
+    EndpointBusy,
+    Offer,
+    Placement,
+    Pool,
+    PoolError,
+    busy_message,
+    probe_pool,
+    resolve,
+)
 from docker_model.runner.workers import WorkerProcess, WorkerStartError
 from docker_model.units import human_bytes
+
+if TYPE_CHECKING:
+    from docker_model.rpc_protocol import Endpoint
 
 log = logging.getLogger(__name__)
 # (spec, socket path, log path) -> a started worker; WorkerProcess.start, or a stand-in in fast tests
@@ -64,6 +79,7 @@ class LoadedModel:
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
     recorded_use: float = 0.0  # the last use written to the store
+    placement: Placement | None = None  # the RPC servers holding its layers, leased to it
 
     @property
     def used_at(self) -> float:
@@ -96,8 +112,10 @@ class Scheduler:
         prestarted: Prestarted | None = None,
         memory_budget: int | None = None,
         metrics: RunnerMetrics | None = None,
+        rpc_servers: tuple[Endpoint, ...] = (),
     ) -> None:
-        """`memory_budget`: bytes of RAM all models may take together; None: what the machine has free."""
+        """`memory_budget`: bytes of RAM all models may take together; None: what the machine has free.
+        `rpc_servers`: the runner-wide pool of RPC servers."""
         self.store = store
         self.settings = settings
         self.accelerator = accelerator
@@ -115,6 +133,8 @@ class Scheduler:
         self.lock = asyncio.Lock()
         self.some_idle = asyncio.Event()  # set when a loaded model's last request ends
         self.being_deleted: set[str] = set()  # IDs of models `prune` is deleting: not loaded meanwhile
+        self.rpc_servers = rpc_servers
+        self.leasing: dict[str, tuple[str, Pool]] = {}  # model ID -> (name, pool) of the models loading on one
 
     async def acquire(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
         """The loaded model, loading it first if needed; pair every call with `release`. `needed`: tokens
@@ -176,18 +196,35 @@ class Scheduler:
                 await asyncio.wait_for(self.some_idle.wait(), remaining)
 
     async def _load(self, model: Model, name: str, needed: int = 0) -> LoadedModel:
+        """Load the model, on its pool of RPC servers if it has one: leased for the load, then for as long
+        as it stays loaded with a live worker."""
+        settings = self.settings.get(model.id)
+        pool = resolve(settings, self.rpc_servers)
+        try:
+            if pool is not None:
+                await self._lease(model, name, pool)
+            return await self._load_on(model, name, settings, pool, needed)
+        except PoolError as error:
+            assert pool is not None  # only a pool's lease and probes raise these
+            raise type(error)(f"cannot load {name} on its RPC servers ({pool.source}): {error}") from None
+        finally:
+            self.leasing.pop(model.id, None)
+
+    async def _load_on(
+        self, model: Model, name: str, settings: ModelSettings, pool: Pool | None, needed: int
+    ) -> LoadedModel:
         """Size the model to its room and start its worker. Other models make room only as far as memory
         requires before the load, and for the slot limit only once it succeeded: a model that fails to load
-        evicts nothing."""
-        settings = self.settings.get(model.id)
+        evicts nothing. A pool's endpoints are probed first: llama.cpp aborts a worker that cannot connect."""
+        placement = None if pool is None else await asyncio.to_thread(probe_pool, pool)
         bundle = await asyncio.to_thread(self.store.bundle, model)
         try:
-            fit = await self._fit(model, name, bundle.gguf_path, settings, needed)
+            fit = await self._fit(model, name, bundle.gguf_path, settings, needed, placement)
         except ModelDoesNotFit as error:
             log.error("%s does not fit: %s", name, error)
             raise ModelDoesNotFit(f"model {name} does not fit in memory: {error}") from None
         await self.wait_for_a_slot()
-        spec = spec_for(bundle, settings, self.accelerator, fit, name, model.short_id)
+        spec = spec_for(bundle, settings, self.accelerator, fit, name, model.short_id, placement)
         log.info("loading %s (%d tokens per sequence × %d: %s)", name, fit.ctx_per_seq, fit.parallel, fit.reason)
         log_path = log_path_for(self.log_dir, model)
         label = familiar_name(name)
@@ -206,25 +243,29 @@ class Scheduler:
         self.metrics.loads.labels(label, "loaded").inc()
         self.metrics.load_seconds.labels(label).observe(time.monotonic() - started)
         keep_alive = effective_keep_alive(settings)
-        loaded = LoadedModel(model, name, worker, fit, keep_alive)
+        loaded = LoadedModel(model, name, worker, fit, keep_alive, placement=placement)
         async with self.lock:
             self.loaded[model.id] = loaded
         await self._record_use([loaded])
         await self._evict_idle(lambda: len(self.loaded) > self.max_loaded, model, "loaded_models_limit")
         return loaded
 
-    def room(self, model: Model) -> Room:
+    def room(self, model: Model, placement: Placement | None = None) -> Room:
         """What `model` may take now: the budget less the other loaded models' estimates, or the machine's
-        available memory less a margin; less again after it ran out of memory with more."""
+        available memory less a margin; less again after it ran out of memory with more. With a pool of RPC
+        servers, their offers stand where the GPU's free memory would."""
         unified = self.accelerator.unified_memory
-        others = [m.fit.estimate for m in self.loaded.values() if m.model.id != model.id]
-        ram = room_for_a_model(self.memory_budget, sum(e.total if unified else e.ram for e in others))
+        others = [m for m in self.loaded.values() if m.model.id != model.id]
+        used = sum(m.fit.estimate.total if unified and not m.placement else m.fit.estimate.ram for m in others)
+        ram = room_for_a_model(self.memory_budget, used)
         free_vram = self.accelerator.free_vram() if self.accelerator.free_vram is not None else None
         vram = None if free_vram is None else free_vram - VRAM_MARGIN
         cap = self.memory_caps.get(model.id)
         if cap is None or (ram is not None and ram <= cap):
-            return Room(ram, vram, unified=unified)
-        return Room(cap, vram, note="it ran out of memory with more", unified=unified)
+            room = Room(ram, vram, unified=unified)
+        else:
+            room = Room(cap, vram, note="it ran out of memory with more", unified=unified)
+        return placement.room(room) if placement else room
 
     def _ran_out_of_memory(self, model: Model, name: str, fit: Fit) -> None:
         """Remember that `model` ran out of memory as `fit` sized it: its next loads get less."""
@@ -241,21 +282,72 @@ class Scheduler:
         loaded = self.loaded.get(model.id)
         if loaded is not None and settings == self.settings.get(model.id):
             return loaded.fit
+        pool = resolve(settings, self.rpc_servers)
+        placement = None if pool is None else await self._preview_placement(model, pool)
         bundle = await asyncio.to_thread(self.store.bundle, model)
         shape = await asyncio.to_thread(shape_of, bundle.gguf_path)
-        wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload)
-        return plan(shape, wanted, self.room(model))
+        wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload or bool(placement))
+        return plan(shape, wanted, self.room(model, placement))
 
-    async def _fit(self, model: Model, name: str, gguf: Path, settings: ModelSettings, needed: int) -> Fit:
+    async def _fit(
+        self, model: Model, name: str, gguf: Path, settings: ModelSettings, needed: int, placement: Placement | None
+    ) -> Fit:
         """The model's fit, idle models evicted first as far as it needs them to load as it wants."""
         early = self.prestarted
         if early is not None and early.model.id == model.id:
             return early.fit  # sized before it started, as this would have (nothing else was loaded)
         shape = await asyncio.to_thread(shape_of, gguf)
-        wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload)
+        wanted = wanted_for(model.config, settings, self.parallel, self.accelerator.gpu_offload or bool(placement))
         full = wanted.estimate(shape)
-        await self._evict_idle(lambda: not self.room(model).holds(full), model, "memory")
-        return plan(shape, wanted, self.room(model), needed, familiar_name(name))
+        await self._evict_idle(lambda: not self.room(model, placement).holds(full), model, "memory")
+        return plan(shape, wanted, self.room(model, placement), needed, familiar_name(name))
+
+    def leases(self) -> dict[str, tuple[str, str]]:
+        """Which model holds each leased RPC endpoint: address -> (model ID, name). A loaded model holds its
+        pool while its worker lives (a dead worker's connections are closed); a loading one while it loads."""
+        held = {
+            address: (key, m.name)
+            for key, m in self.loaded.items()
+            if m.placement and m.worker.alive
+            for address in m.placement.pool.addresses
+        }
+        held.update({address: (key, name) for key, (name, pool) in self.leasing.items() for address in pool.addresses})
+        return held
+
+    def leased_offers(self) -> dict[str, tuple[Offer, LoadedModel]]:
+        """The endpoints leased to loaded models with a live worker: what each offered at the load, and its holder."""
+        return {
+            offer.endpoint.address: (offer, m)
+            for m in self.loaded.values()
+            if m.placement and m.worker.alive
+            for offer in m.placement.offers
+        }
+
+    async def _lease(self, model: Model, name: str, pool: Pool) -> None:
+        """Lease `pool`'s endpoints to `model`: an RPC server serves one client at a time, and llama.cpp
+        aborts a worker whose connection fails, so two workers never share an endpoint. An idle holder is
+        evicted; a busy or loading one makes this EndpointBusy (a 503 naming the endpoint and the holder)."""
+        while True:
+            async with self.lock:
+                held = {a: h for a, h in self.leases().items() if a in pool.addresses and h[0] != model.id}
+                if not held:
+                    self.leasing[model.id] = (name, pool)
+                    return
+                for address, (holder, holder_name) in held.items():
+                    loaded = self.loaded.get(holder)
+                    if loaded is None or loaded.in_flight:
+                        raise EndpointBusy(busy_message(address, holder_name))
+            holders = {holder for holder, _ in held.values()}
+            await self._evict_idle(lambda: True, model, "rpc_endpoint", among=holders)  # each idle holder
+
+    async def _preview_placement(self, model: Model, pool: Pool) -> Placement:
+        """`pool` as `model` would find it now, probing only the endpoints nobody holds: a leased one is
+        taken as it offered at its holder's load, and one held by a model still loading is busy."""
+        known = {address: offer for address, (offer, _) in self.leased_offers().items()}
+        for address, (holder, holder_name) in self.leases().items():
+            if address in pool.addresses and address not in known and holder != model.id:
+                raise EndpointBusy(busy_message(address, holder_name))
+        return await asyncio.to_thread(probe_pool, pool, known)
 
     async def _start(self, model: Model, spec: WorkerSpec, log_path: Path) -> WorkerProcess:
         """The model's worker: the one launched before the runner started, if it runs as `spec` says."""
@@ -286,11 +378,18 @@ class Scheduler:
 
         task.add_done_callback(done)
 
-    async def _evict_idle(self, short: Callable[[], bool], model: Model, reason: str) -> None:
-        """Evict idle models other than `model`, least recently used first, while `short()` holds."""
+    async def _evict_idle(
+        self, short: Callable[[], bool], model: Model, reason: str, among: set[str] | None = None
+    ) -> None:
+        """Evict idle models other than `model` (of the IDs `among`, when given), least recently used first,
+        while `short()` holds."""
         while True:
             async with self.lock:
-                idle = [m for m in self.loaded.values() if m.in_flight == 0 and m.model.id != model.id]
+                idle = [
+                    m
+                    for m in self.loaded.values()
+                    if m.in_flight == 0 and m.model.id != model.id and (among is None or m.model.id in among)
+                ]
                 if not short() or not idle:
                     return
                 victim = min(idle, key=lambda m: m.last_used)

@@ -20,9 +20,11 @@ from starlette.requests import Request
 from docker_model.files import log_tail
 from docker_model.runner.handover import HandOver
 from docker_model.runner.launch import WorkerSpec, handoff_path, spawn
+from docker_model.runner.shared.exit_codes import RPC_LOST_EXIT_CODE
 from docker_model.runner.shared.wire import HandedRequest
 
 START_POLL_SECONDS = 0.01
+EXIT_SEEN_WITHIN_SECONDS = 1.0
 
 
 # What llama.cpp and Python write when an allocation fails.
@@ -125,6 +127,15 @@ class WorkerProcess:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
 
+    async def health(self, timeout: float) -> dict | None:
+        """The worker's `/health` answer (with its pool's `rpc` list, if it has one); None when it does not
+        answer within `timeout`."""
+        try:
+            answer = (await self._client.get("/health", timeout=timeout)).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return answer if isinstance(answer, dict) else None
+
     def kill_hung(self, seconds: float) -> None:
         """Kill a worker that made no progress for `seconds` while answering: its clients get an error."""
         self._hung_for = seconds
@@ -161,9 +172,21 @@ class WorkerProcess:
         if self.out_of_memory:
             return "was killed by the kernel's out-of-memory killer"
         code = self._process.poll()
+        if code == RPC_LOST_EXIT_CODE:
+            return f"lost its connection to an RPC server of its pool ({self._rpc_loss()})"
         return "was killed (SIGKILL)" if code == -signal.SIGKILL else f"exited with code {code}"
 
-    def _why_failed(self) -> str:
+    def _rpc_loss(self) -> str:
+        """The worker's own line on the RPC server it lost (it names the pool and llama.cpp's reason)."""
+        lines = [line for line in log_tail(self.log_path).splitlines() if "lost the RPC server" in line]
+        return lines[-1].removeprefix("error: ") if lines else "see its log"
+
+    async def _why_failed(self) -> str:
+        """Why the worker stopped answering. Its connections close as its process exits, a moment before
+        the exit can be seen: wait that moment, so that the cause it exited with is the one told."""
+        deadline = time.monotonic() + EXIT_SEEN_WITHIN_SECONDS
+        while self._process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self._hung_for is None and self._process.poll() is None:
             return "the connection to the model's worker process was lost"
         return f"the model's worker process {self.exit_cause()}; it will be started again"

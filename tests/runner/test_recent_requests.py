@@ -32,7 +32,7 @@ def chat(content: str, **fields: Any) -> dict[str, Any]:
 def answered(
     store: RecentRequests, record: Record, body: bytes, status: int = 200, kind: str = "application/json"
 ) -> RequestRecord:
-    store.finish(record, Reports(status, kind, True, body, len(body)), lambda: "worker died")
+    store.finish(record, Reports(status, kind, True, body, len(body)), "worker died")
     return record.entry
 
 
@@ -61,7 +61,7 @@ def test_bodies_over_the_cut_are_cut_and_marked() -> None:
     assert entry["response"] == "y" * 1000 + "...[cut: 3000 bytes in all]"
     # A body the worker sent more of than it kept is marked with the size it sent.
     record = store.begin("sha256:a", request(), chat("short"))
-    store.finish(record, Reports(200, "application/json", True, b"z" * 10, 10**7), lambda: "")
+    store.finish(record, Reports(200, "application/json", True, b"z" * 10, 10**7), None)
     assert record.entry["response"] == "z" * 10 + f"...[cut: {10**7} bytes in all]"
     assert record.entry["response_truncated"] and not record.entry["request_truncated"]
 
@@ -150,7 +150,7 @@ def test_errors_and_a_dead_worker_are_recorded_as_errors() -> None:
     entry = answered(store, store.begin("sha256:a", request(), chat("q")), b'{"error": "bad"}', 400)
     assert entry["status_code"] == 400 and entry["error"] == '{"error": "bad"}'
     record = store.begin("sha256:a", request(), chat("q"))
-    store.finish(record, Reports(200, "text/event-stream", False), lambda: "the worker was killed")
+    store.finish(record, Reports(200, "text/event-stream", False), "the worker was killed")
     assert record.entry["status_code"] == 500
     assert json.loads(record.entry["error"]) == {"error": "the worker was killed"}
 
@@ -207,7 +207,7 @@ def test_texts_are_written_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -
         assert writers == []  # nothing written as the request is handed over
         stream = sse({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
         report = Reports(200, "text/event-stream", True, stream, len(stream))
-        await store.finished(answering, report, lambda: "")
+        await store.finished(answering, report, None)
         assert json.loads(answering.entry["response"])["choices"][0]["message"]["content"] == "hi"
         return await store.snapshot("sha256:a")
 
@@ -224,7 +224,9 @@ def test_a_record_is_completed_when_its_request_is_cancelled_meanwhile() -> None
     async def scenario() -> RequestRecord:
         store = RecentRequests()
         record = store.begin("sha256:a", request(), chat("q"))
-        finishing = asyncio.ensure_future(store.finished(record, Reports(200, "application/json", True, b"{}", 2), str))
+        finishing = asyncio.ensure_future(
+            store.finished(record, Reports(200, "application/json", True, b"{}", 2), None)
+        )
         await asyncio.sleep(0)
         finishing.cancel()
         while store.finishing:

@@ -151,7 +151,7 @@ def test_deleting_a_model_forgets_its_requests_and_capabilities(runner: InProces
 
     def remember(chosen: Model) -> None:
         request = Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []})
-        state.recent_requests.finish(state.recent_requests.begin(chosen.id, request, {"model": "m"}), None, str)
+        state.recent_requests.finish(state.recent_requests.begin(chosen.id, request, {"model": "m"}), None, None)
         capabilities.stored_capabilities(chosen, store.blobs.path)
         assert chosen.id in state.recent_requests.models and chosen.id in capabilities._cache
 

@@ -17,6 +17,7 @@ from docker_model.api_types import (
     ConfigureRequest,
     DiskUsage,
     ListenerInfo,
+    RpcShare,
     RunningModel,
     UnloadRequest,
     UnloadResult,
@@ -26,8 +27,10 @@ from docker_model.distribution.capabilities import backend_mode
 from docker_model.distribution.config_fields import trained_context_length
 from docker_model.reference import familiar_name
 from docker_model.runner.api.common import read_body, state_of
+from docker_model.runner.api.rpc import rpc_shares
 from docker_model.runner.listeners import ListenError
 from docker_model.runner.model_settings import ModelSettings, effective_keep_alive
+from docker_model.runner.rpc_pool import PoolMisconfigured, configured, resolve
 from docker_model.runner.runtime_flags import check_runtime_flags
 from docker_model.runner.scheduler import LoadedModel
 from docker_model.runner.shared.error_body import APIError
@@ -69,7 +72,8 @@ async def engines_ps(request: Request) -> JSONResponse:
     loaded_models = scheduler.running()
     paths = state.store.blobs.path
     modes = await asyncio.to_thread(lambda: [backend_mode(loaded.model, paths) for loaded in loaded_models])
-    running = [_running(loaded, mode) for loaded, mode in zip(loaded_models, modes, strict=True)]
+    shares = await asyncio.gather(*(rpc_shares(loaded) for loaded in loaded_models))
+    running = [_running(*each) for each in zip(loaded_models, modes, shares, strict=True)]
     loading_ids = [i for i, task in scheduler.loading.items() if not task.done() and i not in scheduler.loaded]
     for model_id in loading_ids:
         try:
@@ -82,7 +86,7 @@ async def engines_ps(request: Request) -> JSONResponse:
     return JSONResponse(running)
 
 
-def _running(loaded: LoadedModel, mode: str) -> RunningModel:
+def _running(loaded: LoadedModel, mode: str, shares: list[RpcShare]) -> RunningModel:
     return {
         "model_name": loaded.name,
         "backend_name": BACKEND_NAME,
@@ -99,6 +103,7 @@ def _running(loaded: LoadedModel, mode: str) -> RunningModel:
         "memory_estimated": loaded.fit.estimate.ram,
         "memory_measured": loaded.worker.rss_bytes(),
         "pid": loaded.worker.pid,
+        "rpc": shares,
     }
 
 
@@ -120,6 +125,7 @@ def _loading(model_id: str, name: str, mode: str, settings: ModelSettings) -> Ru
         "memory_estimated": None,
         "memory_measured": None,
         "pid": None,
+        "rpc": [],
     }
 
 
@@ -180,6 +186,17 @@ def requested_runtime_flags(body: ConfigureRequest) -> list[str] | None:
     return checked_runtime_flags(split, "raw-runtime-flags")
 
 
+def requested_rpc(body: ConfigureRequest, current: str | None) -> str | None:
+    """The pool of RPC servers a configure body sets: `HOST:PORT[@SIZE][,...]`, "none" (no pool, even the
+    runner-wide one) or "default" (forget it); `current` when the body has none."""
+    if body.get("rpc") is None:
+        return current
+    try:
+        return configured(str(body["rpc"]))
+    except ValueError as error:
+        raise APIError(400, str(error), param="rpc") from None
+
+
 async def engines_configure(request: Request) -> JSONResponse:
     body = await read_body(request, ConfigureRequest)
     name = body.get("model")
@@ -207,7 +224,12 @@ async def engines_configure(request: Request) -> JSONResponse:
             raise APIError(400, str(error)) from None
     flags = requested_runtime_flags(body)
     runtime_flags = current.runtime_flags if flags is None else flags
-    state.settings.set(model.id, ModelSettings(context_size, keep_alive, runtime_flags))
+    wanted = ModelSettings(context_size, keep_alive, runtime_flags, requested_rpc(body, current.rpc))
+    try:
+        resolve(wanted, state.scheduler.rpc_servers)
+    except PoolMisconfigured as error:
+        raise APIError(400, str(error), param="rpc" if body.get("rpc") is not None else "runtime-flags") from None
+    state.settings.set(model.id, wanted)
     # New settings apply at the next load: unload now, then preload as DMR does. Settings the model
     # cannot load with are taken back, so that a failed configure never breaks every later load.
     await state.scheduler.unload([model.id])

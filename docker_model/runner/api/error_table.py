@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 
 from docker_model import distribution
 from docker_model.runner.fit import ModelDoesNotFit
+from docker_model.runner.rpc_pool import EndpointBusy, EndpointFailed, PoolMisconfigured
 from docker_model.runner.scheduler import ModelLoadError, ModelsBusyError
 from docker_model.runner.shared.error_body import APIError, error_response
 from docker_model.units import human_bytes
@@ -21,6 +22,9 @@ DOMAIN_STATUS: list[tuple[type[Exception], int]] = [
     (ModelLoadError, 500),
     (ModelsBusyError, 503),
     (ModelDoesNotFit, 507),
+    (PoolMisconfigured, 409),  # the model's settings contradict its pool of RPC servers
+    (EndpointFailed, 502),  # an RPC server of its pool is unreachable or speaks another protocol version
+    (EndpointBusy, 503),  # an RPC server of its pool serves another client: retry later
     (distribution.ModelNotFoundError, 404),
     (distribution.InvalidReferenceError, 400),
     (distribution.UnsupportedFormatError, 400),
@@ -91,7 +95,10 @@ def response_for(error: Exception, path: str = "") -> JSONResponse:
         return error_response(str(error), status, "model", "insufficient_memory", path)
     if isinstance(error, HTTPException):
         return error_response(str(error.detail), status, path=path)
-    return error_response(message_of(error), status, path=path)
+    response = error_response(message_of(error), status, path=path)
+    if isinstance(error, EndpointBusy):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 async def handle_error(request: Request, error: Exception) -> JSONResponse:

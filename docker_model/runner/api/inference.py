@@ -110,7 +110,7 @@ async def hand_over(
     async def release() -> None:
         try:
             if record is not None:
-                await recent.finished(record, handed.report, handed.why_failed)
+                await recent.finished(record, handed.report, handed.failure)
         finally:
             scheduler.release(loaded)
             if after is not None:

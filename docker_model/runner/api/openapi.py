@@ -41,6 +41,7 @@ DESCRIBED: dict[tuple[str, str], tuple[str, Any, Any, dict[str, Any]]] = {
     ("get", "/engines/status"): ("engineStatus", None, dict[str, str], {}),
     ("get", "/engines/ps"): ("runningModels", None, list[api_types.RunningModel], {}),
     ("get", "/engines/df"): ("diskUsage", None, api_types.DiskUsage, {}),
+    ("get", "/engines/rpc"): ("rpcServers", None, list[api_types.RpcEndpointStatus], {}),
     ("post", "/engines/unload"): ("unloadModels", api_types.UnloadRequest, api_types.UnloadResult, {}),
     ("post", "/engines/_configure"): ("configureModel", api_types.ConfigureRequest, None, {}),
     ("get", "/engines/_configure"): (

@@ -20,6 +20,7 @@ from docker_model.runner.api.engines import BACKEND_NAME
 from docker_model.runner.fit import Fit, ModelDoesNotFit
 from docker_model.runner.memory_estimate import MemoryEstimate
 from docker_model.runner.model_settings import ModelSettings, backend_config, effective_keep_alive
+from docker_model.runner.rpc_pool import PoolError, resolve
 from docker_model.runner.shared.error_body import APIError
 
 
@@ -46,6 +47,12 @@ async def _settings_info(request: Request, model: Model) -> ModelSettingsInfo:
         reason = found.reason
     except ModelDoesNotFit as error:
         fit, reason = None, f"does not fit: {error}"
+    except PoolError as error:
+        fit, reason = None, f"cannot load now: {error}"
+    try:
+        pool = resolve(settings, state.scheduler.rpc_servers)
+    except PoolError:
+        pool = None  # the reason says why
     mode = await asyncio.to_thread(backend_mode, model, state.store.blobs.path)
     return {
         "Backend": BACKEND_NAME,
@@ -58,6 +65,7 @@ async def _settings_info(request: Request, model: Model) -> ModelSettingsInfo:
         "reason": reason,
         "loaded": model.id in state.scheduler.loaded,
         "keep_alive": effective_keep_alive(settings),
+        "rpc": pool.info() if pool else None,
     }
 
 
@@ -77,7 +85,7 @@ async def model_fit(request: Request) -> JSONResponse:
     report = _facts(model, settings)
     try:
         fit = await state.scheduler.preview(model, settings)
-    except ModelDoesNotFit as error:
+    except (ModelDoesNotFit, PoolError) as error:
         report["reason"] = str(error)
     else:
         report["fits"], report["reason"], report["memory"] = True, fit.reason, _parts(fit.estimate)

@@ -57,6 +57,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chat-template", type=Path, help="Jinja chat template (default: the GGUF's)")
     parser.add_argument("--parent-pid", type=int, help="exit when this process (the runner) goes away")
     parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="waiting requests before 503")
+    parser.add_argument("--rpc", type=_comma_list, default=[], help="RPC servers (host:port,...) holding the layers")
+    parser.add_argument(
+        "-ts", "--tensor-split", type=_fractions, default=[], help="each RPC server's share of the layers (1,3)"
+    )
     # Sampling defaults: llama-server's (see SamplingParams) unless given here.
     parser.add_argument("--temp", type=float, help="default temperature")
     parser.add_argument("--top-k", type=int)
@@ -67,7 +71,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("ctx_size", "parallel", "threads", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.rpc and args.n_gpu_layers == 0:
+        parser.error("--rpc needs --n-gpu-layers: the layers offloaded are the ones the RPC servers hold")
+    if args.tensor_split and len(args.tensor_split) != len(args.rpc):
+        parser.error(f"--tensor-split gives {len(args.tensor_split)} shares for {len(args.rpc)} RPC servers")
     return args
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item for item in text.split(",") if item]
+
+
+def _fractions(text: str) -> list[float]:
+    shares = [float(item) for item in _comma_list(text)]
+    if any(share < 0 for share in shares) or sum(shares) <= 0:
+        raise argparse.ArgumentTypeError(f"shares must be non-negative with a positive sum, not {text!r}")
+    return [share / sum(shares) for share in shares]
 
 
 def listen(args: argparse.Namespace) -> socket.socket:
@@ -89,7 +108,15 @@ def load_engine(args: argparse.Namespace) -> tuple[LlamaModel, Engine]:
     from .llama import LlamaModel
     from .metrics import WorkerMetrics
 
-    model = LlamaModel(args.model, args.n_gpu_layers)
+    pool = None
+    if args.rpc:
+        from .llama import log_listeners
+        from .rpc_client import RpcPool
+
+        pool = RpcPool(args.rpc, args.tensor_split)
+        log_listeners.append(pool.record)
+        pool.attach()
+    model = LlamaModel(args.model, args.n_gpu_layers, pool)
     try:
         threads = args.threads or default_threads()
         engine = Engine(

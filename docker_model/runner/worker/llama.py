@@ -5,18 +5,27 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bindings import lc
 
+if TYPE_CHECKING:
+    from .rpc_client import RpcPool
+
 _LOG_WARN = 3  # ggml_log_level: keep warnings and errors, drop the verbose load chatter
 _LOG_CONT = 5
+log_listeners: list[Callable[[str], None]] = []  # each gets every line llama.cpp logs (e.g. its buffer sizes)
 
 
 @lc.llama_log_callback
 def _log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+    line = text.decode("utf-8", "replace")
+    for listener in log_listeners:
+        listener(line)
     if level >= _LOG_WARN and level != _LOG_CONT:
-        sys.stderr.write(text.decode("utf-8", "replace"))
+        sys.stderr.write(line)
 
 
 _backend_ready = False
@@ -40,10 +49,18 @@ class ModelLoadError(RuntimeError):
 class LlamaModel:
     """Model weights and vocabulary; shared by every sequence of the context created from it."""
 
-    def __init__(self, path: Path, n_gpu_layers: int = 0):
+    def __init__(self, path: Path, n_gpu_layers: int = 0, pool: RpcPool | None = None):
+        """`pool`: RPC servers, attached, that hold the offloaded layers instead of this machine's GPUs."""
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        if pool is not None:
+            devices, split = pool.device_array(), pool.tensor_split(lc.llama_max_devices())
+            params.devices = ctypes.cast(devices, ctypes.c_void_p)
+            if split is not None:
+                params.tensor_split = ctypes.cast(split, ctypes.POINTER(ctypes.c_float))
+            self._pool_arrays = (devices, split)  # alive while llama.cpp may read them
+        self.pool = pool
         self.path = path
         # On the CPU a decode's time grows with its tokens; a GPU takes many tokens for the price of one.
         self.on_cpu = n_gpu_layers == 0 or not lc.llama_supports_gpu_offload()

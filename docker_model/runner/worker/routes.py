@@ -58,7 +58,10 @@ class OpenAIHandlers:
 
     async def health(self, request: Request) -> Response:
         """Alive, and how far the engine got (the runner kills a worker whose progress stops while busy)."""
-        return JSONResponse({"status": "ok", "progress": self.engine.progress})
+        health: dict[str, object] = {"status": "ok", "progress": self.engine.progress}
+        if self.model.pool is not None:
+            health["rpc"] = self.model.pool.report()
+        return JSONResponse(health)
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.engine.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
