@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -125,13 +126,19 @@ def settings_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 @contextmanager
 def workdir(path: Path | None, prefix: str) -> Iterator[Path]:
-    """`path` (created), or a temporary directory removed on exit."""
+    """`path` (created), or a temporary directory removed on exit. A SIGTERM (`kill`, `timeout`) ends the
+    run as Ctrl-C does, so that the servers it started are stopped rather than left running."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         yield path.resolve()
         return
     with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         yield Path(scratch)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @contextmanager

@@ -140,7 +140,7 @@ class Offer:
     """What one endpoint answered its probe with."""
 
     endpoint: Endpoint
-    protocol: str  # "3.0.0"
+    protocol: str  # "7.0.0"
     free: int  # bytes free on its devices
     total: int
 
