@@ -87,9 +87,12 @@ def test_configure_keep_alive_never_and_bad_flags(chat_cli: DockerCLI) -> None:
     assert configured.returncode == 0, configured.stderr
     ps = chat_cli.run("model", "ps").stdout
     assert "Never" in ps
-    refused = chat_cli.run("model", "configure", MODEL, "--", "--rpc", "1.2.3.4:50052")
+    refused = chat_cli.run("model", "configure", MODEL, "--", "--mmproj", "projector.gguf")
     assert refused.returncode == 1
-    assert "runtime flag --rpc is not allowed" in refused.stderr
+    assert "runtime flag --mmproj is not allowed" in refused.stderr
+    unreachable = chat_cli.run("model", "configure", MODEL, "--", "--rpc", "127.0.0.1:9")  # the discard port: closed
+    assert unreachable.returncode == 1
+    assert "RPC server 127.0.0.1:9 is unreachable" in unreachable.stderr, unreachable.stderr
     chat_cli.run("model", "configure", "--keep-alive", "5m", MODEL)
 
 
