@@ -255,6 +255,55 @@ class ModelRequests(TypedDict):
     records: list[RequestRecord]
 
 
+class HistoryMemory(TypedDict):
+    """Memory at one sample, in bytes: `used` by the models' workers, `available` on the machine, the models'
+    `budget` if set, and the `limit` the memory alert measures use against (the budget, else available + used)."""
+
+    used: int
+    available: int
+    budget: int | None
+    limit: int
+
+
+class HistoryModel(TypedDict):
+    """One model over one sample's interval; `requests` and `errors` (5xx) count within the interval."""
+
+    tokens_per_second: float
+    requests: int
+    errors: int
+    queue: int  # requests waiting for a sequence, at the sample
+    ttft_seconds: float | None  # mean time to first token of the requests that got one in the interval
+    memory_bytes: int  # its worker's resident memory
+
+
+class HistorySample(TypedDict):
+    time: float  # epoch seconds
+    memory: HistoryMemory
+    models: dict[str, HistoryModel]  # by the name the model was loaded or asked by
+
+
+class HistoryAlert(TypedDict):
+    kind: Literal["memory", "queue", "crash"]
+    model: str | None
+    message: str
+    since: float  # epoch seconds
+
+
+class History(TypedDict):
+    """`GET /engines/history`: the last `window_seconds` of samples, oldest first, and the alerts they raise."""
+
+    interval_seconds: int
+    window_seconds: int
+    samples: list[HistorySample]
+    alerts: list[HistoryAlert]
+
+
+class ConsoleSession(TypedDict):
+    """`GET /console/session`: the runner's secret, sent back as `X-Docker-Model-Secret` by the console."""
+
+    secret: str
+
+
 class CheckReport(TypedDict):
     """`POST /models/_check[?repair=true]`: the store's integrity check."""
 

@@ -39,6 +39,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "unload": LazyCommand("docker_model.cli.manage:unload", "Unload models from memory"),
     "configure": LazyCommand("docker_model.cli.manage:configure", "Configure a model's runtime settings"),
     "status": LazyCommand("docker_model.cli.status:status", "Check whether Docker Model Runner is running"),
+    "console": LazyCommand("docker_model.cli.console:console", "Open the web console in the browser"),
     "start-runner": LazyCommand("docker_model.cli.status:start_runner", "Start the runner in the background"),
     "stop-runner": LazyCommand("docker_model.cli.status:stop_runner", "Stop the runner"),
     "restart-runner": LazyCommand("docker_model.cli.status:restart_runner", "Restart the runner"),

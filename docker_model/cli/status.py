@@ -12,6 +12,7 @@ import click
 from docker_model import settings
 from docker_model.cli import runner_process
 from docker_model.cli.client import NOT_RUNNING, RunnerClient, RunnerError
+from docker_model.cli.console import console_url
 from docker_model.cli.render import table
 from docker_model.units import human_bytes
 
@@ -52,6 +53,7 @@ def status(as_json: bool) -> None:
             "backends": backends,
             "endpoint": f"{container_url}{ENGINES_PATH}" if container_url else "",
             "endpointHost": host_endpoint,
+            "console": console_url(client),
             "models_path": version.get("models_path"),
             "listeners": version.get("listeners", []),
             "rpc": servers,
@@ -63,6 +65,7 @@ def status(as_json: bool) -> None:
         table(("BACKEND", "STATUS", "DETAILS"), [[name, *split_status(text)] for name, text in backends.items()])
     )
     click.echo(f"\nModel store: {version.get('models_path')}")
+    click.echo(f"Console:     {console_url(client)}")
     for listener in version.get("listeners", []):
         click.echo(f"Listening:   {listener['url']} ({TOKEN_NEEDS[listener['token']]})")
     if container_url:

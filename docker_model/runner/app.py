@@ -22,6 +22,7 @@ from docker_model.runner.api import (
     anthropic,
     archive,
     engines,
+    history,
     inference,
     models,
     ollama,
@@ -35,8 +36,10 @@ from docker_model.runner.api import (
 from docker_model.runner.api.access import AccessGuard
 from docker_model.runner.api.error_table import EXPECTED_ERRORS, handle_error
 from docker_model.runner.api.middleware import BodyLimit
+from docker_model.runner.console.routes import ConsoleHeaders, console_routes
 from docker_model.runner.listeners import Listeners
 from docker_model.runner.metrics import RequestCounter, metrics_route
+from docker_model.runner.metrics_history import sample_forever
 from docker_model.runner.model_settings import SettingsBook
 from docker_model.runner.scheduler import Scheduler
 from docker_model.runner.state import RunnerState
@@ -111,9 +114,11 @@ def create_app(
         reaper = asyncio.create_task(state.scheduler.reap_forever())
         watchdog = Watchdog(settings.hung_worker_seconds())
         watcher = asyncio.create_task(watchdog.watch_forever(state.scheduler.busy_workers))
+        sampler = asyncio.create_task(sample_forever(state.history, state.scheduler))
         try:
             yield
         finally:
+            sampler.cancel()
             watcher.cancel()
             reaper.cancel()
             await state.scheduler.close()
@@ -134,11 +139,14 @@ def create_app(
             *ollama.routes,
             *responses.routes,
             *recent.routes,
+            *history.routes,
             *openapi.routes,
+            *console_routes(),
         ],
         middleware=[
             Middleware(RequestCounter, metrics=state.scheduler.metrics),
-            Middleware(AccessGuard, listeners=listeners, token=token),
+            Middleware(ConsoleHeaders),  # outside the guard: its refusals carry the console's headers too
+            Middleware(AccessGuard, listeners=listeners, token=token, secret=state.console_secret),
             Middleware(BodyLimit),
         ],
         exception_handlers={

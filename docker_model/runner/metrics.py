@@ -1,14 +1,18 @@
 """The runner's Prometheus metrics at `/metrics`: requests by route, model and status; model loads, their
 time and the evictions; the resident memory of the runner and its workers; and, gathered from each
 loaded model's worker at every scrape, its tokens, time to first token, time per token, queue and busy
-sequences (`worker/metrics.py`). Low cardinality: routes as declared (`/models/{name:path}`), models by
-name, no prompt text and no request ids."""
+sequences (`worker/metrics.py`); the memory available, the models' budget, and the workers that crashed.
+Low cardinality: routes as declared (`/models/{name:path}`), models by name, no prompt text and no request
+ids."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
@@ -28,10 +32,19 @@ if TYPE_CHECKING:
 
 MODEL_KEY = "docker_model.model"  # key in the scope: the model a request was routed to
 LOAD_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+CRASHES_KEPT = 100  # the latest crashes, for the console's alerts
+
+
+@dataclass(frozen=True)
+class WorkerCrash:
+    time: float  # epoch seconds
+    model: str
+    cause: str  # how it ended, in words (`WorkerProcess.exit_cause`)
 
 
 class RunnerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, memory_budget: int | None = None) -> None:
+        """`memory_budget`: the models' budget in bytes, exported when there is one."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "docker_model_requests", "Requests answered", ["route", "model", "status"], registry=self.registry
@@ -50,6 +63,21 @@ class RunnerMetrics:
         self.memory = Gauge(
             "docker_model_resident_memory_bytes", "Resident memory", ["process", "model"], registry=self.registry
         )
+        available = Gauge(
+            "docker_model_available_memory_bytes", "Memory the machine has available", registry=self.registry
+        )
+        available.set_function(lambda: psutil.virtual_memory().available)
+        if memory_budget is not None:
+            budget = Gauge("docker_model_memory_budget_bytes", "RAM the models may use", registry=self.registry)
+            budget.set(memory_budget)
+        self.crashes = Counter(
+            "docker_model_worker_crashes", "Workers that died unstopped", ["model"], registry=self.registry
+        )
+        self.crashed: deque[WorkerCrash] = deque(maxlen=CRASHES_KEPT)
+
+    def worker_crashed(self, model: str, cause: str) -> None:
+        self.crashes.labels(model).inc()
+        self.crashed.append(WorkerCrash(time.time(), model, cause))
 
     async def exposition(self, loaded: list[LoadedModel]) -> bytes:
         """The runner's metrics and its workers', in Prometheus' text format."""

@@ -123,7 +123,7 @@ class Scheduler:
         self.max_loaded = max_loaded
         self.parallel = parallel
         self.memory_budget = memory_budget
-        self.metrics = metrics or RunnerMetrics()
+        self.metrics = metrics or RunnerMetrics(memory_budget)
         self.memory_caps: dict[str, int] = {}  # model id -> RAM its next loads may take, after it ran out
         self.start_worker = start_worker
         self.socket_dir = prestarted.socket_dir if prestarted else new_socket_dir()
@@ -155,7 +155,7 @@ class Scheduler:
                     )
                     if worker.out_of_memory:
                         self._ran_out_of_memory(model, name, loaded.fit)
-                    del self.loaded[model.id]
+                    self._take_off(loaded)
                 task = self.loading.get(model.id)
                 if task is None and loaded is None:
                     task = asyncio.create_task(self._load(model, name, needed))
@@ -393,7 +393,7 @@ class Scheduler:
                 if not short() or not idle:
                     return
                 victim = min(idle, key=lambda m: m.last_used)
-                del self.loaded[victim.model.id]
+                self._take_off(victim)
             log.info("evicting %s to make room for %s", victim.name, model.tags[0] if model.tags else model.id)
             self.metrics.evictions.labels(reason).inc()
             await asyncio.gather(victim.worker.stop(), self._record_use([victim]))
@@ -403,9 +403,16 @@ class Scheduler:
         async with self.lock:
             chosen = [m for key, m in self.loaded.items() if model_ids is None or key in model_ids]
             for loaded in chosen:
-                del self.loaded[loaded.model.id]
+                self._take_off(loaded)
         await asyncio.gather(*(loaded.worker.stop() for loaded in chosen), self._record_use(chosen))
         return [loaded.name for loaded in chosen]
+
+    def _take_off(self, loaded: LoadedModel) -> None:
+        """Remove `loaded` from the loaded models (the lock held). The runner stops a worker only once it took
+        it off, so one found dead here crashed (or the watchdog killed it): counted for `/metrics` and alerts."""
+        del self.loaded[loaded.model.id]
+        if not loaded.worker.alive:
+            self.metrics.worker_crashed(loaded.name, loaded.worker.exit_cause())
 
     async def _record_use(self, models: list[LoadedModel]) -> None:
         """Record in the store when these models were last used (for `prune`): at each load and unload, and

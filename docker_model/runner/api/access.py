@@ -5,9 +5,14 @@ Checked in this order on every request, before any route runs:
    domain an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name there.
 2. A browser's `Origin` must be allowed: localhost by default, more in `DMR_ORIGINS` (`*` for any).
    Allowed origins get CORS headers, and their preflights (`OPTIONS`) a 204; others a 403.
-3. The listener's token scope (`runner/listeners.py`): `all` needs `Authorization: Bearer TOKEN` (or
+3. A browser's state-changing request (POST, PUT, PATCH, DELETE) to a route that is not an inference route
+   must carry the console's secret in `X-Docker-Model-Secret` (given to the runner's own pages by
+   `GET /console/session`), unless its origin is listed by name in `DMR_ORIGINS`: a page on another port of
+   localhost is foreign, and may not remove models by a form post or a fetch. Without it: 403.
+4. The listener's token scope (`runner/listeners.py`): `all` needs `Authorization: Bearer TOKEN` (or
    Anthropic's `x-api-key: TOKEN`) everywhere, `management` everywhere but the inference routes, `none`
-   nowhere. `GET /`, the health check, reveals nothing and never needs it. Without it: 401.
+   nowhere. `GET /`, the health check, and the console's page and assets (no data) never need it.
+   Without it: 401.
 CORS headers are added to the runner's own responses here, and handed to a model's worker for the
 responses it writes itself (`RESPONSE_HEADERS`).
 """
@@ -26,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docker_model import settings
 from docker_model.runner.api.middleware import send_error
+from docker_model.runner.console import is_public
 from docker_model.runner.listeners import Listener, Listeners
 from docker_model.runner.shared.wire import RESPONSE_HEADERS
 
@@ -38,6 +44,8 @@ INFERENCE_ROUTES = re.compile(
     r"|/api/(chat|generate|embed|embeddings|tags|show|ps|version)"
 )
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
+SECRET_HEADER = "X-Docker-Model-Secret"
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 PREFLIGHT_MAX_AGE = "600"
 
 
@@ -47,7 +55,7 @@ def is_inference(path: str) -> bool:
 
 
 def needs_token(listener: Listener, method: str, path: str) -> bool:
-    if path == HEALTH_PATH and method in ("GET", "HEAD"):
+    if (path == HEALTH_PATH and method in ("GET", "HEAD")) or is_public(method, path):
         return False
     if listener.token_scope == "none":
         return False
@@ -76,6 +84,9 @@ class Origins:
         value = os.environ.get("DMR_ORIGINS", "") if listed is None else listed
         self.listed = {origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()}
 
+    def listed_by_name(self, origin: str) -> bool:
+        return origin.rstrip("/") in self.listed
+
     def allow(self, origin: str) -> bool:
         if "*" in self.listed or origin.rstrip("/") in self.listed:
             return True
@@ -86,13 +97,22 @@ class Origins:
 
 
 class AccessGuard:
-    """The three checks above, as ASGI middleware in front of every route."""
+    """The four checks above, as ASGI middleware in front of every route. `secret`: the console's (None: no
+    browser's state-changing request passes check 3 but from an origin listed by name)."""
 
-    def __init__(self, app: ASGIApp, listeners: Listeners, token: str, origins: Origins | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        listeners: Listeners,
+        token: str,
+        origins: Origins | None = None,
+        secret: str | None = None,
+    ) -> None:
         self.app = app
         self.listeners = listeners
         self.token = token.encode()
         self.origins = origins or Origins()
+        self.secret = secret.encode() if secret else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,6 +139,13 @@ class AccessGuard:
                 return
             scope[RESPONSE_HEADERS] = cors
             send = with_headers(send, cors)
+            if not self.may_change_state(method, path, origin, headers):
+                why = (
+                    f"a browser's {method} to {path} needs the console's secret in the {SECRET_HEADER} header "
+                    f"(the console at /console/ sends it), or its origin {origin} listed in DMR_ORIGINS"
+                )
+                await send_error(send, 403, why, path)
+                return
         if needs_token(listener, method, path) and not self.authorized(headers):
             why = (
                 f"this route of the runner at {listener.url} needs its token: send `Authorization: Bearer TOKEN` "
@@ -132,6 +159,13 @@ class AccessGuard:
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         given = credentials.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
         return hmac.compare_digest(given.encode("latin-1", "replace"), self.token)
+
+    def may_change_state(self, method: str, path: str, origin: str, headers: Headers) -> bool:
+        """Check 3, for a request from a browser at `origin`."""
+        if method not in STATE_CHANGING or is_inference(path) or self.origins.listed_by_name(origin):
+            return True
+        given = headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
+        return self.secret is not None and hmac.compare_digest(given, self.secret)
 
     async def preflight(self, send: Send, headers: Headers, cors: list[tuple[bytes, bytes]]) -> None:
         """204 to an allowed origin's preflight, allowing the headers it asks for."""

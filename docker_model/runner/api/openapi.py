@@ -63,6 +63,8 @@ DESCRIBED: dict[tuple[str, str], tuple[str, Any, Any, dict[str, Any]]] = {
         list[api_types.ModelRequests],
         {"model": {"type": "string"}, "include_existing": {"type": "boolean"}},
     ),
+    ("get", "/engines/history"): ("metricsHistory", None, api_types.History, {}),
+    ("get", "/console/session"): ("consoleSession", None, api_types.ConsoleSession, {}),
     ("get", "/version"): ("version", None, api_types.VersionInfo, {}),
 }
 

@@ -257,7 +257,7 @@ class Engine:
                 self._step()
                 self.progress += 1
             self._flush()
-            if not self._active and not self._inbox:
+            if not self._active and not self._inbox and not self._waiting:  # a job waiting: admit it now
                 if self._advisor is not None:
                     self._advisor.working = False
                 self._wake.wait()

@@ -1,0 +1,273 @@
+import { h } from "./dom.js";
+import { highlight } from "./highlight.js";
+const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)/;
+const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+const RULE = /^ {0,3}([-*_])(\s*\1){2,}\s*$/;
+const QUOTE = /^ {0,3}> ?/;
+const ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])\s+/;
+const TABLE_DIVIDER = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+export function renderMarkdown(text) {
+    const fragment = document.createDocumentFragment();
+    fragment.append(...blocks(text.replace(/\r\n?/g, "\n").split("\n")));
+    return fragment;
+}
+function blocks(lines) {
+    const out = [];
+    let i = 0;
+    while (i < lines.length) {
+        const line = lines[i] ?? "";
+        let match;
+        if (!line.trim()) {
+            i += 1;
+        }
+        else if ((match = line.match(FENCE))) {
+            const fence = match[1] ?? "```";
+            const language = match[2] ?? "";
+            const code = [];
+            for (i += 1; i < lines.length && !(lines[i] ?? "").trim().startsWith(fence); i += 1)
+                code.push(lines[i] ?? "");
+            i += 1;
+            out.push(codeBlock(code.join("\n"), language));
+        }
+        else if ((match = line.match(HEADING))) {
+            const level = Math.min((match[1] ?? "#").length + 3, 6);
+            out.push(h(`h${level}`, {}, ...inline(match[2] ?? "")));
+            i += 1;
+        }
+        else if (RULE.test(line)) {
+            out.push(h("hr"));
+            i += 1;
+        }
+        else if (QUOTE.test(line)) {
+            const quoted = [];
+            for (; i < lines.length && QUOTE.test(lines[i] ?? ""); i += 1)
+                quoted.push((lines[i] ?? "").replace(QUOTE, ""));
+            out.push(h("blockquote", {}, ...blocks(quoted)));
+        }
+        else if (ITEM.test(line)) {
+            i = list(lines, i, out);
+        }
+        else if (line.includes("|") && TABLE_DIVIDER.test(lines[i + 1] ?? "") && (lines[i + 1] ?? "").includes("-")) {
+            i = table(lines, i, out);
+        }
+        else {
+            const paragraph = [];
+            for (; i < lines.length && (lines[i] ?? "").trim() && !startsBlock(lines[i] ?? ""); i += 1) {
+                paragraph.push((lines[i] ?? "").trim());
+            }
+            const children = [];
+            paragraph.forEach((part, index) => {
+                if (index)
+                    children.push(h("br"));
+                children.push(...inline(part));
+            });
+            out.push(h("p", {}, ...children));
+        }
+    }
+    return out;
+}
+function startsBlock(line) {
+    return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
+}
+function codeBlock(code, language) {
+    const attributes = language ? { class: `language-${language.replace(/[^\w+-]/g, "")}` } : {};
+    return h("pre", { tabindex: 0 }, h("code", attributes, ...highlight(code, language)));
+}
+function list(lines, start, out) {
+    const first = (lines[start] ?? "").match(ITEM);
+    const ordered = /\d/.test(first?.[2] ?? "");
+    const node = ordered ? h("ol", { start: Number.parseInt(first?.[2] ?? "1", 10) || null }) : h("ul");
+    let i = start;
+    while (i < lines.length) {
+        const match = (lines[i] ?? "").match(ITEM);
+        if (!match || /\d/.test(match[2] ?? "") !== ordered)
+            break;
+        const indent = match[0].length;
+        const body = [(lines[i] ?? "").slice(indent)];
+        for (i += 1; i < lines.length; i += 1) {
+            const next = lines[i] ?? "";
+            const blankThenIndented = !next.trim() && /^\s{2,}\S/.test(lines[i + 1] ?? "");
+            if (next.trim() && !/^\s{2,}/.test(next))
+                break;
+            if (!next.trim() && !blankThenIndented)
+                break;
+            body.push(next.replace(new RegExp(`^ {0,${indent}}`), ""));
+        }
+        const content = blocks(body);
+        const only = content.length === 1 ? content[0] : undefined;
+        node.append(h("li", {}, ...(only instanceof HTMLParagraphElement ? Array.from(only.childNodes) : content)));
+        while (i < lines.length && !(lines[i] ?? "").trim() && ITEM.test(lines[i + 1] ?? ""))
+            i += 1;
+    }
+    out.push(node);
+    return i;
+}
+function cells(row) {
+    return row
+        .trim()
+        .replace(/^\|/, "")
+        .replace(/\|$/, "")
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim());
+}
+function table(lines, start, out) {
+    const head = cells(lines[start] ?? "");
+    const row = (values, tag) => h("tr", {}, ...head.map((_, index) => h(tag, tag === "th" ? { scope: "col" } : {}, ...inline(values[index] ?? ""))));
+    const body = [];
+    let i = start + 2;
+    for (; i < lines.length && (lines[i] ?? "").includes("|") && (lines[i] ?? "").trim(); i += 1) {
+        body.push(row(cells(lines[i] ?? ""), "td"));
+    }
+    out.push(h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, row(head, "th")), h("tbody", {}, ...body))));
+    return i;
+}
+const SAFE_SCHEMES = new Set(["http:", "https:", "mailto:"]);
+export function safeUrl(address) {
+    try {
+        const url = new URL(address);
+        return SAFE_SCHEMES.has(url.protocol) ? url.href : null;
+    }
+    catch {
+        return null;
+    }
+}
+function bracketed(text, start) {
+    let depth = 0;
+    let close = -1;
+    for (let j = start; j < text.length; j += 1) {
+        const char = text[j];
+        if (char === "\\")
+            j += 1;
+        else if (char === "[")
+            depth += 1;
+        else if (char === "]" && --depth === 0) {
+            close = j;
+            break;
+        }
+    }
+    if (close < 0 || text[close + 1] !== "(")
+        return null;
+    const rest = text.slice(close + 2).match(/^\s*<?([^\s<>()]*(?:\([^\s()]*\)[^\s<>()]*)*)>?(?:\s+["'(][^\n]*?["')])?\s*\)/);
+    if (!rest)
+        return null;
+    return { label: text.slice(start + 1, close), address: rest[1] ?? "", end: close + 2 + rest[0].length };
+}
+const PUNCTUATION = /[!-/:-@[-`{-~]/;
+const DELIMITERS = [
+    ["**", "strong"],
+    ["__", "strong"],
+    ["~~", "del"],
+    ["*", "em"],
+    ["_", "em"],
+];
+export function inline(text, inLink = false) {
+    const nodes = [];
+    let plain = "";
+    const flush = () => {
+        if (plain)
+            nodes.push(document.createTextNode(plain));
+        plain = "";
+    };
+    let i = 0;
+    while (i < text.length) {
+        const char = text[i] ?? "";
+        if (char === "\\" && PUNCTUATION.test(text[i + 1] ?? "")) {
+            plain += text[i + 1];
+            i += 2;
+            continue;
+        }
+        if (char === "`") {
+            const ticks = (text.slice(i).match(/^`+/) ?? ["`"])[0];
+            const close = text.indexOf(ticks, i + ticks.length);
+            if (close > 0) {
+                flush();
+                nodes.push(h("code", {}, text.slice(i + ticks.length, close).trim() || text.slice(i + ticks.length, close)));
+                i = close + ticks.length;
+                continue;
+            }
+            plain += ticks;
+            i += ticks.length;
+            continue;
+        }
+        if (char === "!" && text[i + 1] === "[") {
+            const image = bracketed(text, i + 1);
+            if (image) {
+                flush();
+                nodes.push(h("span", { class: "image" }, `[image: ${image.label || "no description"}] ${image.address}`));
+                i = image.end;
+                continue;
+            }
+        }
+        if (char === "[" && !inLink) {
+            const link = bracketed(text, i);
+            if (link) {
+                flush();
+                nodes.push(anchor(link.address, inline(link.label, true), `[${link.label}](${link.address})`));
+                i = link.end;
+                continue;
+            }
+        }
+        if (char === "<" && !inLink) {
+            const auto = text.slice(i).match(/^<((?:https?:\/\/|mailto:)[^\s<>]+)>/);
+            if (auto) {
+                flush();
+                nodes.push(anchor(auto[1] ?? "", [document.createTextNode(auto[1] ?? "")], auto[0]));
+                i += auto[0].length;
+                continue;
+            }
+        }
+        const emphasis = DELIMITERS.find(([mark]) => text.startsWith(mark, i));
+        if (emphasis) {
+            const [mark, tag] = emphasis;
+            const close = closing(text, i, mark);
+            if (close > 0) {
+                flush();
+                nodes.push(h(tag, {}, ...inline(text.slice(i + mark.length, close), inLink)));
+                i = close + mark.length;
+                continue;
+            }
+            plain += mark;
+            i += mark.length;
+            continue;
+        }
+        plain += char;
+        i += 1;
+    }
+    flush();
+    return nodes;
+}
+function closing(text, start, mark) {
+    const after = text[start + mark.length] ?? "";
+    if (!after.trim())
+        return -1;
+    if (mark[0] === "_" && /\w/.test(text[start - 1] ?? ""))
+        return -1;
+    for (let j = start + mark.length + 1; j <= text.length - mark.length; j += 1) {
+        if (text[j] === "\\") {
+            j += 1;
+            continue;
+        }
+        if (text[j] === "`") {
+            const end = text.indexOf("`", j + 1);
+            if (end > 0)
+                j = end;
+            continue;
+        }
+        if (!text.startsWith(mark, j) || !(text[j - 1] ?? "").trim())
+            continue;
+        if (mark.length === 1 && text[j + 1] === mark) {
+            j += 1;
+            continue;
+        }
+        if (mark[0] === "_" && /\w/.test(text[j + mark.length] ?? ""))
+            continue;
+        return j;
+    }
+    return -1;
+}
+function anchor(address, label, source) {
+    const href = safeUrl(address);
+    if (!href)
+        return document.createTextNode(source);
+    return h("a", { href, rel: "noopener noreferrer", target: "_blank", referrerpolicy: "no-referrer" }, ...label);
+}

@@ -1,0 +1,35 @@
+// The Alerts region, on every view: memory near its limit, a full queue, a worker that crashed.
+
+import { fill, h } from "./dom.js";
+import { clock } from "./format.js";
+import { watchHistory } from "./history.js";
+import type { Alert } from "./types.js";
+
+const KINDS: Record<Alert["kind"], string> = { memory: "Memory", queue: "Queue full", crash: "Worker crashed" };
+
+function item(alert: Alert): HTMLLIElement {
+  return h(
+    "li",
+    { class: `alert alert-${alert.kind}` },
+    h("strong", {}, KINDS[alert.kind] ?? alert.kind),
+    alert.model ? ` (${alert.model})` : "",
+    `: ${alert.message} `,
+    h("span", { class: "since" }, `since ${clock(alert.since)}`),
+  );
+}
+
+export function mountAlerts(region: HTMLElement): void {
+  let shown = "";
+  watchHistory((history) => {
+    const alerts = history?.alerts ?? [];
+    const key = JSON.stringify(alerts);
+    if (key === shown) return; // unchanged: no repeat for screen readers
+    shown = key;
+    fill(
+      region,
+      alerts.length
+        ? h("ul", {}, ...alerts.map(item))
+        : h("p", { class: "visually-hidden" }, "No alerts"),
+    );
+  });
+}
