@@ -299,7 +299,7 @@ class History(TypedDict):
 
 
 class ConsoleSession(TypedDict):
-    """`GET /console/session`: the runner's secret, sent back as `X-Docker-Model-Secret` by the console."""
+    """`GET /console/session`: a fresh secret (`nonce.mac`), sent back as `X-Docker-Model-Secret` by the console."""
 
     secret: str
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from docker_model.units import parse_bytes
 
 DEFAULT_RPC_PORT = 50052
+MAX_SERVERS = 16  # GGML_RPC_MAX_SERVERS, and llama.cpp's most devices for one model
 ENGINE_DISTRIBUTION = "llama_cpp_python"
 CMD_GET_DEVICE_MEMORY = 11
 CMD_HELLO = 14
@@ -80,6 +81,8 @@ def parse_endpoints(text: str) -> tuple[Endpoint, ...]:
     if not text.strip():
         raise ValueError(f"no RPC endpoint given: use {_SYNTAX}")
     endpoints = tuple(_endpoint(item.strip()) for item in text.split(","))
+    if len(endpoints) > MAX_SERVERS:
+        raise ValueError(f"{len(endpoints)} RPC endpoints: llama.cpp takes at most {MAX_SERVERS} servers for a model")
     addresses = [endpoint.address for endpoint in endpoints]
     for address in addresses:
         if addresses.count(address) > 1:

@@ -146,7 +146,7 @@ def create_app(
         middleware=[
             Middleware(RequestCounter, metrics=state.scheduler.metrics),
             Middleware(ConsoleHeaders),  # outside the guard: its refusals carry the console's headers too
-            Middleware(AccessGuard, listeners=listeners, token=token, secret=state.console_secret),
+            Middleware(AccessGuard, listeners=listeners, token=token, console_key=state.console_key),
             Middleware(BodyLimit),
         ],
         exception_handlers={

@@ -85,10 +85,15 @@ class RunnerMetrics:
         self.memory.labels("runner", "").set(psutil.Process().memory_info().rss)
         for model in loaded:
             self.memory.labels("worker", model.name).set(model.worker.rss_bytes() or 0)
-        texts = await asyncio.gather(*(model.worker.metrics_text() for model in loaded))
+        texts = await gather_worker_metrics(loaded)
         workers = CollectorRegistry()
         workers.register(_Merged([text for text in texts if text]))
         return generate_latest(self.registry) + generate_latest(workers)
+
+
+async def gather_worker_metrics(loaded: list[LoadedModel]) -> list[str | None]:
+    """Each loaded model's worker's metrics text, asked all at once (None: a worker that did not answer)."""
+    return list(await asyncio.gather(*(model.worker.metrics_text() for model in loaded))) if loaded else []
 
 
 class _Merged(Collector):

@@ -2,17 +2,21 @@
 model's tokens per second, requests, errors, queue, time to first token and memory; and the alerts they raise.
 
 Resolution 5 s over a window of 15 min: a ring of 180 samples (a deque with a maxlen), so a console opened
-now shows what happened before. Memory bound: a sample takes about 0.6 KiB plus 0.5 KiB per model in it
-(measured by tests/runner/test_metrics_history.py), and holds the models loaded at that moment (at most
-DOCKER_MODEL_MAX_LOADED_MODELS) and those asked within its interval: under 0.5 MiB with 4 models a sample.
+now shows what happened before. Memory: the ring holds about 0.7 KiB plus 0.4 KiB per model a sample, that
+is about 125 KiB plus 70 KiB per model present in every sample: tests/runner/test_metrics_history.py checks
+that 180 samples of 4 models stay under 0.5 MiB (about 0.35 MiB measured). A sample holds the models loaded
+then (at most DOCKER_MODEL_MAX_LOADED_MODELS) and those asked within its interval, so the worst case grows
+with how many different models are asked every 5 s: 64 of them in every sample hold about 4.3 MiB.
 
 Sampling is cheap: one `/metrics` gathering from each loaded worker per interval, as a scrape of the runner's
-`/metrics` does, and nothing but the memory figures and the runner's own counters while no model is loaded.
+`/metrics` does (`gather_worker_metrics`), and nothing but the memory figures and the runner's own counters
+while no model is loaded.
 
 Alerts: `memory` while the models' memory is at 90% of its limit or more (the budget, else what is available
-plus what they use); `queue` when a model's queue was full at a sample, or refused requests (the worker's
-only 503) within the window; `crash` for each worker that died without the runner stopping it within the
-window (`Scheduler._take_off`).
+plus what they use); `queue` only while a model's queue is full: it was full at a sample, or refused requests
+(the worker's only 503), within the last minute (QUEUE_ALERT_SECONDS; since the first time in the window);
+`crash`, one a model, for its workers that died without the runner stopping them (`Scheduler._take_off`)
+within the window: how many times, the latest cause, since the first.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from docker_model.api_types import History, HistoryAlert, HistoryMemory, HistoryModel, HistorySample
-from docker_model.runner.metrics import WorkerCrash
+from docker_model.runner.metrics import WorkerCrash, gather_worker_metrics
 from docker_model.runner.runtime_flags import flag_value
 from docker_model.units import human_bytes
 
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 5
 WINDOW_SECONDS = 15 * 60
 MEMORY_ALERT_FRACTION = 0.9
+QUEUE_ALERT_SECONDS = 60  # a queue alert lasts this long after the queue was last seen full
 QUEUE_FULL_STATUS = 503  # what a worker answers, and only then, when its queue is full (worker/routes.py)
 
 
@@ -116,8 +121,8 @@ class MetricsHistory:
 
     def report(self, crashes: Iterable[WorkerCrash], now: float) -> History:
         kept = [(sample, full) for sample, full in self._samples if sample["time"] > now - self.window]
-        alerts = [*_memory_alert([sample for sample, _ in kept]), *_queue_alerts(kept)]
-        alerts += [_crash_alert(crash) for crash in crashes if crash.time > now - self.window]
+        alerts = [*_memory_alert([sample for sample, _ in kept]), *_queue_alerts(kept, now)]
+        alerts += _crash_alerts([crash for crash in crashes if crash.time > now - self.window])
         samples = [sample for sample, _ in kept]
         return {"interval_seconds": self.interval, "window_seconds": self.window, "samples": samples, "alerts": alerts}
 
@@ -167,18 +172,23 @@ def _memory_alert(samples: list[HistorySample]) -> list[HistoryAlert]:
     return [{"kind": "memory", "model": None, "message": message, "since": since}]
 
 
-def _queue_alerts(kept: list[tuple[HistorySample, dict[str, QueueFull]]]) -> list[HistoryAlert]:
-    """A queue alert for each model whose queue was full within the window, since the first time."""
+def _queue_alerts(kept: list[tuple[HistorySample, dict[str, QueueFull]]], now: float) -> list[HistoryAlert]:
+    """A queue alert for each model whose queue was full within the last QUEUE_ALERT_SECONDS, since the first
+    time within the window."""
     first: dict[str, float] = {}
+    last: dict[str, float] = {}
     limits: dict[str, int | None] = {}
     refused: dict[str, int] = {}
     for sample, full in kept:
         for name, queue in full.items():
             first.setdefault(name, sample["time"])
+            last[name] = sample["time"]
             limits[name] = queue.max_queue if queue.max_queue is not None else limits.get(name)
             refused[name] = refused.get(name, 0) + queue.refused
     alerts: list[HistoryAlert] = []
     for name, since in first.items():
+        if last[name] < now - QUEUE_ALERT_SECONDS:
+            continue
         limit = f" (at most {limits[name]} waiting)" if limits[name] is not None else ""
         message = (
             f"the queue of {name} was full{limit}; requests it refused with 503 in the window: {refused[name]}. "
@@ -188,9 +198,17 @@ def _queue_alerts(kept: list[tuple[HistorySample, dict[str, QueueFull]]]) -> lis
     return alerts
 
 
-def _crash_alert(crash: WorkerCrash) -> HistoryAlert:
-    message = f"the worker of {crash.model} {crash.cause}; the next request starts it again"
-    return {"kind": "crash", "model": crash.model, "message": message, "since": crash.time}
+def _crash_alerts(crashes: list[WorkerCrash]) -> list[HistoryAlert]:
+    """One alert a model for its workers' `crashes`: how many, the latest cause, since the first."""
+    by_model: dict[str, list[WorkerCrash]] = {}
+    for crash in sorted(crashes, key=lambda crash: crash.time):
+        by_model.setdefault(crash.model, []).append(crash)
+    alerts: list[HistoryAlert] = []
+    for model, its in by_model.items():
+        what = f"crashed {len(its)} times in the window; the last one {its[-1].cause}" if its[1:] else its[0].cause
+        message = f"the worker of {model} {what}; the next request starts it again"
+        alerts.append({"kind": "crash", "model": model, "message": message, "since": its[0].time})
+    return alerts
 
 
 def read_worker(loaded: LoadedModel, text: str | None) -> WorkerReading | None:
@@ -218,7 +236,7 @@ async def read(scheduler: Scheduler, clock: Callable[[], float] = time.time) -> 
     """The runner's figures now: its workers' metrics (one gathering, none while no model is loaded), its
     request counter and the machine's memory."""
     loaded = scheduler.running()
-    texts = await asyncio.gather(*(model.worker.metrics_text() for model in loaded)) if loaded else []
+    texts = await gather_worker_metrics(loaded)
     answered: dict[tuple[str, int], float] = {}
     for family in scheduler.metrics.requests.collect():
         for sample in family.samples:

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,10 @@ class ModelLoadError(Exception):
 
 class ModelsBusyError(Exception):
     """Every loaded model is busy and no other may be loaded."""
+
+
+def _among(entries: list[LoadedModel], key: str, loaded: LoadedModel) -> bool:
+    return any(loaded is entry for entry in entries)
 
 
 @dataclass
@@ -400,8 +405,12 @@ class Scheduler:
 
     async def unload(self, model_ids: list[str] | None = None) -> list[str]:
         """Unload the given models (all when None); returns the names unloaded."""
+        return await self._unload_where(lambda key, loaded: model_ids is None or key in model_ids)
+
+    async def _unload_where(self, chosen_if: Callable[[str, LoadedModel], bool]) -> list[str]:
+        """Unload the loaded models `chosen_if` picks (by model id and entry), chosen under the lock."""
         async with self.lock:
-            chosen = [m for key, m in self.loaded.items() if model_ids is None or key in model_ids]
+            chosen = [m for key, m in self.loaded.items() if chosen_if(key, m)]
             for loaded in chosen:
                 self._take_off(loaded)
         await asyncio.gather(*(loaded.worker.stop() for loaded in chosen), self._record_use(chosen))
@@ -471,9 +480,9 @@ class Scheduler:
         while True:
             await asyncio.sleep(REAP_INTERVAL_SECONDS)
             now = time.time()
-            expired = [key for key, m in self.loaded.items() if m.expired(now) or not m.worker.alive]
-            if expired:
-                await self.unload(expired)
+            expired = [m for m in self.loaded.values() if m.expired(now) or not m.worker.alive]
+            if expired:  # those very entries: not a fresh worker that replaced a dead one under the same id
+                await self._unload_where(partial(_among, expired))
             if time.monotonic() - recorded >= USE_RECORD_SECONDS:
                 recorded = time.monotonic()
                 await self.record_recent_use()

@@ -1,5 +1,5 @@
 """What every route of the runner shares: the store, the registry client, the scheduler, settings, the
-addresses it listens on, the recent requests, the metrics' history and the console's secret."""
+addresses it listens on, the recent requests, the metrics' history and the key the console's secrets are signed with."""
 
 from __future__ import annotations
 
@@ -25,4 +25,4 @@ class RunnerState:
     listeners: Listeners
     recent_requests: RecentRequests = field(default_factory=RecentRequests)
     history: MetricsHistory = field(default_factory=MetricsHistory)
-    console_secret: str = field(default_factory=lambda: secrets.token_hex(32))  # one per runner process
+    console_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # one per runner process

@@ -37,17 +37,21 @@ def test_a_full_queue_raises_the_queue_alert(open_console: OpenConsole, console_
     base = console_runner.base_url
     flags = {"model": MODEL, "runtime-flags": ["--parallel", "1", "--max-queue", "1"]}
     assert requests.post(f"{base}/engines/_configure", json=flags, timeout=300).status_code == 202
-    console = open_console()
-    console.open("models")
-    with ThreadPoolExecutor(3) as pool:  # one answering, one waiting, one refused; the waiting one is answered
-        statuses = sorted(pool.map(lambda _: chat(base, max_tokens=200, ignore_eos=True), range(3)))
-    assert statuses == [200, 200, 503], statuses
-    alerts = console.alerts()
-    alerts.get_by_text("Queue full").wait_for(timeout=ALERT_SECONDS)
-    assert "smollm2" in alerts.inner_text()
-    console.go("chat")  # on every view
-    alerts.get_by_text("Queue full").wait_for()
-    assert not console.errors
+    try:
+        console = open_console()
+        console.open("models")
+        with ThreadPoolExecutor(3) as pool:  # one answering, one waiting, one refused; the waiting one answered
+            statuses = sorted(pool.map(lambda _: chat(base, max_tokens=200, ignore_eos=True), range(3)))
+        assert statuses == [200, 200, 503], statuses
+        alerts = console.alerts()
+        alerts.get_by_text("Queue full").wait_for(timeout=ALERT_SECONDS)
+        assert "smollm2" in alerts.inner_text()
+        console.go("chat")  # on every view
+        alerts.get_by_text("Queue full").wait_for()
+        assert not console.errors
+    finally:  # the next tests share this runner: its flags back to none (an empty list clears them)
+        cleared = {"model": MODEL, "runtime-flags": []}
+        assert requests.post(f"{base}/engines/_configure", json=cleared, timeout=300).status_code == 202
 
 
 def test_a_killed_worker_raises_the_crash_alert(open_console: OpenConsole, console_runner: RunnerEnv) -> None:
@@ -83,9 +87,9 @@ def test_memory_near_the_budget_raises_the_memory_alert_after_sign_in(
         page.goto(f"{env.base_url}/console/#/monitor")
         dialog = page.get_by_role("dialog", name="Sign in")
         dialog.wait_for()
-        dialog.get_by_role("textbox", name="Token").fill(token)
+        dialog.get_by_label("Token").fill(token)  # a password field: no textbox role
         dialog.get_by_role("button", name="Sign in").click()
-        console.alerts().get_by_text("Memory").wait_for(timeout=ALERT_SECONDS)
+        console.alerts().get_by_text("Memory", exact=True).wait_for(timeout=ALERT_SECONDS)
         assert page.evaluate("() => JSON.stringify(localStorage)").find(token) == -1
         assert page.evaluate("() => JSON.stringify(sessionStorage)").find(token) != -1
         assert token not in page.url

@@ -140,14 +140,15 @@ def prune_payload(model_id: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def foreign(hostile_runner: RunnerEnv) -> Iterator[str]:
-    """`http://localhost:PORT`: another app's pages, on another port of this machine."""
+    """`http://127.0.0.1:PORT`: another app's pages, on another port of this machine: same-site with the runner
+    (which the browser reaches at 127.0.0.1), so that SameSite rules are no part of what stops them."""
     model_id = requests.get(f"{hostile_runner.base_url}/models/{HOSTILE}", timeout=30).json()["id"]
     name, value = prune_payload(model_id)
     field = f"<input type=\"hidden\" name='{name}' value='{value}'>"
     handler = type("Pages", (ForeignPages,), {"runner": hostile_runner.base_url, "prune_form": field})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://localhost:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 

@@ -108,14 +108,17 @@ def test_an_engine_without_rpc_makes_the_server_say_how_to_rebuild(
 def test_the_cache_keeps_its_most_recently_used_files_within_the_cap(tmp_path: Path) -> None:
     from docker_model.runner.worker.rpc_server import prune_cache
 
-    write_cache_files(tmp_path, ["old", "middle", "new"])
+    write_cache_files(tmp_path, ["notes.txt", OLD, MIDDLE, NEW])  # the oldest of all: not llama.cpp's, kept
     removed = prune_cache(tmp_path, 2 * 1000 + 500)
-    assert removed == [tmp_path / "old"]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["middle", "new"]
+    assert removed == [tmp_path / OLD]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([MIDDLE, NEW, "notes.txt"])
+
+
+OLD, MIDDLE, NEW = "00000000000000a1", "00000000000000b2", "00000000000000c3"  # as llama.cpp names them: hashes
 
 
 def write_cache_files(folder: Path, names: list[str], size: int = 1000) -> None:
-    """Files of `size` bytes, last used in the order of `names`."""
+    """Files of `size` bytes, last used in the order of `names` (the first the longest ago)."""
     now = time.time()
     for age, name in zip(range(len(names), 0, -1), names, strict=True):
         path = folder / name
@@ -329,13 +332,13 @@ def test_an_offer_beyond_the_device_is_refused(tmp_path: Path) -> None:
 def test_the_server_prunes_its_cache_at_start(state_env: Path, tmp_path: Path) -> None:
     cache, port = tmp_path / "cache", free_port()
     cache.mkdir(mode=0o750)
-    write_cache_files(cache, ["old", "middle", "new"], size=1_000_000)
+    write_cache_files(cache, [OLD, MIDDLE, NEW], size=1_000_000)
     options = ["--cache", "cache", "--cache-size", "2.5M", "--detach"]  # a folder where the user stands
     started = run_cli(state_env, "--port", str(port), *options, cwd=tmp_path)
     try:
         assert started.returncode == 0, started.stderr
         assert announced(started.stdout)["cache"] == [f"{cache} (up to 2.50MB)"]
-        assert sorted(path.name for path in cache.iterdir()) == ["middle", "new"]
+        assert sorted(path.name for path in cache.iterdir()) == [MIDDLE, NEW]
         assert stat.S_IMODE(cache.stat().st_mode) == 0o750  # a folder the user named keeps its mode
     finally:
         assert run_cli(state_env, "--stop", "--port", str(port)).returncode == 0

@@ -151,7 +151,7 @@ class Quiet(SimpleHTTPRequestHandler):
 def page() -> Iterator[Any]:
     """A browser page on a server of the bundle (at /console/static/, as the runner serves it)."""
     if CHROMIUM is None:
-        pytest.skip("no Chromium here: install Debian's chromium package (.ci/run does)")
+        pytest.fail("no Chromium here: install Debian's chromium package (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     handler = functools.partial(Quiet, directory=str(CONSOLE.parent))
@@ -228,3 +228,54 @@ def test_an_unclosed_fence_of_a_streaming_answer_runs_to_the_end(page: Any) -> N
     out = render(page, "Here:\n\n```js\nconst a = 1; // <b>not bold</b>")
     assert out["tags"].count("pre") == 1 and "b" not in out["tags"]
     assert ["hl-keyword", "const"] in out["spans"] and ["hl-comment", "// <b>not bold</b>"] in out["spans"]
+
+
+# Hostile answers that made the renderer backtrack or rescan (quadratic or worse in the line's length): a heading
+# of 20000 spaces, 20000 unmatched `*`, `[`, backticks, a table divider and a link destination padded with spaces,
+# quotes and lists nested thousands deep.
+# The old renderer took 6-10 s on the unmatched `*` and 6 s on the divider here (Chromium, this machine).
+HOSTILE_LINES = {
+    "heading": "#" + " " * 20000 + "x",
+    "unmatched *": "*x " * 20000,
+    "unmatched **": "**x " * 20000,
+    "unmatched [": "[" * 20000,
+    "unmatched `": "`x " * 20000,
+    "link padding": "[a](" + " " * 20000 + "x",
+    "link title": '[a](b "' + '" ' * 20000,
+    "table divider": "a | b\n" + "-" + " " * 100000 + "x",  # longer: this one was quadratic, not worse
+    "nested quotes": "> " * 10000 + "x",  # these two overflowed the stack (one call per level)
+    "nested lists": "- + " * 5000 + "x",
+}
+TIMED_RENDER = """(text) => import("/console/static/markdown.js").then(({ renderMarkdown }) => {
+    const started = performance.now();
+    const fragment = renderMarkdown(text);
+    return { ms: performance.now() - started, text: fragment.textContent };
+})"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", list(HOSTILE_LINES))
+def test_hostile_lines_render_in_linear_time(page: Any, name: str) -> None:
+    """The issue's acceptance, "safe against hostile model output": a 20000-character line renders at once. The
+    bound is generous on purpose (2 s: the quadratic renderer took far longer); it is the acceptance, not a
+    benchmark."""
+    text = HOSTILE_LINES[name]
+    out = page.evaluate(TIMED_RENDER, text)
+    assert out["ms"] < 2000, f"{name}: {out['ms']:.0f} ms"
+    assert out["text"].replace(" ", "")  # it rendered something, as text
+
+
+@pytest.mark.integration
+def test_a_heading_keeps_its_text_and_drops_only_a_closing_run_of_hashes(page: Any) -> None:
+    out = render(page, "## C# notes ##\n\n# x" + " " * 50 + "#")
+    assert out["tags"] == ["h5", "h4"] and out["text"] == "C# notesx"
+
+
+@pytest.mark.integration
+def test_children_of_any_type_become_text(page: Any) -> None:
+    """A model's config may hold a number or an object where the console expects a string: it shows, as text."""
+    text = page.evaluate(
+        """() => import("/console/static/dom.js").then(({ h }) =>
+            h("td", {}, 42, " ", { a: 1 }, " ", true, null, false, undefined, "<b>x</b>").textContent)"""
+    )
+    assert text == "42 [object Object] true<b>x</b>"

@@ -77,7 +77,7 @@ def test_a_model_asked_but_no_longer_loaded_still_shows_its_requests() -> None:
 
 
 def test_the_ring_keeps_15_minutes_and_its_memory_bound_holds() -> None:
-    """180 samples of 4 models each: under the bound metrics_history.py states (0.5 MiB)."""
+    """180 samples of 4 models each: under the bound metrics_history.py states for them (0.5 MiB)."""
     history = MetricsHistory()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -107,7 +107,7 @@ def test_memory_near_its_limit_raises_an_alert_while_it_lasts() -> None:
     assert [a["kind"] for a in without_budget.report([], T0 + 5)["alerts"]] == ["memory"]
 
 
-def test_a_full_queue_or_refused_requests_raise_the_queue_alert_for_the_window() -> None:
+def test_a_full_queue_or_refused_requests_raise_the_queue_alert_while_full_within_the_last_minute() -> None:
     history = MetricsHistory()
     full = WorkerReading(pid=7, queue=1, busy=1, parallel=1, max_queue=1)
     history.add(reading(5, m=full))
@@ -120,10 +120,11 @@ def test_a_full_queue_or_refused_requests_raise_the_queue_alert_for_the_window()
         and "at most 1 waiting" in alerts["m"]["message"]
     )
     assert "503 in the window: 3" in alerts["n"]["message"]
-    assert history.report([], T0 + 5 + 900)["alerts"] == [alerts["n"]]  # the first left the window
+    assert history.report([], T0 + 5 + 61)["alerts"] == [alerts["n"]]  # m not full for a minute: past
+    assert history.report([], T0 + 15 + 61)["alerts"] == []
 
 
-def test_crashes_within_the_window_are_alerts() -> None:
+def test_crashes_within_the_window_are_one_alert_a_model() -> None:
     crashes = [WorkerCrash(T0, "ai/old", "exited with code 70"), WorkerCrash(T0 + 800, "ai/m", "was killed (SIGKILL)")]
     [alert] = MetricsHistory().report(crashes, T0 + 950)["alerts"]
     assert alert == {
@@ -132,6 +133,16 @@ def test_crashes_within_the_window_are_alerts() -> None:
         "message": "the worker of ai/m was killed (SIGKILL); the next request starts it again",
         "since": T0 + 800,
     }
+    again = [*crashes, WorkerCrash(T0 + 900, "ai/m", "exited with code 75"), WorkerCrash(T0 + 910, "ai/n", "exited")]
+    alerts = {alert["model"]: alert for alert in MetricsHistory().report(again, T0 + 950)["alerts"]}
+    assert alerts["ai/m"] == {
+        "kind": "crash",
+        "model": "ai/m",
+        "message": "the worker of ai/m crashed 2 times in the window; the last one exited with code 75; "
+        "the next request starts it again",
+        "since": T0 + 800,
+    }
+    assert alerts["ai/n"]["since"] == T0 + 910 and list(alerts) == ["ai/m", "ai/n"]
 
 
 def test_the_scheduler_counts_a_worker_that_died_unstopped_as_a_crash(

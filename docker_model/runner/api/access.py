@@ -3,12 +3,15 @@
 Checked in this order on every request, before any route runs:
 1. On a loopback address, a `Host` that is not a name of this machine is refused (403): a web page whose
    domain an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name there.
-2. A browser's `Origin` must be allowed: localhost by default, more in `DMR_ORIGINS` (`*` for any).
-   Allowed origins get CORS headers, and their preflights (`OPTIONS`) a 204; others a 403.
+2. A browser's `Origin` must be the runner's own (`{scheme}://{Host}`: same-origin, no CORS needed) or
+   allowed: localhost by default, more in `DMR_ORIGINS` (`*` for any). Allowed origins get CORS headers,
+   and their preflights (`OPTIONS`) a 204; others a 403.
 3. A browser's state-changing request (POST, PUT, PATCH, DELETE) to a route that is not an inference route
-   must carry the console's secret in `X-Docker-Model-Secret` (given to the runner's own pages by
-   `GET /console/session`), unless its origin is listed by name in `DMR_ORIGINS`: a page on another port of
-   localhost is foreign, and may not remove models by a form post or a fetch. Without it: 403.
+   (one with an `Origin`, the runner's own included, or with a `Sec-Fetch-Site` other than `same-origin` or
+   `none`) must carry a console secret in `X-Docker-Model-Secret` (`GET /console/session` gives the runner's
+   own pages a fresh one each time: `nonce.hmac(key, nonce)`, checked against the runner's key, nothing
+   stored), unless its origin is listed by name in `DMR_ORIGINS`: a page on another port of localhost is
+   foreign, and may not remove models by a form post or a fetch. Without it: 403.
 4. The listener's token scope (`runner/listeners.py`): `all` needs `Authorization: Bearer TOKEN` (or
    Anthropic's `x-api-key: TOKEN`) everywhere, `management` everywhere but the inference routes, `none`
    nowhere. `GET /`, the health check, and the console's page and assets (no data) never need it.
@@ -19,10 +22,12 @@ responses it writes itself (`RESPONSE_HEADERS`).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
 import re
+import secrets
 import socket
 from urllib.parse import urlsplit
 
@@ -46,12 +51,36 @@ INFERENCE_ROUTES = re.compile(
 ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
 SECRET_HEADER = "X-Docker-Model-Secret"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+NOT_CROSS_SITE = ("same-origin", "none")  # `Sec-Fetch-Site` values of a page's own request or a person's
 PREFLIGHT_MAX_AGE = "600"
 
 
 def is_inference(path: str) -> bool:
     """Whether `path` serves models to applications (open on a bridge), rather than managing the runner."""
     return INFERENCE_ROUTES.fullmatch(path) is not None
+
+
+def is_own_origin(origin: str, scheme: str, host: str | None) -> bool:
+    """Whether a browser's `Origin` is the runner's own: its scheme (`https` over TLS) and the `Host` called."""
+    return host is not None and origin.rstrip("/").lower() == f"{scheme}://{host}".lower()
+
+
+def console_secret(key: bytes) -> str:
+    """A fresh secret for one console session: a random nonce and the runner's `key`'s MAC of it."""
+    nonce = secrets.token_hex(16)
+    return f"{nonce}.{mac_of(key, nonce)}"
+
+
+def valid_secret(key: bytes | None, given: str) -> bool:
+    """Whether `given` is a secret `console_secret` made with `key` (no secret is valid without a key)."""
+    nonce, dot, mac = given.partition(".")
+    if key is None or not dot:
+        return False
+    return hmac.compare_digest(mac.encode("latin-1", "replace"), mac_of(key, nonce).encode())
+
+
+def mac_of(key: bytes, nonce: str) -> str:
+    return hmac.new(key, nonce.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
 
 
 def needs_token(listener: Listener, method: str, path: str) -> bool:
@@ -97,8 +126,9 @@ class Origins:
 
 
 class AccessGuard:
-    """The four checks above, as ASGI middleware in front of every route. `secret`: the console's (None: no
-    browser's state-changing request passes check 3 but from an origin listed by name)."""
+    """The four checks above, as ASGI middleware in front of every route. `console_key`: the key the console's
+    secrets are signed with (None: no browser's state-changing request passes check 3 but from an origin
+    listed by name)."""
 
     def __init__(
         self,
@@ -106,13 +136,13 @@ class AccessGuard:
         listeners: Listeners,
         token: str,
         origins: Origins | None = None,
-        secret: str | None = None,
+        console_key: bytes | None = None,
     ) -> None:
         self.app = app
         self.listeners = listeners
         self.token = token.encode()
         self.origins = origins or Origins()
-        self.secret = secret.encode() if secret else None
+        self.console_key = console_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,9 +157,8 @@ class AccessGuard:
             why = f"Host {host!r} is not a name of this machine; call the runner as localhost or 127.0.0.1"
             await send_error(send, 403, why, path)
             return
-        cors: list[tuple[bytes, bytes]] = []
-        origin = headers.get("origin")
-        if origin:
+        origin = headers.get("origin") or None
+        if origin is not None and not is_own_origin(origin, scope.get("scheme", "http"), host):
             if not self.origins.allow(origin):
                 await send_error(send, 403, f"origin {origin} is not allowed; add it to DMR_ORIGINS to allow it", path)
                 return
@@ -139,13 +168,13 @@ class AccessGuard:
                 return
             scope[RESPONSE_HEADERS] = cors
             send = with_headers(send, cors)
-            if not self.may_change_state(method, path, origin, headers):
-                why = (
-                    f"a browser's {method} to {path} needs the console's secret in the {SECRET_HEADER} header "
-                    f"(the console at /console/ sends it), or its origin {origin} listed in DMR_ORIGINS"
-                )
-                await send_error(send, 403, why, path)
-                return
+        if not self.may_change_state(method, path, origin, headers):
+            why = (
+                f"a browser's {method} to {path} needs the console's secret in the {SECRET_HEADER} header "
+                f"(the console at /console/ sends it), or its origin ({origin or 'none sent'}) listed in DMR_ORIGINS"
+            )
+            await send_error(send, 403, why, path)
+            return
         if needs_token(listener, method, path) and not self.authorized(headers):
             why = (
                 f"this route of the runner at {listener.url} needs its token: send `Authorization: Bearer TOKEN` "
@@ -160,12 +189,15 @@ class AccessGuard:
         given = credentials.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
         return hmac.compare_digest(given.encode("latin-1", "replace"), self.token)
 
-    def may_change_state(self, method: str, path: str, origin: str, headers: Headers) -> bool:
-        """Check 3, for a request from a browser at `origin`."""
-        if method not in STATE_CHANGING or is_inference(path) or self.origins.listed_by_name(origin):
+    def may_change_state(self, method: str, path: str, origin: str | None, headers: Headers) -> bool:
+        """Check 3: a browser's request (an `Origin`, or a cross-page `Sec-Fetch-Site` without one)."""
+        site = headers.get("sec-fetch-site")
+        from_a_page = origin is not None or (site is not None and site not in NOT_CROSS_SITE)
+        if not from_a_page or method not in STATE_CHANGING or is_inference(path):
             return True
-        given = headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
-        return self.secret is not None and hmac.compare_digest(given, self.secret)
+        if origin is not None and self.origins.listed_by_name(origin):
+            return True
+        return valid_secret(self.console_key, headers.get(SECRET_HEADER, ""))
 
     async def preflight(self, send: Send, headers: Headers, cors: list[tuple[bytes, bytes]]) -> None:
         """204 to an allowed origin's preflight, allowing the headers it asks for."""

@@ -1,5 +1,5 @@
 """The web console at `/console/`: its page and assets, served from `static/` (the app built from `web/`), and
-`GET /console/session`, the runner's secret that the console sends back on every state-changing request.
+`GET /console/session`, a fresh secret for the console to send back on every state-changing request.
 
 Every `/console` answer, errors included, carries CONSOLE_HEADERS (`ConsoleHeaders`): the app's own scripts,
 styles and connections only, no inline code, no framing, no MIME sniffing, no referrer. The page and its
@@ -8,6 +8,7 @@ assets hold no data, so they need no token (`api/access.py`); the data routes ke
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from starlette.datastructures import Headers
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docker_model.api_types import ConsoleSession
-from docker_model.runner.api.access import with_headers
+from docker_model.runner.api.access import console_secret, is_own_origin, with_headers
 from docker_model.runner.api.common import state_of
 from docker_model.runner.console import ASSETS, PREFIX, is_console
 from docker_model.runner.shared.error_body import APIError
@@ -34,19 +35,12 @@ CONSOLE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-CONTENT_TYPES = {  # nosniff: a module script must come with a JavaScript type
+CONTENT_TYPES = {  # what the build writes (web/build.mjs); nosniff: a module script needs a JavaScript type
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".map": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".woff2": "font/woff2",
-    ".txt": "text/plain; charset=utf-8",
 }
+log = logging.getLogger(__name__)
 BUILD_HINT = (
     "reinstall docker-model, or build the console (`npm ci && npm run build` in docker_model/runner/console/web)"
 )
@@ -72,14 +66,14 @@ def same_origin(request: Request) -> bool:
     site, origin = headers.get("sec-fetch-site"), headers.get("origin")
     if site is not None:
         return site == "same-origin"
-    return origin is None or origin == f"{request.url.scheme}://{headers.get('host', '')}"
+    return origin is None or is_own_origin(origin, request.url.scheme, headers.get("host"))
 
 
 async def session(request: Request) -> JSONResponse:
     if not same_origin(request):
         why = "the console's session is given to the console's own page only: open it at /console/ on the runner"
         raise APIError(403, why)
-    answer: ConsoleSession = {"secret": state_of(request).console_secret}
+    answer: ConsoleSession = {"secret": console_secret(state_of(request).console_key)}
     return JSONResponse(answer, headers={"cache-control": "no-store"})
 
 
@@ -100,7 +94,8 @@ def console_routes(static_dir: Path = STATIC_DIR) -> list[Route]:
         path = file_in(root, relative)
         if path is None:
             if relative == INDEX:
-                raise APIError(404, f"the console is not installed here ({root / INDEX} is missing): {BUILD_HINT}")
+                log.error("the console's %s is missing: %s", root / INDEX, BUILD_HINT)
+                raise APIError(404, f"the console is not installed here ({INDEX} is missing): {BUILD_HINT}")
             raise APIError(404, f"the console has no file {relative!r}: reload the page at {PREFIX}/")
         media_type = CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return FileResponse(path, media_type=media_type, headers={"cache-control": "no-cache"})

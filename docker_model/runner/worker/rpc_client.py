@@ -83,6 +83,13 @@ class RpcPool:
 
 
 _ABORT_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+# How llama.cpp's RPC client words a failed exchange or connection (ggml-rpc.cpp's aborts).
+_RPC_FAILURES = (
+    "Remote RPC server crashed",
+    "Failed to connect to",
+    "RPC handshake failed",
+    "Failed to parse endpoint",
+)
 _installed: list[object] = []  # the callback must outlive its registration
 
 
@@ -95,6 +102,10 @@ def _abort_with_endpoints(endpoints: list[str]) -> None:
     @_ABORT_CALLBACK
     def lost(message: bytes | None) -> None:
         reason = re.sub(r"^\S+:\d+: ", "", (message or b"").decode("utf-8", "replace").strip())  # its source line
+        if not reason.startswith(_RPC_FAILURES):  # another abort: say it, and let llama.cpp abort as it does
+            sys.stderr.write(f"error: llama.cpp aborted: {reason}\n")
+            sys.stderr.flush()
+            return
         sys.stderr.write(f"error: lost the RPC server(s) {', '.join(endpoints)}: {reason}\n")
         sys.stderr.flush()
         os._exit(RPC_LOST_EXIT_CODE)

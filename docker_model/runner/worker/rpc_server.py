@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import signal
 import socket
 import stat
@@ -26,11 +27,13 @@ from typing import Any
 from docker_model import __version__
 from docker_model.files import PRIVATE_DIR, make_dirs
 from docker_model.rpc_protocol import bundled_protocol, version_text
+from docker_model.runner.memory import available_memory_bytes
 from docker_model.units import human_bytes
 
 from . import ggml, silent_peers
 
 PRUNE_EVERY_SECONDS = 60.0
+CACHE_FILE = re.compile(r"[0-9a-f]{16}")  # how llama.cpp names a cached tensor: its hash
 _POINTER = ctypes.sizeof(ctypes.c_void_p)
 GET_MEMORY_SLOT = 2 * _POINTER  # a device starts with its interface: get_name, get_description, get_memory, ...
 _GET_MEMORY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t))
@@ -70,9 +73,13 @@ def check_port(host: str, port: int) -> None:
 
 def prune_cache(folder: Path, cap: int) -> list[Path]:
     """Delete the least recently used files of the tensor cache until it holds at most `cap` bytes. Use is
-    read from access times (updated at least daily under relatime), or from writes where those are newer."""
+    read from access times (updated at least daily under relatime), or from writes where those are newer.
+    Only llama.cpp's own cache files (16 hex digits, a tensor's hash) are touched: --cache may name a folder
+    that holds other files."""
     files = []
     for entry in folder.iterdir():
+        if not CACHE_FILE.fullmatch(entry.name):
+            continue
         with contextlib.suppress(FileNotFoundError):  # gone meanwhile: nothing to weigh
             status = entry.stat(follow_symlinks=False)
             if stat.S_ISREG(status.st_mode):
@@ -112,10 +119,12 @@ def choose_devices(names: str) -> list[int]:
     return accelerators or [handle for handle in handles if ggml.describe(handle).kind == "cpu"][:1]
 
 
-def offer(device: int, offered: int) -> None:
-    """Make the device report `offered` bytes as its total (and at most that as free): what clients then see."""
+def offer(device: int, offered: int | None) -> None:
+    """Make the device report `offered` bytes as its total (and at most that as free): what clients then see.
+    None, for the CPU without --mem: ggml's CPU device reports all of the machine's memory as free, so report
+    what is available now instead (what the runner's fit then counts on)."""
     real = ggml.describe(device)
-    if offered > real.total:
+    if offered is not None and offered > real.total:
         sys.exit(f"Error: --mem {human_bytes(offered)} is more than {real.name} has ({human_bytes(real.total)})")
     slot = device + GET_MEMORY_SLOT
     if not _writable(slot):
@@ -127,13 +136,16 @@ def offer(device: int, offered: int) -> None:
 
     def get_memory(handle: int, free: Any, total: Any) -> None:  # two size_t*, filled in place
         original(handle, free, total)
-        free[0], total[0] = min(free[0], offered), offered
+        if offered is None:
+            free[0] = min(free[0], available_memory_bytes() or free[0])
+        else:
+            free[0], total[0] = min(free[0], offered), offered
 
     callback = _GET_MEMORY(get_memory)
     _offers.append(callback)
     pointer.value = ctypes.cast(callback, ctypes.c_void_p).value
     seen = ggml.describe(device)
-    if (seen.free, seen.total) != (min(real.free, offered), offered):
+    if offered is not None and (seen.free, seen.total) != (min(real.free, offered), offered):
         sys.exit(f"Error: {real.name} still reports {human_bytes(seen.total)} after the offer; leave out --mem")
 
 
@@ -186,8 +198,9 @@ def main(argv: list[str]) -> None:
     except ggml.RpcUnavailable as error:
         sys.exit(f"Error: {error}")
     devices = choose_devices(args.device)
-    for device in devices if args.mem is not None else []:
-        offer(device, args.mem)
+    for device in devices:
+        if args.mem is not None or ggml.describe(device).kind == "cpu":
+            offer(device, args.mem)
     endpoint = f"{args.host}:{args.port}"
     announce(endpoint, args.threads, args.cache, args.cache_size, devices)
     # llama.cpp's loop never returns to Python: let SIGINT end the process as SIGTERM does.

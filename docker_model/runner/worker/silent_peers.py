@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +32,10 @@ def watch_connections(matches: Match, name: str) -> None:
     def watch() -> None:
         done: set[tuple[int, int]] = set()
         while True:
-            done = harden(matches, done)
+            try:
+                done = harden(matches, done)
+            except Exception as error:  # never let the watch end: later connections would go unguarded
+                sys.stderr.write(f"warning: could not set timeouts on connections: {error}\n")
             time.sleep(_LOOK_EVERY_SECONDS)
 
     threading.Thread(target=watch, name=name, daemon=True).start()
@@ -49,8 +53,11 @@ def harden(matches: Match, done: set[tuple[int, int]]) -> set[tuple[int, int]]:
         ports = (connection.laddr.port, connection.raddr.port)
         seen.add(ports)
         if ports not in done:
-            with socket.socket(fileno=os.dup(connection.fd)) as sock:
-                _set_timeouts(sock)
+            try:
+                with socket.socket(fileno=os.dup(connection.fd)) as sock:
+                    _set_timeouts(sock)
+            except OSError:  # closed (or its descriptor reused) since it was listed: nothing to guard
+                seen.discard(ports)
     return seen
 
 
@@ -67,12 +74,13 @@ def _set_timeouts(sock: socket.socket) -> None:
 
 
 def to_endpoints(endpoints: list[str]) -> Match:
-    """Connections to any of `endpoints` (host:port, the host resolved as the engine resolves it)."""
+    """Connections to any of `endpoints` (host:port, the host resolved as the engine resolves it: IPv4, any of
+    its addresses)."""
     wanted = set()
     for endpoint in endpoints:
         host, _, port = endpoint.rpartition(":")
-        address = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0][4][0]
-        wanted.add((ipaddress.ip_address(address), int(port)))
+        for *_, address in socket.getaddrinfo(host.strip("[]"), int(port), socket.AF_INET, socket.SOCK_STREAM):
+            wanted.add((ipaddress.ip_address(address[0]), int(port)))
     return lambda connection: (ipaddress.ip_address(connection.raddr.ip), connection.raddr.port) in wanted
 
 

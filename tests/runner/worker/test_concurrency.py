@@ -136,3 +136,23 @@ def test_reused_prompt_prefix_gives_the_same_answer(worker_factory: Callable[...
     fresh = ask("What is the capital of Italy?")
     ask("What is the capital of Spain?")  # shares the system prompt, then differs
     assert ask("What is the capital of Italy?") == fresh
+
+
+@pytest.mark.timeout(120)
+def test_a_request_queued_behind_the_only_sequence_starts_when_it_finishes(
+    worker_factory: Callable[..., Worker],
+) -> None:
+    """With one sequence, a second request waits; once the first ends it must start at once (the engine once
+    slept until a third request arrived, and the second hung)."""
+    worker = worker_factory("--parallel", "1")
+    results: dict[str, list[float]] = {}
+    threads = [
+        threading.Thread(target=lambda key=key: results.__setitem__(key, stream_timestamps(worker, 16)))
+        for key in ("first", "second")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not any(thread.is_alive() for thread in threads), "a queued request was never started"
+    assert results["first"] and results["second"], results

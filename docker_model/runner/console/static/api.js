@@ -1,11 +1,6 @@
 import { signIn, storedToken } from "./signin.js";
 export const SECRET_HEADER = "X-Docker-Model-Secret";
 export class ApiError extends Error {
-    status;
-    constructor(status, message) {
-        super(message);
-        this.status = status;
-    }
 }
 let secret = null;
 function sessionSecret() {
@@ -38,6 +33,7 @@ export async function send(method, path, options = {}) {
             headers.set("Content-Type", "application/json");
         if (changes)
             headers.set(SECRET_HEADER, await sessionSecret());
+        options.onFetch?.();
         const response = await fetch(path, {
             method,
             headers,
@@ -58,7 +54,7 @@ export async function send(method, path, options = {}) {
             secretRetried = true;
             continue;
         }
-        throw new ApiError(response.status, message);
+        throw new ApiError(message);
     }
 }
 export async function getJSON(path) {

@@ -50,7 +50,12 @@ export function mountChat(main) {
         conversation.system = system.value;
         conversation.temperature = temperature.valueAsNumber;
         conversation.maxTokens = maxTokens.valueAsNumber;
-        saveConversation(conversation);
+        save();
+    }
+    function save() {
+        const problem = saveConversation(conversation);
+        if (problem)
+            message.textContent = problem;
     }
     function clear() {
         controller?.abort();
@@ -132,7 +137,7 @@ export function mountChat(main) {
             stopButton.disabled = true;
             turns.removeAttribute("aria-busy");
             if (conversation.messages.includes(answer))
-                saveConversation(conversation);
+                save();
             show();
             input.focus();
         }

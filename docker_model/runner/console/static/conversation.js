@@ -10,5 +10,14 @@ export function loadConversation() {
     }
 }
 export function saveConversation(conversation) {
-    localStorage.setItem(KEY, JSON.stringify(conversation));
+    try {
+        localStorage.setItem(KEY, JSON.stringify(conversation));
+        return null;
+    }
+    catch (error) {
+        const full = error instanceof DOMException && error.name === "QuotaExceededError";
+        return full
+            ? "The conversation is not saved: the browser's storage for this page is full. Clear conversation frees it."
+            : `The conversation is not saved: the browser refused its storage (${String(error)}).`;
+    }
 }

@@ -9,7 +9,7 @@ function append(node, children) {
     for (const child of children) {
         if (child === null || child === undefined || child === false)
             continue;
-        node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+        node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
     }
 }
 export function h(tag, attributes = {}, ...children) {

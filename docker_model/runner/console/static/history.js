@@ -4,6 +4,8 @@ const listeners = new Set();
 let latest = null;
 let failure = null;
 let timer;
+let polling = false;
+let again = false;
 export function watchHistory(listener) {
     listeners.add(listener);
     if (latest || failure)
@@ -11,22 +13,35 @@ export function watchHistory(listener) {
     return () => listeners.delete(listener);
 }
 async function poll() {
+    window.clearTimeout(timer);
+    polling = true;
+    again = false;
     try {
-        latest = await getJSON("/engines/history");
-        failure = null;
+        try {
+            latest = await getJSON("/engines/history");
+            failure = null;
+        }
+        catch (error) {
+            failure = describe(error);
+        }
+        for (const listener of listeners)
+            listener(latest, failure);
     }
-    catch (error) {
-        failure = describe(error);
+    finally {
+        polling = false;
+        if (again)
+            void poll();
+        else
+            timer = window.setTimeout(() => void poll(), POLL_MS);
     }
-    for (const listener of listeners)
-        listener(latest, failure);
-    timer = window.setTimeout(() => void poll(), POLL_MS);
 }
 export function startHistory() {
-    if (timer === undefined)
+    if (timer === undefined && !polling)
         void poll();
 }
 export function refreshHistory() {
-    window.clearTimeout(timer);
-    void poll();
+    if (polling)
+        again = true;
+    else
+        void poll();
 }

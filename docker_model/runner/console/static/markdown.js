@@ -1,17 +1,19 @@
 import { h } from "./dom.js";
 import { highlight } from "./highlight.js";
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)/;
-const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+const HEADING = /^ {0,3}(#{1,6})(?:\s|$)/;
 const RULE = /^ {0,3}([-*_])(\s*\1){2,}\s*$/;
 const QUOTE = /^ {0,3}> ?/;
 const ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])\s+/;
-const TABLE_DIVIDER = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+const DIVIDER_CELL = /^:?-+:?$/;
+const MAX_NESTING = 16;
 export function renderMarkdown(text) {
     const fragment = document.createDocumentFragment();
     fragment.append(...blocks(text.replace(/\r\n?/g, "\n").split("\n")));
     return fragment;
 }
-function blocks(lines) {
+function blocks(lines, depth = 0) {
+    const nests = depth < MAX_NESTING;
     const out = [];
     let i = 0;
     while (i < lines.length) {
@@ -31,28 +33,28 @@ function blocks(lines) {
         }
         else if ((match = line.match(HEADING))) {
             const level = Math.min((match[1] ?? "#").length + 3, 6);
-            out.push(h(`h${level}`, {}, ...inline(match[2] ?? "")));
+            out.push(h(`h${level}`, {}, ...inline(headingText(line.slice(match[0].length)))));
             i += 1;
         }
         else if (RULE.test(line)) {
             out.push(h("hr"));
             i += 1;
         }
-        else if (QUOTE.test(line)) {
+        else if (nests && QUOTE.test(line)) {
             const quoted = [];
             for (; i < lines.length && QUOTE.test(lines[i] ?? ""); i += 1)
                 quoted.push((lines[i] ?? "").replace(QUOTE, ""));
-            out.push(h("blockquote", {}, ...blocks(quoted)));
+            out.push(h("blockquote", {}, ...blocks(quoted, depth + 1)));
         }
-        else if (ITEM.test(line)) {
-            i = list(lines, i, out);
+        else if (nests && ITEM.test(line)) {
+            i = list(lines, i, out, depth);
         }
-        else if (line.includes("|") && TABLE_DIVIDER.test(lines[i + 1] ?? "") && (lines[i + 1] ?? "").includes("-")) {
+        else if (line.includes("|") && isDivider(lines[i + 1] ?? "")) {
             i = table(lines, i, out);
         }
         else {
             const paragraph = [];
-            for (; i < lines.length && (lines[i] ?? "").trim() && !startsBlock(lines[i] ?? ""); i += 1) {
+            for (; i < lines.length && (lines[i] ?? "").trim() && !startsBlock(lines[i] ?? "", nests); i += 1) {
                 paragraph.push((lines[i] ?? "").trim());
             }
             const children = [];
@@ -66,14 +68,24 @@ function blocks(lines) {
     }
     return out;
 }
-function startsBlock(line) {
-    return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
+function headingText(rest) {
+    const text = rest.trim();
+    let end = text.length;
+    while (end > 0 && text[end - 1] === "#")
+        end -= 1;
+    return end === 0 || /\s/.test(text[end - 1] ?? "") ? text.slice(0, end).trimEnd() : text;
+}
+function isDivider(line) {
+    return line.includes("-") && cells(line).every((cell) => DIVIDER_CELL.test(cell));
+}
+function startsBlock(line, nests) {
+    return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || (nests && (QUOTE.test(line) || ITEM.test(line)));
 }
 function codeBlock(code, language) {
     const attributes = language ? { class: `language-${language.replace(/[^\w+-]/g, "")}` } : {};
     return h("pre", { tabindex: 0 }, h("code", attributes, ...highlight(code, language)));
 }
-function list(lines, start, out) {
+function list(lines, start, out, depth) {
     const first = (lines[start] ?? "").match(ITEM);
     const ordered = /\d/.test(first?.[2] ?? "");
     const node = ordered ? h("ol", { start: Number.parseInt(first?.[2] ?? "1", 10) || null }) : h("ul");
@@ -93,7 +105,7 @@ function list(lines, start, out) {
                 break;
             body.push(next.replace(new RegExp(`^ {0,${indent}}`), ""));
         }
-        const content = blocks(body);
+        const content = blocks(body, depth + 1);
         const only = content.length === 1 ? content[0] : undefined;
         node.append(h("li", {}, ...(only instanceof HTMLParagraphElement ? Array.from(only.childNodes) : content)));
         while (i < lines.length && !(lines[i] ?? "").trim() && ITEM.test(lines[i + 1] ?? ""))
@@ -131,28 +143,62 @@ export function safeUrl(address) {
         return null;
     }
 }
-function bracketed(text, start) {
-    let depth = 0;
-    let close = -1;
-    for (let j = start; j < text.length; j += 1) {
+function scans() {
+    return { brackets: null, noCloser: new Map(), noTicks: new Map(), noTitleEnd: Infinity };
+}
+function brackets(text) {
+    const pairs = new Map();
+    const open = [];
+    for (let j = 0; j < text.length; j += 1) {
         const char = text[j];
         if (char === "\\")
             j += 1;
         else if (char === "[")
-            depth += 1;
-        else if (char === "]" && --depth === 0) {
-            close = j;
-            break;
-        }
+            open.push(j);
+        else if (char === "]" && open.length)
+            pairs.set(open.pop() ?? 0, j);
     }
-    if (close < 0 || text[close + 1] !== "(")
+    return pairs;
+}
+function skipSpace(text, from) {
+    let j = from;
+    while (j < text.length && /\s/.test(text[j] ?? ""))
+        j += 1;
+    return j;
+}
+const DESTINATION = /<?([^\s<>()]*(?:\([^\s()]*\)[^\s<>()]*)*)>?/y;
+function bracketed(text, start, found) {
+    found.brackets ??= brackets(text);
+    const close = found.brackets.get(start);
+    if (close === undefined || text[close + 1] !== "(")
         return null;
-    const rest = text.slice(close + 2).match(/^\s*<?([^\s<>()]*(?:\([^\s()]*\)[^\s<>()]*)*)>?(?:\s+["'(][^\n]*?["')])?\s*\)/);
-    if (!rest)
+    DESTINATION.lastIndex = skipSpace(text, close + 2);
+    const destination = DESTINATION.exec(text);
+    if (!destination)
         return null;
-    return { label: text.slice(start + 1, close), address: rest[1] ?? "", end: close + 2 + rest[0].length };
+    const after = DESTINATION.lastIndex;
+    let end = skipSpace(text, after);
+    if (text[end] !== ")") {
+        if (end === after || !"\"'(".includes(text[end] ?? "x") || end + 1 >= found.noTitleEnd)
+            return null;
+        let j = end + 1;
+        for (; j < text.length; j += 1) {
+            if (!"\"')".includes(text[j] ?? "x"))
+                continue;
+            const next = skipSpace(text, j + 1);
+            if (text[next] === ")")
+                break;
+        }
+        if (j >= text.length) {
+            found.noTitleEnd = Math.min(found.noTitleEnd, end + 1);
+            return null;
+        }
+        end = skipSpace(text, j + 1);
+    }
+    return { label: text.slice(start + 1, close), address: destination[1] ?? "", end: end + 1 };
 }
 const PUNCTUATION = /[!-/:-@[-`{-~]/;
+const AUTOLINK = /<((?:https?:\/\/|mailto:)[^\s<>]+)>/y;
 const DELIMITERS = [
     ["**", "strong"],
     ["__", "strong"],
@@ -162,6 +208,7 @@ const DELIMITERS = [
 ];
 export function inline(text, inLink = false) {
     const nodes = [];
+    const found = scans();
     let plain = "";
     const flush = () => {
         if (plain)
@@ -177,8 +224,13 @@ export function inline(text, inLink = false) {
             continue;
         }
         if (char === "`") {
-            const ticks = (text.slice(i).match(/^`+/) ?? ["`"])[0];
-            const close = text.indexOf(ticks, i + ticks.length);
+            let run = i;
+            while (text[run] === "`")
+                run += 1;
+            const ticks = text.slice(i, run);
+            const close = run < (found.noTicks.get(ticks) ?? Infinity) ? text.indexOf(ticks, run) : -1;
+            if (close < 0)
+                found.noTicks.set(ticks, Math.min(run, found.noTicks.get(ticks) ?? Infinity));
             if (close > 0) {
                 flush();
                 nodes.push(h("code", {}, text.slice(i + ticks.length, close).trim() || text.slice(i + ticks.length, close)));
@@ -190,7 +242,7 @@ export function inline(text, inLink = false) {
             continue;
         }
         if (char === "!" && text[i + 1] === "[") {
-            const image = bracketed(text, i + 1);
+            const image = bracketed(text, i + 1, found);
             if (image) {
                 flush();
                 nodes.push(h("span", { class: "image" }, `[image: ${image.label || "no description"}] ${image.address}`));
@@ -199,7 +251,7 @@ export function inline(text, inLink = false) {
             }
         }
         if (char === "[" && !inLink) {
-            const link = bracketed(text, i);
+            const link = bracketed(text, i, found);
             if (link) {
                 flush();
                 nodes.push(anchor(link.address, inline(link.label, true), `[${link.label}](${link.address})`));
@@ -208,7 +260,8 @@ export function inline(text, inLink = false) {
             }
         }
         if (char === "<" && !inLink) {
-            const auto = text.slice(i).match(/^<((?:https?:\/\/|mailto:)[^\s<>]+)>/);
+            AUTOLINK.lastIndex = i;
+            const auto = AUTOLINK.exec(text);
             if (auto) {
                 flush();
                 nodes.push(anchor(auto[1] ?? "", [document.createTextNode(auto[1] ?? "")], auto[0]));
@@ -219,7 +272,7 @@ export function inline(text, inLink = false) {
         const emphasis = DELIMITERS.find(([mark]) => text.startsWith(mark, i));
         if (emphasis) {
             const [mark, tag] = emphasis;
-            const close = closing(text, i, mark);
+            const close = closing(text, i, mark, found);
             if (close > 0) {
                 flush();
                 nodes.push(h(tag, {}, ...inline(text.slice(i + mark.length, close), inLink)));
@@ -236,13 +289,16 @@ export function inline(text, inLink = false) {
     flush();
     return nodes;
 }
-function closing(text, start, mark) {
+function closing(text, start, mark, found) {
     const after = text[start + mark.length] ?? "";
     if (!after.trim())
         return -1;
     if (mark[0] === "_" && /\w/.test(text[start - 1] ?? ""))
         return -1;
-    for (let j = start + mark.length + 1; j <= text.length - mark.length; j += 1) {
+    const from = start + mark.length + 1;
+    if (from >= (found.noCloser.get(mark) ?? Infinity))
+        return -1;
+    for (let j = from; j <= text.length - mark.length; j += 1) {
         if (text[j] === "\\") {
             j += 1;
             continue;
@@ -263,6 +319,7 @@ function closing(text, start, mark) {
             continue;
         return j;
     }
+    found.noCloser.set(mark, from);
     return -1;
 }
 function anchor(address, label, source) {

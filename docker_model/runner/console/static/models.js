@@ -13,6 +13,13 @@ function context(model) {
     const trained = metadata[`${String(architecture)}.context_length`];
     return typeof trained === "number" || typeof trained === "string" ? String(trained) : "—";
 }
+function cell(value) {
+    if (value === null || value === undefined || value === "")
+        return "—";
+    if (Array.isArray(value))
+        return value.map(String).join(", ") || "—";
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
 function rows(models) {
     const all = models.flatMap((model) => model.tags.length
         ? model.tags.map((tag) => ({ model, reference: tag, name: displayName(tag) }))
@@ -53,7 +60,7 @@ export function mountModels(main) {
     }
     function tableRow(row, loaded) {
         const config = row.model.config ?? {};
-        return h("tr", {}, h("th", { scope: "row" }, row.name), h("td", {}, config.parameters ?? "—"), h("td", {}, config.quantization ?? "—"), h("td", {}, config.size ?? "—"), h("td", {}, context(row.model)), h("td", {}, row.model.capabilities?.join(", ") || "—"), h("td", {}, loaded), h("td", {}, h("div", { class: "row-actions" }, button("Inspect", () => void inspect(row).catch(report), { "aria-label": `Inspect ${row.name}` }), button("Tag", () => void tag(row).catch(report), { "aria-label": `Tag ${row.name}` }), button("Remove", () => void remove(row).catch(report), { "aria-label": `Remove ${row.name}` }))));
+        return h("tr", {}, h("th", { scope: "row" }, row.name), h("td", {}, cell(config.parameters)), h("td", {}, cell(config.quantization)), h("td", {}, cell(config.size)), h("td", {}, context(row.model)), h("td", {}, cell(row.model.capabilities)), h("td", {}, loaded), h("td", {}, h("div", { class: "row-actions" }, button("Inspect", () => void inspect(row).catch(report), { "aria-label": `Inspect ${row.name}` }), button("Tag", () => void tag(row).catch(report), { "aria-label": `Tag ${row.name}` }), button("Remove", () => void remove(row).catch(report), { "aria-label": `Remove ${row.name}` }))));
     }
     async function remove(row) {
         const { model, reference } = row;

@@ -14,9 +14,8 @@ export function signIn(why) {
 }
 function ask(why) {
     const token = h("input", {
-        type: "text",
+        type: "password",
         name: "token",
-        class: "secret",
         autocomplete: "off",
         spellcheck: "false",
         autocapitalize: "off",

@@ -2,7 +2,7 @@ import { lines, send } from "./api.js";
 export class StreamError extends Error {
 }
 export async function streamChat(request, signal, onText) {
-    const sent = performance.now();
+    let sent = performance.now();
     let first = null;
     let last = sent;
     let pieces = 0;
@@ -10,7 +10,13 @@ export async function streamChat(request, signal, onText) {
     let done = false;
     try {
         const body = { ...request, stream: true, stream_options: { include_usage: true } };
-        const response = await send("POST", "/engines/v1/chat/completions", { body, signal });
+        const response = await send("POST", "/engines/v1/chat/completions", {
+            body,
+            signal,
+            onFetch: () => {
+                sent = performance.now();
+            },
+        });
         for await (const line of lines(response)) {
             if (!line.startsWith("data:"))
                 continue;

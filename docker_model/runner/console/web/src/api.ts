@@ -5,14 +5,7 @@ import { signIn, storedToken } from "./signin.js";
 
 export const SECRET_HEADER = "X-Docker-Model-Secret";
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export class ApiError extends Error {}
 
 let secret: Promise<string> | null = null;
 
@@ -43,6 +36,7 @@ async function errorMessage(response: Response): Promise<string> {
 interface Options {
   body?: unknown;
   signal?: AbortSignal;
+  onFetch?: () => void; // called right before each fetch: after any wait for the secret or a sign-in
 }
 
 /** Sends a request; a non-2xx answer is thrown as an ApiError carrying the runner's message. */
@@ -54,6 +48,7 @@ export async function send(method: string, path: string, options: Options = {}):
     if (token) headers.set("Authorization", `Bearer ${token}`);
     if (options.body !== undefined) headers.set("Content-Type", "application/json");
     if (changes) headers.set(SECRET_HEADER, await sessionSecret());
+    options.onFetch?.();
     const response = await fetch(path, {
       method,
       headers,
@@ -73,7 +68,7 @@ export async function send(method: string, path: string, options: Options = {}):
       secretRetried = true;
       continue;
     }
-    throw new ApiError(response.status, message);
+    throw new ApiError(message);
   }
 }
 

@@ -85,7 +85,12 @@ export function mountChat(main: HTMLElement): () => void {
     conversation.system = system.value;
     conversation.temperature = temperature.valueAsNumber;
     conversation.maxTokens = maxTokens.valueAsNumber;
-    saveConversation(conversation);
+    save();
+  }
+
+  function save(): void {
+    const problem = saveConversation(conversation);
+    if (problem) message.textContent = problem;
   }
 
   function clear(): void {
@@ -169,7 +174,7 @@ export function mountChat(main: HTMLElement): () => void {
       sendButton.disabled = false;
       stopButton.disabled = true;
       turns.removeAttribute("aria-busy");
-      if (conversation.messages.includes(answer)) saveConversation(conversation);
+      if (conversation.messages.includes(answer)) save();
       show();
       input.focus();
     }

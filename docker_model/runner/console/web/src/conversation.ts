@@ -33,6 +33,15 @@ export function loadConversation(): Conversation {
   }
 }
 
-export function saveConversation(conversation: Conversation): void {
-  localStorage.setItem(KEY, JSON.stringify(conversation));
+/** Saves the conversation; returns null, or why it could not be saved (it still shows until the page closes). */
+export function saveConversation(conversation: Conversation): string | null {
+  try {
+    localStorage.setItem(KEY, JSON.stringify(conversation));
+    return null;
+  } catch (error) {
+    const full = error instanceof DOMException && error.name === "QuotaExceededError";
+    return full
+      ? "The conversation is not saved: the browser's storage for this page is full. Clear conversation frees it."
+      : `The conversation is not saved: the browser refused its storage (${String(error)}).`;
+  }
 }

@@ -1,7 +1,9 @@
 // Building the DOM: every text goes in as a text node, never as markup (the console shows model output and
 // model metadata, which may hold HTML meant to run).
 
-type Child = Node | string | null | undefined | false;
+// A child is a node, or a value shown as its String() text (a number or an object from a model's config
+// included: metadata is not always the type it should be); null, undefined and false are left out.
+type Child = unknown;
 type Attributes = Record<string, string | number | boolean | null | undefined>;
 
 function apply(node: Element, attributes: Attributes): void {
@@ -14,7 +16,7 @@ function apply(node: Element, attributes: Attributes): void {
 function append(node: Node, children: Child[]): void {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
-    node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
   }
 }
 

@@ -1,17 +1,19 @@
 // Markdown to DOM, for model answers: paragraphs, headings, emphasis, code (highlighted), lists, links,
 // block quotes and tables. Everything is built with createElement and text nodes, so HTML in an answer shows
 // as text. Links go only to http(s) and mailto, with rel="noopener noreferrer"; images are never loaded:
-// their alt text and address show as text.
+// their alt text and address show as text. Model output may be hostile: every pattern and scan here is linear in
+// the line's length (no regex that backtracks over a run of spaces, no rescan to the end for each opener).
 
 import { h } from "./dom.js";
 import { highlight } from "./highlight.js";
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)/;
-const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+const HEADING = /^ {0,3}(#{1,6})(?:\s|$)/;
 const RULE = /^ {0,3}([-*_])(\s*\1){2,}\s*$/;
 const QUOTE = /^ {0,3}> ?/;
 const ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])\s+/;
-const TABLE_DIVIDER = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+const DIVIDER_CELL = /^:?-+:?$/;
+const MAX_NESTING = 16; // quotes and lists deeper than this show as text (a hostile answer nests thousands deep)
 
 /** Renders Markdown as a fragment. An unclosed code fence runs to the end (the answer may still be streaming). */
 export function renderMarkdown(text: string): DocumentFragment {
@@ -20,7 +22,8 @@ export function renderMarkdown(text: string): DocumentFragment {
   return fragment;
 }
 
-function blocks(lines: string[]): Node[] {
+function blocks(lines: string[], depth = 0): Node[] {
+  const nests = depth < MAX_NESTING;
   const out: Node[] = [];
   let i = 0;
   while (i < lines.length) {
@@ -37,22 +40,22 @@ function blocks(lines: string[]): Node[] {
       out.push(codeBlock(code.join("\n"), language));
     } else if ((match = line.match(HEADING))) {
       const level = Math.min((match[1] ?? "#").length + 3, 6); // below the page's and the answer's own headings
-      out.push(h(`h${level}` as "h3", {}, ...inline(match[2] ?? "")));
+      out.push(h(`h${level}` as "h3", {}, ...inline(headingText(line.slice(match[0].length)))));
       i += 1;
     } else if (RULE.test(line)) {
       out.push(h("hr"));
       i += 1;
-    } else if (QUOTE.test(line)) {
+    } else if (nests && QUOTE.test(line)) {
       const quoted: string[] = [];
       for (; i < lines.length && QUOTE.test(lines[i] ?? ""); i += 1) quoted.push((lines[i] ?? "").replace(QUOTE, ""));
-      out.push(h("blockquote", {}, ...blocks(quoted)));
-    } else if (ITEM.test(line)) {
-      i = list(lines, i, out);
-    } else if (line.includes("|") && TABLE_DIVIDER.test(lines[i + 1] ?? "") && (lines[i + 1] ?? "").includes("-")) {
+      out.push(h("blockquote", {}, ...blocks(quoted, depth + 1)));
+    } else if (nests && ITEM.test(line)) {
+      i = list(lines, i, out, depth);
+    } else if (line.includes("|") && isDivider(lines[i + 1] ?? "")) {
       i = table(lines, i, out);
     } else {
       const paragraph: string[] = [];
-      for (; i < lines.length && (lines[i] ?? "").trim() && !startsBlock(lines[i] ?? ""); i += 1) {
+      for (; i < lines.length && (lines[i] ?? "").trim() && !startsBlock(lines[i] ?? "", nests); i += 1) {
         paragraph.push((lines[i] ?? "").trim());
       }
       const children: Node[] = [];
@@ -66,8 +69,21 @@ function blocks(lines: string[]): Node[] {
   return out;
 }
 
-function startsBlock(line: string): boolean {
-  return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
+/** A heading's text: trimmed, less a closing run of `#` (one that follows a space, or is all there is). */
+function headingText(rest: string): string {
+  const text = rest.trim();
+  let end = text.length;
+  while (end > 0 && text[end - 1] === "#") end -= 1;
+  return end === 0 || /\s/.test(text[end - 1] ?? "") ? text.slice(0, end).trimEnd() : text;
+}
+
+/** A table's divider row: cells of dashes, each with an optional colon at either end (`| :-- | --: |`). */
+function isDivider(line: string): boolean {
+  return line.includes("-") && cells(line).every((cell) => DIVIDER_CELL.test(cell));
+}
+
+function startsBlock(line: string, nests: boolean): boolean {
+  return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || (nests && (QUOTE.test(line) || ITEM.test(line)));
 }
 
 function codeBlock(code: string, language: string): HTMLElement {
@@ -76,7 +92,7 @@ function codeBlock(code: string, language: string): HTMLElement {
 }
 
 /** A list starting at line `start`: items of its kind, each with the lines indented under it (nested blocks). */
-function list(lines: string[], start: number, out: Node[]): number {
+function list(lines: string[], start: number, out: Node[], depth: number): number {
   const first = (lines[start] ?? "").match(ITEM);
   const ordered = /\d/.test(first?.[2] ?? "");
   const node = ordered ? h("ol", { start: Number.parseInt(first?.[2] ?? "1", 10) || null }) : h("ul");
@@ -93,7 +109,7 @@ function list(lines: string[], start: number, out: Node[]): number {
       if (!next.trim() && !blankThenIndented) break;
       body.push(next.replace(new RegExp(`^ {0,${indent}}`), ""));
     }
-    const content = blocks(body);
+    const content = blocks(body, depth + 1);
     const only = content.length === 1 ? content[0] : undefined;
     node.append(h("li", {}, ...(only instanceof HTMLParagraphElement ? Array.from(only.childNodes) : content)));
     while (i < lines.length && !(lines[i] ?? "").trim() && ITEM.test(lines[i + 1] ?? "")) i += 1;
@@ -136,26 +152,71 @@ export function safeUrl(address: string): string | null {
   }
 }
 
-/** `[text](address "title")` at `start` (the `[`): the text, the address and where it ends; null if it is none. */
-function bracketed(text: string, start: number): { label: string; address: string; end: number } | null {
-  let depth = 0;
-  let close = -1;
-  for (let j = start; j < text.length; j += 1) {
+/** What one line's scans found, so that no scan runs twice over the same text (hostile input stays linear):
+ * each `[` with its `]`, and from where on a closer of a mark, a run of backticks or a link title's end is known
+ * to be missing. */
+interface Scans {
+  brackets: Map<number, number> | null;
+  noCloser: Map<string, number>;
+  noTicks: Map<string, number>;
+  noTitleEnd: number;
+}
+
+function scans(): Scans {
+  return { brackets: null, noCloser: new Map(), noTicks: new Map(), noTitleEnd: Infinity };
+}
+
+/** Each `[` of the text with the `]` that closes it (brackets nest; a backslash escapes the next character). */
+function brackets(text: string): Map<number, number> {
+  const pairs = new Map<number, number>();
+  const open: number[] = [];
+  for (let j = 0; j < text.length; j += 1) {
     const char = text[j];
     if (char === "\\") j += 1;
-    else if (char === "[") depth += 1;
-    else if (char === "]" && --depth === 0) {
-      close = j;
-      break;
-    }
+    else if (char === "[") open.push(j);
+    else if (char === "]" && open.length) pairs.set(open.pop() ?? 0, j);
   }
-  if (close < 0 || text[close + 1] !== "(") return null;
-  const rest = text.slice(close + 2).match(/^\s*<?([^\s<>()]*(?:\([^\s()]*\)[^\s<>()]*)*)>?(?:\s+["'(][^\n]*?["')])?\s*\)/);
-  if (!rest) return null;
-  return { label: text.slice(start + 1, close), address: rest[1] ?? "", end: close + 2 + rest[0].length };
+  return pairs;
+}
+
+function skipSpace(text: string, from: number): number {
+  let j = from;
+  while (j < text.length && /\s/.test(text[j] ?? "")) j += 1;
+  return j;
+}
+
+const DESTINATION = /<?([^\s<>()]*(?:\([^\s()]*\)[^\s<>()]*)*)>?/y;
+
+/** `[text](address "title")` at `start` (the `[`): the text, the address and where it ends; null if it is none. */
+function bracketed(text: string, start: number, found: Scans): { label: string; address: string; end: number } | null {
+  found.brackets ??= brackets(text);
+  const close = found.brackets.get(start);
+  if (close === undefined || text[close + 1] !== "(") return null;
+  DESTINATION.lastIndex = skipSpace(text, close + 2);
+  const destination = DESTINATION.exec(text);
+  if (!destination) return null;
+  const after = DESTINATION.lastIndex;
+  let end = skipSpace(text, after);
+  if (text[end] !== ")") {
+    // a title: a space, then `"`, `'` or `(`, up to the first `"`, `'` or `)` that spaces and `)` follow
+    if (end === after || !"\"'(".includes(text[end] ?? "x") || end + 1 >= found.noTitleEnd) return null;
+    let j = end + 1;
+    for (; j < text.length; j += 1) {
+      if (!"\"')".includes(text[j] ?? "x")) continue;
+      const next = skipSpace(text, j + 1);
+      if (text[next] === ")") break;
+    }
+    if (j >= text.length) {
+      found.noTitleEnd = Math.min(found.noTitleEnd, end + 1);
+      return null;
+    }
+    end = skipSpace(text, j + 1);
+  }
+  return { label: text.slice(start + 1, close), address: destination[1] ?? "", end: end + 1 };
 }
 
 const PUNCTUATION = /[!-/:-@[-`{-~]/;
+const AUTOLINK = /<((?:https?:\/\/|mailto:)[^\s<>]+)>/y;
 const DELIMITERS: [string, "strong" | "em" | "del"][] = [
   ["**", "strong"],
   ["__", "strong"],
@@ -167,6 +228,7 @@ const DELIMITERS: [string, "strong" | "em" | "del"][] = [
 /** Inline Markdown to nodes: escapes, code spans, images (as text), links, autolinks, emphasis. */
 export function inline(text: string, inLink = false): Node[] {
   const nodes: Node[] = [];
+  const found = scans();
   let plain = "";
   const flush = () => {
     if (plain) nodes.push(document.createTextNode(plain));
@@ -181,8 +243,11 @@ export function inline(text: string, inLink = false): Node[] {
       continue;
     }
     if (char === "`") {
-      const ticks = (text.slice(i).match(/^`+/) ?? ["`"])[0];
-      const close = text.indexOf(ticks, i + ticks.length);
+      let run = i;
+      while (text[run] === "`") run += 1;
+      const ticks = text.slice(i, run);
+      const close = run < (found.noTicks.get(ticks) ?? Infinity) ? text.indexOf(ticks, run) : -1;
+      if (close < 0) found.noTicks.set(ticks, Math.min(run, found.noTicks.get(ticks) ?? Infinity));
       if (close > 0) {
         flush();
         nodes.push(h("code", {}, text.slice(i + ticks.length, close).trim() || text.slice(i + ticks.length, close)));
@@ -194,7 +259,7 @@ export function inline(text: string, inLink = false): Node[] {
       continue;
     }
     if (char === "!" && text[i + 1] === "[") {
-      const image = bracketed(text, i + 1);
+      const image = bracketed(text, i + 1, found);
       if (image) {
         flush();
         nodes.push(h("span", { class: "image" }, `[image: ${image.label || "no description"}] ${image.address}`));
@@ -203,7 +268,7 @@ export function inline(text: string, inLink = false): Node[] {
       }
     }
     if (char === "[" && !inLink) {
-      const link = bracketed(text, i);
+      const link = bracketed(text, i, found);
       if (link) {
         flush();
         nodes.push(anchor(link.address, inline(link.label, true), `[${link.label}](${link.address})`));
@@ -212,7 +277,8 @@ export function inline(text: string, inLink = false): Node[] {
       }
     }
     if (char === "<" && !inLink) {
-      const auto = text.slice(i).match(/^<((?:https?:\/\/|mailto:)[^\s<>]+)>/);
+      AUTOLINK.lastIndex = i;
+      const auto = AUTOLINK.exec(text);
       if (auto) {
         flush();
         nodes.push(anchor(auto[1] ?? "", [document.createTextNode(auto[1] ?? "")], auto[0]));
@@ -223,7 +289,7 @@ export function inline(text: string, inLink = false): Node[] {
     const emphasis = DELIMITERS.find(([mark]) => text.startsWith(mark, i));
     if (emphasis) {
       const [mark, tag] = emphasis;
-      const close = closing(text, i, mark);
+      const close = closing(text, i, mark, found);
       if (close > 0) {
         flush();
         nodes.push(h(tag, {}, ...inline(text.slice(i + mark.length, close), inLink)));
@@ -243,11 +309,13 @@ export function inline(text: string, inLink = false): Node[] {
 
 /** Where the emphasis opened by `mark` at `start` closes, or -1: text right after the opener, before the closer;
  * `_` only at word boundaries, so that snake_case stays as it is. */
-function closing(text: string, start: number, mark: string): number {
+function closing(text: string, start: number, mark: string, found: Scans): number {
   const after = text[start + mark.length] ?? "";
   if (!after.trim()) return -1;
   if (mark[0] === "_" && /\w/.test(text[start - 1] ?? "")) return -1;
-  for (let j = start + mark.length + 1; j <= text.length - mark.length; j += 1) {
+  const from = start + mark.length + 1;
+  if (from >= (found.noCloser.get(mark) ?? Infinity)) return -1; // an earlier scan went past here and found none
+  for (let j = from; j <= text.length - mark.length; j += 1) {
     if (text[j] === "\\") {
       j += 1;
       continue;
@@ -265,6 +333,7 @@ function closing(text: string, start: number, mark: string): number {
     if (mark[0] === "_" && /\w/.test(text[j + mark.length] ?? "")) continue;
     return j;
   }
+  found.noCloser.set(mark, from);
   return -1;
 }
 

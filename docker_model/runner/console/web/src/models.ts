@@ -20,6 +20,13 @@ function context(model: ModelInfo): string {
   return typeof trained === "number" || typeof trained === "string" ? String(trained) : "—";
 }
 
+/** A cell's text: "—" when the value is missing, else its text (a model's config may hold any JSON type). */
+function cell(value: unknown): string {
+  if (value === null || value === undefined || value === "") return "—";
+  if (Array.isArray(value)) return value.map(String).join(", ") || "—";
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
 interface Row {
   model: ModelInfo;
   reference: string; // the exact reference actions name: a full tag, or the ID of an untagged model
@@ -83,11 +90,11 @@ export function mountModels(main: HTMLElement): () => void {
       "tr",
       {},
       h("th", { scope: "row" }, row.name),
-      h("td", {}, config.parameters ?? "—"),
-      h("td", {}, config.quantization ?? "—"),
-      h("td", {}, config.size ?? "—"),
+      h("td", {}, cell(config.parameters)),
+      h("td", {}, cell(config.quantization)),
+      h("td", {}, cell(config.size)),
       h("td", {}, context(row.model)),
-      h("td", {}, row.model.capabilities?.join(", ") || "—"),
+      h("td", {}, cell(row.model.capabilities)),
       h("td", {}, loaded),
       h(
         "td",

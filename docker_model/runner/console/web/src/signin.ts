@@ -23,9 +23,8 @@ export function signIn(why: string): Promise<void> {
 
 function ask(why: string): Promise<void> {
   const token = h("input", {
-    type: "text",
+    type: "password",
     name: "token",
-    class: "secret",
     autocomplete: "off",
     spellcheck: "false",
     autocapitalize: "off",

@@ -9,7 +9,7 @@ export interface Turn {
 }
 
 export interface Figures {
-  ttft: number | null; // seconds from sending to the first token
+  ttft: number | null; // seconds from the request's fetch (not the waits before it) to the first token
   tokensPerSecond: number | null;
   tokens: number;
 }
@@ -35,7 +35,7 @@ export async function streamChat(
   signal: AbortSignal,
   onText: (content: string, reasoning: string) => void,
 ): Promise<Figures> {
-  const sent = performance.now();
+  let sent = performance.now();
   let first: number | null = null;
   let last = sent;
   let pieces = 0;
@@ -43,7 +43,13 @@ export async function streamChat(
   let done = false;
   try {
     const body = { ...request, stream: true, stream_options: { include_usage: true } };
-    const response = await send("POST", "/engines/v1/chat/completions", { body, signal });
+    const response = await send("POST", "/engines/v1/chat/completions", {
+      body,
+      signal,
+      onFetch: () => {
+        sent = performance.now();
+      },
+    });
     for await (const line of lines(response)) {
       if (!line.startsWith("data:")) continue;
       const data = line.slice(5).trim();
