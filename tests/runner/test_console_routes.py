@@ -203,6 +203,10 @@ def test_the_runners_own_origin_on_another_address_is_same_origin_yet_needs_the_
     assert client.post("/models/ai/x", headers={**no_token, "X-Docker-Model-Secret": SECRET}).status_code == 401
     other_port = {**own, "Origin": f"http://{address}:3000", "X-Docker-Model-Secret": SECRET}
     assert client.post("/models/ai/x", headers=other_port).status_code == 403  # not its origin, nor allowed
+    # DNS rebinding: an attacker's domain re-pointed at this address is its page's host and origin alike.
+    rebound = {"Host": "evil.example:12434", "Origin": "http://evil.example:12434"}
+    rebound_chat = client.post("/v1/chat/completions", headers=rebound)
+    assert rebound_chat.status_code == 403 and "not allowed" in rebound_chat.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,12 @@ def is_inference(path: str) -> bool:
 
 
 def is_own_origin(origin: str, scheme: str, host: str | None) -> bool:
-    """Whether a browser's `Origin` is the runner's own: its scheme (`https` over TLS) and the `Host` called."""
-    return host is not None and origin.rstrip("/").lower() == f"{scheme}://{host}".lower()
+    """Whether a browser's `Origin` is the runner's own: its scheme (`https` over TLS) and the `Host` called,
+    that host a name of this machine (a page whose domain an attacker re-points at one of the runner's
+    addresses has that domain as its origin and host: it stays foreign)."""
+    if host is None or not names_this_machine(host):
+        return False
+    return origin.rstrip("/").lower() == f"{scheme}://{host}".lower()
 
 
 def console_secret(key: bytes) -> str:
