@@ -121,10 +121,10 @@ class WorkerProcess:
 
     async def progress(self, timeout: float) -> int | None:
         """The engine's progress counter; None when the worker does not answer within `timeout`."""
+        health = await self.health(timeout)
         try:
-            reply = await self._client.get("/health", timeout=timeout)
-            return int(reply.json()["progress"])
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None if health is None else int(health["progress"])
+        except (KeyError, TypeError, ValueError):
             return None
 
     async def health(self, timeout: float) -> dict | None:
